@@ -1,0 +1,301 @@
+"""The registry of everything routerlab creates, so that cleanup removes exactly that.
+
+Each routerlab process owns one *session*: an append-only JSON-lines file under the state
+directory (``/run/routerlab/sessions``). A resource is recorded *before* it is created (so a
+SIGKILL between the two leaks nothing) and marked released after a normal teardown.
+`clean()` replays the files: it kills the recorded processes (only when pid and start time
+both still match, so a recycled pid is never touched), kills what runs inside our
+namespaces, deletes our bridges, links and namespaces and removes our directories. Nothing
+is ever found by a name pattern: a namespace, bridge or process routerlab did not record
+survives.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = Path(os.environ.get("ROUTERLAB_STATE_DIR", "/run/routerlab"))
+SESSIONS_DIR = STATE_DIR / "sessions"
+
+# Order of teardown: processes first (they pin namespaces and sockets), then what they used.
+KINDS = ("process", "bridge", "link", "netns", "dir")
+
+
+def proc_start_time(pid: int) -> float | None:
+    """The process's start time (seconds since boot, as psutil reports), or None if gone."""
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return None
+
+
+@dataclass
+class Session:
+    """One routerlab process's record of what it created."""
+
+    path: Path
+    owner_pid: int = field(default_factory=os.getpid)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def create(cls, label: str = "") -> "Session":
+        SESSIONS_DIR.mkdir(parents=True, exist_ok=True)
+        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{'-' + label if label else ''}"
+        s = cls(SESSIONS_DIR / f"{name}.jsonl")
+        s._append({"op": "session", "owner_pid": s.owner_pid,
+                   "owner_start": proc_start_time(s.owner_pid)})
+        return s
+
+    def _append(self, rec: dict[str, Any]) -> None:
+        line = json.dumps(rec, sort_keys=True) + "\n"
+        with self._lock:
+            with open(self.path, "a") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def add(self, kind: str, name: str, **attrs: Any) -> None:
+        """Record a resource about to be created (call before creating it)."""
+        assert kind in KINDS, kind
+        self._append({"op": "add", "kind": kind, "name": str(name), **attrs})
+
+    def add_process(self, pid: int, name: str = "") -> None:
+        """Record a started process with its start time (guards against pid reuse)."""
+        self._append({"op": "add", "kind": "process", "name": name or str(pid), "pid": pid,
+                      "start": proc_start_time(pid)})
+
+    def release(self, kind: str, name: str) -> None:
+        """Mark a resource as removed by its owner."""
+        self._append({"op": "del", "kind": kind, "name": str(name)})
+
+    def close(self) -> None:
+        """End the session after a clean teardown: if nothing is left, drop the file."""
+        if not live_resources(self.path):
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+
+_current: Session | None = None
+_current_lock = threading.Lock()
+
+
+def session() -> Session:
+    """This process's session (created on first use)."""
+    global _current
+    with _current_lock:
+        if _current is None or _current.owner_pid != os.getpid():
+            _current = Session.create()
+        return _current
+
+
+def live_resources(path: Path) -> list[dict[str, Any]]:
+    """The resources a session file records as created and not released, in creation order."""
+    live: dict[tuple[str, str], dict[str, Any]] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line from a SIGKILL mid-write
+        key = (rec.get("kind", ""), rec.get("name", ""))
+        if rec.get("op") == "add":
+            live.pop(key, None)
+            live[key] = rec
+        elif rec.get("op") == "del":
+            live.pop(key, None)
+    return list(live.values())
+
+
+def session_owner(path: Path) -> tuple[int, float | None] | None:
+    try:
+        first = json.loads(path.read_text().splitlines()[0])
+        return int(first["owner_pid"]), first.get("owner_start")
+    except (OSError, IndexError, KeyError, ValueError):
+        return None
+
+
+def session_alive(path: Path) -> bool:
+    """Whether the process that owns a session file is still running."""
+    owner = session_owner(path)
+    if owner is None:
+        return False
+    pid, start = owner
+    now = proc_start_time(pid)
+    return now is not None and (start is None or abs(now - start) < 0.5)
+
+
+def session_files() -> list[Path]:
+    return sorted(SESSIONS_DIR.glob("*.jsonl")) if SESSIONS_DIR.is_dir() else []
+
+
+@dataclass
+class CleanReport:
+    """What a cleanup removed, by kind."""
+
+    removed: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(len(v) for v in self.removed.values())
+
+    def merge(self, other: "CleanReport") -> None:
+        for k, v in other.removed.items():
+            self.removed.setdefault(k, []).extend(v)
+        self.errors.extend(other.errors)
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=30)
+
+
+def netns_exists(name: str) -> bool:
+    return Path("/var/run/netns", name).exists()
+
+
+def netns_pids(name: str) -> list[int]:
+    """Pids of processes whose network namespace is the named one."""
+    if not netns_exists(name):
+        return []
+    out = _run(["ip", "netns", "pids", name]).stdout.split()
+    return [int(p) for p in out if p.isdigit()]
+
+
+def kill_pids(pids: list[int], timeout: float = 3.0) -> list[int]:
+    """SIGTERM, wait, then SIGKILL the given processes; returns those that were alive."""
+    procs = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            p.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+            p.terminate()
+            procs.append(p)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=timeout)
+    return [p.pid for p in procs]
+
+
+def ovs_bridge_exists(name: str) -> bool:
+    if shutil.which("ovs-vsctl") is None:
+        return False
+    r = _run(["ovs-vsctl", "-t", "5", "br-exists", name])
+    return r.returncode == 0
+
+
+def link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def remove_resources(resources: list[dict[str, Any]]) -> CleanReport:
+    """Remove recorded resources (processes, bridges, links, namespaces, directories)."""
+    rep = CleanReport()
+    by_kind: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+    for r in resources:
+        by_kind.setdefault(r["kind"], []).append(r)
+    # 1. processes: ours by pid+start time, and everything inside our namespaces
+    pids = []
+    for r in by_kind["process"]:
+        start = proc_start_time(int(r["pid"]))
+        if start is not None and (r.get("start") is None or abs(start - r["start"]) < 0.5):
+            pids.append(int(r["pid"]))
+    for r in by_kind["netns"]:
+        pids.extend(netns_pids(r["name"]))
+    pids = sorted(set(pids) - {os.getpid()})
+    killed = kill_pids(pids)
+    rep.removed["process"] = [str(p) for p in killed]
+    # 2. bridges, 3. links in the root namespace, 4. namespaces, 5. directories
+    for r in reversed(by_kind["bridge"]):
+        if ovs_bridge_exists(r["name"]):
+            res = _run(["ovs-vsctl", "-t", "10", "--if-exists", "del-br", r["name"]])
+            (rep.removed["bridge"].append(r["name"]) if res.returncode == 0
+             else rep.errors.append(f"bridge {r['name']}: {res.stderr.strip()}"))
+    for r in reversed(by_kind["link"]):
+        if link_exists(r["name"]):
+            res = _run(["ip", "link", "del", r["name"]])
+            (rep.removed["link"].append(r["name"]) if res.returncode == 0
+             else rep.errors.append(f"link {r['name']}: {res.stderr.strip()}"))
+    for r in reversed(by_kind["netns"]):
+        if netns_exists(r["name"]):
+            res = _run(["ip", "netns", "del", r["name"]])
+            (rep.removed["netns"].append(r["name"]) if res.returncode == 0
+             else rep.errors.append(f"netns {r['name']}: {res.stderr.strip()}"))
+    for r in reversed(by_kind["dir"]):
+        p = Path(r["name"])
+        if p.exists() and _is_ours(p):
+            shutil.rmtree(p, ignore_errors=True)
+            rep.removed["dir"].append(str(p))
+    return rep
+
+
+def _is_ours(p: Path) -> bool:
+    # Directories are only ever recorded under the state dir or a temp dir we made; refuse
+    # anything that is not plainly a routerlab directory, whatever a session file says.
+    s = str(p.resolve())
+    return s.startswith(str(STATE_DIR)) or "routerlab" in p.name or s.startswith("/tmp/routerlab")
+
+
+def clean(stale_only: bool = False) -> CleanReport:
+    """Remove every resource recorded by routerlab sessions.
+
+    With ``stale_only`` only sessions whose owner process has died are cleaned (used by
+    a new run so it never touches a concurrently running one)."""
+    rep = CleanReport()
+    for path in session_files():
+        if stale_only and session_alive(path):
+            continue
+        rep.merge(remove_resources(live_resources(path)))
+        leftover = [r for r in live_resources(path) if _still_there(r)]
+        if not leftover:
+            path.unlink(missing_ok=True)
+        else:
+            rep.errors.append(f"{path.name}: {len(leftover)} resources could not be removed")
+    return rep
+
+
+def _still_there(r: dict[str, Any]) -> bool:
+    kind, name = r["kind"], r["name"]
+    if kind == "process":
+        start = proc_start_time(int(r["pid"]))
+        return start is not None and (r.get("start") is None or abs(start - r["start"]) < 0.5)
+    if kind == "netns":
+        return netns_exists(name)
+    if kind == "bridge":
+        return ovs_bridge_exists(name)
+    if kind == "link":
+        return link_exists(name)
+    if kind == "dir":
+        return Path(name).exists()
+    return False
+
+
+def all_live_resources() -> Iterator[dict[str, Any]]:
+    """Every live resource of every session (for `routerlab clean --dry-run` and tests)."""
+    for path in session_files():
+        for r in live_resources(path):
+            if _still_there(r):
+                yield r
