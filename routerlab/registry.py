@@ -11,6 +11,7 @@ survives.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -78,8 +79,14 @@ class Session:
                       "start": proc_start_time(pid)})
 
     def release(self, kind: str, name: str) -> None:
-        """Mark a resource as removed by its owner."""
-        self._append({"op": "del", "kind": kind, "name": str(name)})
+        """Mark a resource as removed by its owner (a process is named by its pid)."""
+        rec = {"op": "del", "kind": kind, "name": str(name)}
+        if kind == "process":
+            rec["pid"] = int(name)
+        self._append(rec)
+
+    def release_process(self, pid: int) -> None:
+        self.release("process", str(pid))
 
     def close(self) -> None:
         """End the session after a clean teardown: if nothing is left, drop the file."""
@@ -100,6 +107,7 @@ def session() -> Session:
     with _current_lock:
         if _current is None or _current.owner_pid != os.getpid():
             _current = Session.create()
+            atexit.register(_current.close)
         return _current
 
 
@@ -115,7 +123,9 @@ def live_resources(path: Path) -> list[dict[str, Any]]:
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue  # a torn last line from a SIGKILL mid-write
-        key = (rec.get("kind", ""), rec.get("name", ""))
+        kind = rec.get("kind", "")
+        # Processes are keyed by pid (many share a name); everything else by name.
+        key = (kind, str(rec.get("pid", rec.get("name", ""))) if kind == "process" else rec.get("name", ""))
         if rec.get("op") == "add":
             live.pop(key, None)
             live[key] = rec
@@ -299,3 +309,16 @@ def all_live_resources() -> Iterator[dict[str, Any]]:
         for r in live_resources(path):
             if _still_there(r):
                 yield r
+
+
+def clean_current_session() -> CleanReport:
+    """Remove whatever this process's own session still holds (the safety net a run uses
+    after its experiment, and on Ctrl-C)."""
+    if _current is None or _current.owner_pid != os.getpid():
+        return CleanReport()
+    rep = remove_resources(live_resources(_current.path))
+    for r in live_resources(_current.path):
+        if not _still_there(r):
+            _current.release(r["kind"], str(r["pid"]) if r["kind"] == "process" else r["name"])
+    _current.close()
+    return rep

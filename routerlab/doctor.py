@@ -1,0 +1,147 @@
+"""`routerlab doctor`: is every component routerlab needs present and working here?
+
+Each check probes the real thing (creates a scratch namespace or bridge, registered and
+removed) rather than trusting package names, and says what to do when something is missing."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import uuid
+from dataclasses import dataclass
+
+from routerlab import netns as nsmod
+from routerlab import ovs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Check:
+    component: str
+    status: str  # ok | warn | missing
+    detail: str
+    action: str = ""
+    required: bool = True
+
+
+def _scratch_name(tag: str) -> str:
+    return f"rldoc-{tag}-{uuid.uuid4().hex[:4]}"
+
+
+def check_ovs() -> list[Check]:
+    out: list[Check] = []
+    if shutil.which("ovs-vsctl") is None:
+        return [Check("Open vSwitch", "missing", "ovs-vsctl not found",
+                      "run scripts/setup.sh (installs openvswitch-switch)")]
+    if not ovs.ovs_running():
+        return [Check("Open vSwitch", "missing", "ovsdb-server/ovs-vswitchd not running",
+                      "run scripts/setup.sh (starts it with ovs-ctl)")]
+    types = ovs.datapath_types()
+    kernel_dp = os.path.exists("/sys/module/openvswitch")
+    out.append(Check("Open vSwitch", "ok", f"{ovs.ovs_version()}; datapaths: {', '.join(types)}"))
+    if "netdev" not in types:
+        out.append(Check("OVS userspace datapath", "missing", "netdev datapath not offered",
+                         "install an Open vSwitch build with the userspace datapath"))
+        return out
+    name = _scratch_name("br")[:15]
+    try:
+        br = ovs.Bridge.create(name)
+        try:
+            out.append(Check("OVS userspace datapath", "ok",
+                             f"bridge with datapath_type=netdev, OpenFlow 1.3 works"
+                             f"{'' if kernel_dp else ' (no kernel module: userspace is the only datapath)'}"))
+            try:
+                br.add_flows(["priority=1,ip,actions=push_mpls:0x8847,set_field:16->mpls_label,drop",
+                              "priority=1,mpls,actions=pop_mpls:0x0800,drop"])
+                out.append(Check("MPLS in OVS", "ok", "push/pop MPLS flows accepted (B4 tunnels)"))
+            except nsmod.CommandError as e:
+                out.append(Check("MPLS in OVS", "missing", str(e), "B4 tunnels need OVS with MPLS actions"))
+        finally:
+            br.delete()
+    except Exception as e:  # report, never crash the doctor
+        out.append(Check("OVS userspace datapath", "missing", str(e), "see /var/log/openvswitch/"))
+    return out
+
+
+def check_netem() -> Check:
+    """Delay/loss emulation needs the netem qdisc; probe it on lo of a scratch namespace."""
+    name = _scratch_name("tc")
+    ns = nsmod.Netns.create(name)
+    try:
+        r = ns.run(["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"], check=False)
+        if r.returncode == 0:
+            return Check("netem qdisc", "ok", "link delay/loss emulation available", required=False)
+        return Check("netem qdisc", "missing",
+                     f"kernel has no netem ({(r.stderr or r.stdout).strip().splitlines()[0] if (r.stderr or r.stdout).strip() else 'unknown qdisc'}): "
+                     "topology link delays are ignored (links run at full speed with no added delay)",
+                     "use a kernel with CONFIG_NET_SCH_NETEM (most distro kernels) for delay emulation",
+                     required=False)
+    finally:
+        ns.delete()
+
+
+def check_tools() -> list[Check]:
+    out = []
+    for tool, pkg, required in (("mnexec", "mininet", True), ("ethtool", "ethtool", True),
+                                ("iperf3", "iperf3", True), ("nsenter", "util-linux", True),
+                                ("tcpdump", "tcpdump", False), ("iptables", "iptables", False),
+                                ("nft", "nftables", False)):
+        path = shutil.which(tool)
+        out.append(Check(tool, "ok" if path else "missing", path or "not found",
+                         "" if path else f"run scripts/setup.sh (installs {pkg})", required))
+    try:
+        import mininet.net
+
+        out.append(Check("Mininet (Python)", "ok", f"{mininet.net.VERSION} on Python {sys.version.split()[0]}"))
+    except ImportError as e:
+        out.append(Check("Mininet (Python)", "missing", str(e), "run scripts/setup.sh"))
+    return out
+
+
+def check_daemons() -> list[Check]:
+    out = []
+    try:
+        from routerlab.daemons import DAEMONS
+    except ImportError as e:
+        return [Check("routing daemons", "missing", f"drivers unavailable: {e}", "")]
+    for cls in DAEMONS:
+        try:
+            v = cls.version()
+            out.append(Check(f"{cls.implementation} ({cls.description})", "ok" if v else "missing",
+                             v or "not found", "" if v else "run scripts/setup.sh"))
+        except Exception as e:
+            out.append(Check(f"{cls.implementation}", "missing", str(e), "run scripts/setup.sh"))
+    return out
+
+
+def check_criu(refresh: bool = False) -> list[Check]:
+    try:
+        from routerlab import criu
+    except ImportError as e:
+        return [Check("CRIU", "missing", f"module unavailable: {e}", "", required=False)]
+    return [Check(f"CRIU: {f.name}", "ok" if f.ok else "missing", f.detail, "" if f.ok else f.action,
+                  required=False)
+            for f in criu.features(refresh=refresh).values()]
+
+
+def check_zookeeper() -> Check:
+    path = "/usr/share/zookeeper/bin/zkServer.sh"
+    java = shutil.which("java")
+    if os.path.exists(path) and java:
+        return Check("ZooKeeper", "ok", f"{path} (private instances on 127.0.0.1)", required=False)
+    return Check("ZooKeeper", "missing", "zookeeper or java not found",
+                 "run scripts/setup.sh (installs zookeeperd); B4 controller election needs it",
+                 required=False)
+
+
+def run_checks(refresh: bool = False) -> list[Check]:
+    checks: list[Check] = []
+    checks += check_ovs()
+    checks += check_tools()
+    checks.append(check_netem())
+    checks += check_daemons()
+    checks += check_criu(refresh)
+    checks.append(check_zookeeper())
+    return checks

@@ -1,0 +1,71 @@
+"""The experiment registry: `routerlab run NAME` and `routerlab bench NAME` plug in here.
+
+An experiment is a function ``(ctx: RunContext) -> Result``. Systems register theirs with
+the `experiment` decorator in their own ``experiments`` module; `load_all` imports those
+modules (the three systems never import each other, only this registry)."""
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from routerlab.report import Result
+
+log = logging.getLogger(__name__)
+
+# Modules that register experiments; a system that is not built yet is simply absent.
+EXPERIMENT_MODULES = ("routerlab.experiments.ospf_ring", "b4.experiments", "vroom.experiments",
+                      "verb.experiments")
+
+
+ProgressFn = Callable[[str, float | None], None]
+
+
+@dataclass
+class RunContext:
+    """What an experiment gets: where to write, how big to run, how to show progress."""
+
+    out_dir: Path
+    quick: bool = False
+    progress: ProgressFn = field(default=lambda msg, frac=None: None)
+    options: dict = field(default_factory=dict)
+
+    def step(self, message: str, fraction: float | None = None) -> None:
+        log.info("%s", message)
+        self.progress(message, fraction)
+
+
+@dataclass
+class Experiment:
+    name: str
+    func: Callable[[RunContext], Result]
+    description: str
+    kind: str = "run"  # run or bench
+    headline: bool = True  # part of `routerlab run all`
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+BENCHMARKS: dict[str, Experiment] = {}
+
+
+def experiment(name: str, description: str, *, kind: str = "run", headline: bool = True):
+    """Register an experiment (kind run) or a benchmark (kind bench)."""
+
+    def deco(func: Callable[[RunContext], Result]):
+        table = BENCHMARKS if kind == "bench" else EXPERIMENTS
+        table[name] = Experiment(name, func, description, kind, headline)
+        return func
+
+    return deco
+
+
+def load_all() -> None:
+    for mod in EXPERIMENT_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name and mod.startswith(e.name):
+                continue  # that system has no experiments yet
+            raise
