@@ -121,7 +121,7 @@ def check_criu(refresh: bool = False) -> list[Check]:
         from routerlab import criu
     except ImportError as e:
         return [Check("CRIU", "missing", f"module unavailable: {e}", "", required=False)]
-    return [Check(f"CRIU: {f.name}", "ok" if f.ok else "missing", f.detail, "" if f.ok else f.action,
+    return [Check(f"CRIU: {f.name}", "ok" if f.ok else "missing", f.detail, "" if f.ok else f.hint,
                   required=False)
             for f in criu.features(refresh=refresh).values()]
 

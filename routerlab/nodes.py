@@ -58,13 +58,8 @@ class NetnsNode(Node):
 
 
 class HostNode(NetnsNode):
-    """An end host that sources and sinks probe and iperf traffic."""
-
-    def config(self, defaultRoute: str | None = None, **params: Any):  # noqa: N802 (Mininet API)
-        r = super().config(**params)
-        if defaultRoute:
-            self.cmd(f"ip route replace default via {defaultRoute}")
-        return r
+    """An end host that sources and sinks probe and iperf traffic (Mininet's ``defaultRoute``
+    parameter takes ``"via GATEWAY"``)."""
 
 
 class RouterNode(NetnsNode):

@@ -1,0 +1,160 @@
+"""`routerlab cli TOPOLOGY`: the interactive lab, Mininet's CLI plus the routers' own views.
+
+Extra commands (see `help` inside the CLI):
+  routes R        R's RIB as its daemon reports it
+  neighbors R     R's OSPF neighbours (state, uptime)
+  sessions R      R's BGP sessions (state, uptime, connections)
+  daemon R CMD    run CMD in R's own CLI (vtysh, birdc, gobgp)
+  probe A B [S]   a 1,000 packets/s probe from host A to host B for S seconds (default 3)
+Systems add their own commands by registering a mixin in `LAB_EXTENSIONS`.
+"""
+from __future__ import annotations
+
+import logging
+import shlex
+from typing import Any, Callable
+
+from mininet.cli import CLI
+from rich.console import Console
+from rich.table import Table
+
+from routerlab.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# name -> callable(cli_class) returning a subclass with more do_* commands (VROOM's migrate,
+# B4's te/link/ofc/ops); registered by the systems' lab modules.
+LAB_EXTENSIONS: dict[str, Callable[[type], type]] = {}
+
+
+def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    t = Table(*columns, title=title)
+    for r in rows:
+        t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+    return t
+
+
+class RouterlabCLI(CLI):
+    """Mininet's CLI with routerlab's commands; ``network`` is a running routerlab Network."""
+
+    prompt = "routerlab> "
+
+    def __init__(self, network: Any, console: Console | None = None, **kwargs: Any):
+        self.network = network
+        self.console = console or Console()
+        super().__init__(network.net, **kwargs)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _router(self, name: str):
+        node = self.network.router(name)  # raises UserError for unknown names
+        if node.daemon is None:
+            raise UserError(f"{name} runs no routing daemon")
+        return node
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except UserError as e:
+            self.console.print(f"[red]error:[/] {e}")
+        except Exception as e:  # a failing query must not end the session
+            self.console.print(f"[red]error:[/] {type(e).__name__}: {e}")
+
+    @staticmethod
+    def _as_dict(x: Any) -> dict[str, Any]:
+        if isinstance(x, dict):
+            return x
+        if hasattr(x, "__dataclass_fields__"):
+            from dataclasses import asdict
+
+            return asdict(x)
+        return dict(vars(x))
+
+    # -- commands -------------------------------------------------------------------------
+    def do_routes(self, line: str) -> None:
+        """routes R: the router's RIB as its daemon reports it."""
+        def run() -> None:
+            r = self._router(line.strip())
+            rows = [self._as_dict(x) for x in r.daemon.routes()]
+            for row in rows:
+                nhs = row.get("nexthops") or row.get("next_hops") or []
+                row["via"] = ", ".join(
+                    f"{n.get('address') or ''}{('@' + n['interface']) if n.get('interface') else ''}"
+                    if isinstance(n, dict) else str(n) for n in (self._as_dict(n) for n in nhs))
+            self.console.print(_table(f"routes of {r.name} ({len(rows)})", rows,
+                                      ["prefix", "protocol", "via", "metric"]))
+        self._guard(run)
+
+    def do_neighbors(self, line: str) -> None:
+        """neighbors R: OSPF neighbours of R with state and uptime."""
+        def run() -> None:
+            r = self._router(line.strip())
+            rows = [self._as_dict(x) for x in r.daemon.ospf_neighbors()]
+            cols = list(rows[0].keys()) if rows else ["router_id", "state"]
+            self.console.print(_table(f"OSPF neighbours of {r.name}", rows, cols))
+        self._guard(run)
+
+    def do_sessions(self, line: str) -> None:
+        """sessions R: BGP sessions of R with state, uptime and connection count."""
+        def run() -> None:
+            r = self._router(line.strip())
+            rows = [self._as_dict(x) for x in r.daemon.bgp_sessions()]
+            cols = list(rows[0].keys()) if rows else ["peer", "state"]
+            self.console.print(_table(f"BGP sessions of {r.name}", rows, cols))
+        self._guard(run)
+
+    def do_daemon(self, line: str) -> None:
+        """daemon R COMMAND: run COMMAND in R's own CLI (vtysh, birdc or gobgp)."""
+        def run() -> None:
+            parts = line.strip().split(None, 1)
+            if len(parts) < 2:
+                raise UserError("usage: daemon R COMMAND")
+            r = self._router(parts[0])
+            self.console.print(r.daemon.cli(parts[1]), highlight=False, markup=False)
+        self._guard(run)
+
+    def do_probe(self, line: str) -> None:
+        """probe A B [SECONDS]: constant-rate UDP probe (1,000 packets/s) from host A to B."""
+        def run() -> None:
+            args = shlex.split(line)
+            if len(args) not in (2, 3):
+                raise UserError("usage: probe A B [SECONDS]")
+            seconds = float(args[2]) if len(args) == 3 else 3.0
+            res = self.network.probe(args[0], args[1], seconds)
+            self.console.print(
+                f"probe {args[0]} -> {args[1]}: sent {res.sent}, received {res.received}, "
+                f"lost {res.lost}, reordered {res.reordered}, duplicated {res.duplicated}, "
+                f"longest gap {res.max_gap_ms:.1f} ms at {res.rate_pps:.0f} packets/s")
+        self._guard(run)
+
+
+def lab_class() -> type:
+    cls: type = RouterlabCLI
+    for ext in LAB_EXTENSIONS.values():
+        cls = ext(cls)
+    return cls
+
+
+def run_lab(topology: str, *, prefix: str = "rl-", console: Console | None = None,
+            script: str | None = None) -> int:
+    """Build the topology, converge it with a progress display, open the CLI, tear down."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from routerlab.topology import load_topology
+
+    console = console or Console()
+    topo = load_topology(topology)  # bad input fails here, before anything is created
+    from routerlab.network import Network
+
+    net = Network(topo, prefix=prefix)
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task(f"building {topo.name}")
+            net.start(progress=lambda msg, frac=None: progress.update(task, description=msg))
+            secs = net.wait_converged(progress=lambda msg, frac=None: progress.update(task, description=msg))
+        console.print(f"{topo.name}: {len(net.routers)} routers, {len(net.hosts)} hosts, "
+                      f"{len(net.switches)} switches; converged in {secs:.1f} s. Type `help`.")
+        lab_class()(net, console=console, script=script)
+    finally:
+        net.stop()
+    return 0

@@ -1,0 +1,249 @@
+"""A running routerlab network: a Topology built in Mininet with real daemons.
+
+`Network(topo).start()` creates one named namespace per router and host, userspace OVS
+switches, shaped veth links, addresses from the topology's address plan, and starts each
+router's daemon from a RouterSpec rendered out of the topology. `wait_converged` polls the
+daemons' own status (every expected OSPF adjacency Full, every BGP session Established).
+`stop` tears everything down; whatever a crash leaves is in the registry for `routerlab clean`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from mininet.net import Mininet
+
+from routerlab import registry
+from routerlab.daemons import driver_for
+from routerlab.daemons.base import DaemonError
+from routerlab.daemons.spec import BgpNeighbor, Interface as SpecInterface, Network as SpecNetwork, RouterSpec
+from routerlab.errors import UserError
+from routerlab.nodes import HostNode, RegisteredLink, RouterNode, UserspaceSwitch
+from routerlab.topology import Topology
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float | None], None]
+RUN_ROOT = registry.STATE_DIR / "routers"
+
+
+def _netem_available() -> bool:
+    from routerlab.doctor import check_netem
+
+    return check_netem().status == "ok"
+
+
+def router_spec(topo: Topology, name: str) -> RouterSpec:
+    """The implementation-neutral spec of one topology node that runs a daemon."""
+    node = topo.node(name)
+    ifaces = []
+    for i in topo.interfaces(name):
+        if i.address is None:
+            continue
+        ifaces.append(SpecInterface(
+            name=i.name, address=str(i.address),
+            ospf_area=None if i.ospf_area is None or not node.ospf else str(i.ospf_area),
+            ospf_cost=i.cost, ospf_passive=i.ospf_passive,
+            ospf_network="broadcast" if i.lan else "point-to-point"))
+    neighbors = [BgpNeighbor(peer=str(s.peer_address), asn=s.peer_asn,
+                             local_address=str(s.local_address), description=s.peer,
+                             keepalive=s.keepalive, hold=s.hold, next_hop_self=s.ibgp)
+                 for s in topo.bgp_neighbors(name)]
+    lo_area = topo.loopback_area(name)
+    return RouterSpec(
+        name=name, router_id=str(node.router_id), asn=node.asn,
+        loopback=str(node.loopback) if node.loopback else None,
+        loopback_area=None if lo_area is None or not node.ospf else str(lo_area),
+        interfaces=ifaces, ospf_hello=topo.ospf.hello, ospf_dead=topo.ospf.dead,
+        bgp_neighbors=neighbors,
+        networks=[SpecNetwork(prefix=str(p)) for p in node.originate],
+    )
+
+
+class Network:
+    """A topology running in Mininet with real routing daemons."""
+
+    def __init__(self, topo: Topology, *, prefix: str = "rl-", run_root: Path | None = None):
+        self.topo = topo
+        self.prefix = prefix
+        self.run_root = (run_root or RUN_ROOT) / f"{prefix}{topo.name}"
+        self.net = Mininet(topo=None, build=False, controller=None, host=HostNode,
+                           switch=UserspaceSwitch, link=RegisteredLink, autoSetMacs=False,
+                           autoStaticArp=False, waitConnected=False)
+        self.routers: dict[str, RouterNode] = {}
+        self.hosts: dict[str, HostNode] = {}
+        self.switches: dict[str, UserspaceSwitch] = {}
+        self.started = False
+        self.daemon_start_time: float | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, progress: Progress | None = None) -> "Network":
+        """Create namespaces, switches and links, then start every daemon."""
+        say = progress or (lambda m, f=None: None)
+        try:
+            self._build(say)
+            self._start_daemons(say)
+        except BaseException:
+            self.stop()
+            raise
+        self.started = True
+        return self
+
+    def _build(self, say: Progress) -> None:
+        topo = self.topo
+        say(f"creating {len(topo.nodes)} nodes", None)
+        delay_ok = None
+        for node in topo.nodes.values():
+            ns_name = f"{self.prefix}{node.name}"
+            if node.role == "switch":
+                br = f"{self.prefix}{node.name}"
+                if len(br) > 15:
+                    raise UserError(f"switch name {br!r} (prefix + node) exceeds 15 characters")
+                self.switches[node.name] = self.net.addSwitch(br, failMode="standalone")
+            elif node.role == "host":
+                gw = f"via {node.gateway}" if node.gateway else None
+                addr = next((str(i.address) for i in topo.interfaces(node.name) if i.address), None)
+                self.hosts[node.name] = self.net.addHost(node.name, cls=HostNode, netns_name=ns_name,
+                                                         ip=addr, defaultRoute=gw)
+            else:
+                spec = router_spec(topo, node.name)
+                daemon = driver_for(node.daemon)(spec)
+                self.routers[node.name] = self.net.addHost(
+                    node.name, cls=RouterNode, netns_name=ns_name, daemon=daemon, ip=None,
+                    loopback=str(node.loopback) if node.loopback else None)
+        say(f"creating {len(topo.links)} links", None)
+        for link in topo.links:
+            n1, n2 = self._mn(link.a.node), self._mn(link.b.node)
+            params: dict[str, Any] = {}
+            if link.bw:
+                params["bw"] = link.bw
+            if link.delay:
+                delay_ok = _netem_available() if delay_ok is None else delay_ok
+                if delay_ok:
+                    params["delay"] = f"{link.delay}ms"
+                else:
+                    log.warning("link %s: no netem qdisc in this kernel; running without its %s ms delay",
+                                link.name, link.delay)
+            p1 = {"ip": str(link.a.address)} if link.a.address else {}
+            p2 = {"ip": str(link.b.address)} if link.b.address else {}
+            self.net.addLink(n1, n2, intfName1=link.a.intf, intfName2=link.b.intf,
+                             port1=link.a.port or None, port2=link.b.port or None,
+                             params1=p1, params2=p2, **params)
+        say("starting switches", None)
+        self.net.build()
+        self.net.start()
+
+    def _start_daemons(self, say: Progress) -> None:
+        self.daemon_start_time = time.monotonic()
+        n = len(self.routers)
+        for k, (name, r) in enumerate(self.routers.items()):
+            say(f"starting {r.daemon.implementation} on {name}", k / max(n, 1))
+            try:
+                r.start_daemon(self.run_root / name)
+            except DaemonError as e:
+                raise UserError(f"router {name}: {e}") from None
+
+    def stop(self) -> None:
+        """Stop daemons, delete links, switches and namespaces."""
+        try:
+            self.net.stop()
+        except Exception as e:  # keep tearing down; the registry catches the rest
+            log.warning("mininet stop: %s", e)
+        for node in list(self.routers.values()) + list(self.hosts.values()):
+            if node.netns is not None:
+                node.netns.delete()
+        self.started = False
+
+    def __enter__(self) -> "Network":
+        return self.start() if not self.started else self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ lookups
+    def _mn(self, name: str):
+        return self.switches.get(name) or self.hosts.get(name) or self.routers[name]
+
+    def node(self, name: str):
+        try:
+            return self._mn(name)
+        except KeyError:
+            raise UserError(f"unknown node {name!r} (nodes: {', '.join(sorted(self.topo.nodes))})") from None
+
+    def router(self, name: str) -> RouterNode:
+        if name not in self.routers:
+            raise UserError(f"unknown router {name!r} (routers: {', '.join(sorted(self.routers))})")
+        return self.routers[name]
+
+    def host(self, name: str) -> HostNode:
+        if name not in self.hosts:
+            raise UserError(f"unknown host {name!r} (hosts: {', '.join(sorted(self.hosts)) or 'none'})")
+        return self.hosts[name]
+
+    def address(self, name: str) -> str:
+        a = self.topo.address_of(name)
+        if a is None:
+            raise UserError(f"{name} has no address")
+        return str(a)
+
+    # ------------------------------------------------------------------ convergence
+    def expected_ospf_neighbors(self, name: str) -> int:
+        """How many Full adjacencies router `name` should have."""
+        if not self.topo.node(name).ospf:
+            return 0
+        n = 0
+        for i in self.topo.interfaces(name):
+            if i.ospf_area is None or i.ospf_passive:
+                continue
+            peer = self.topo.node(i.peer)
+            if i.lan:
+                n += sum(1 for j in self.topo.interfaces(peer.name)
+                         if j.peer != name and self.topo.node(j.peer).ospf)
+            elif peer.ospf:
+                n += 1
+        return n
+
+    def convergence_state(self) -> tuple[bool, str]:
+        """(converged, what is still missing) from the daemons' own status."""
+        for name, r in self.routers.items():
+            d = r.daemon
+            if not d.is_running():
+                raise UserError(f"router {name}: {d.implementation} died: {d.log_tail(5)}")
+            want = self.expected_ospf_neighbors(name)
+            if want:
+                full = sum(1 for nb in d.ospf_neighbors() if nb.state == "Full")
+                if full < want:
+                    return False, f"{name}: {full}/{want} OSPF adjacencies Full"
+            sessions = self.topo.bgp_neighbors(name)
+            if sessions:
+                est = {s.peer for s in d.bgp_sessions() if s.established}
+                missing = [str(s.peer_address) for s in sessions if str(s.peer_address) not in est]
+                if missing:
+                    return False, f"{name}: BGP to {', '.join(missing)} not Established"
+        return True, "converged"
+
+    def wait_converged(self, timeout: float = 90.0, progress: Progress | None = None) -> float:
+        """Wait until every adjacency is Full and every session Established; returns the
+        seconds since the daemons were started."""
+        say = progress or (lambda m, f=None: None)
+        deadline = time.monotonic() + timeout
+        while True:
+            ok, what = self.convergence_state()
+            if ok:
+                return time.monotonic() - (self.daemon_start_time or time.monotonic())
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.topo.name} did not converge within {timeout:.0f} s: {what}")
+            say(f"converging: {what}", None)
+            time.sleep(0.2)
+
+    # ------------------------------------------------------------------ traffic
+    def probe(self, src: str, dst: str, seconds: float, rate_pps: int = 1000):
+        """Run a constant-rate probe from host `src` to host `dst` for `seconds`."""
+        from routerlab.traffic import Probe
+
+        a, b = self.host(src), self.host(dst)
+        with Probe(a, b, self.address(dst), rate_pps=rate_pps) as p:
+            time.sleep(seconds)  # the probe's duration is the measurement window itself
+        return p.result

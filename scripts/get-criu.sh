@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# Obtain a CRIU that works on the running kernel, for VROOM's live router migration.
+#
+#   sudo scripts/get-criu.sh [--force]
+#
+# 1. A system `criu` (on PATH) is used when `criu check` and routerlab's socket self-test
+#    (dump/restore of a process with an established TCP connection in a netns) both pass:
+#    /opt/routerlab/criu/bin/criu becomes a link to it.
+# 2. Otherwise Debian unstable's criu 4.2.x (bookworm's 3.17 fails `criu check` on this
+#    kernel; 4.1.1 cannot dump inet sockets on kernels >= 6.16) and the dependency closure it
+#    has in sid (sid's libc6 included) are fetched with a private apt configuration under
+#    /opt/routerlab/apt-sid (the system's apt sources, lists and cache stay untouched),
+#    unpacked with `dpkg -x` into /opt/routerlab/criu/root, and run by the wrapper
+#    /opt/routerlab/criu/bin/criu through that prefix's own ld-linux --library-path.
+#    sid's libc is never installed system-wide.
+# What was chosen is recorded in /opt/routerlab/criu/SOURCE. Idempotent: a run that finds a
+# working CRIU already in place changes nothing (feature results are cached in
+# /run/routerlab/criu-features.json). --force refetches from sid.
+# Exit status: 0 with a working CRIU, 1 without one (VROOM live migration is then missing
+# and `routerlab doctor` says so), 2 on bad usage.
+set -euo pipefail
+
+PREFIX=/opt/routerlab/criu
+APTDIR=/opt/routerlab/apt-sid
+MIRROR=http://deb.debian.org/debian
+SUITE=sid
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+T0=$(date +%s.%N)
+
+FORCE=0
+for a in "$@"; do
+    case $a in
+        --force) FORCE=1 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        *) echo "usage: $0 [--force]" >&2; exit 2 ;;
+    esac
+done
+
+step() { printf '[get-criu] %s\n' "$*"; }
+die() {
+    printf '[get-criu] ERROR: %s\n' "$*" >&2
+    printf '[get-criu] no working CRIU: VROOM live migration will be reported missing by `routerlab doctor`\n' >&2
+    exit 1
+}
+elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+[ "$(id -u)" = 0 ] || { echo "[get-criu] ERROR: must run as root" >&2; exit 1; }
+[ "$(uname -m)" = x86_64 ] || die "only x86_64 is supported (this is $(uname -m))"
+
+mkdir -p /opt/routerlab
+# One run at a time: several engineers may run setup on one machine.
+exec 9>/opt/routerlab/.get-criu.lock
+flock -w 600 9 || die "another get-criu.sh run holds /opt/routerlab/.get-criu.lock"
+rm -rf "$PREFIX".new.* "$PREFIX".old.*  # left by a run that was killed (we hold the lock)
+
+# The self-test is routerlab.criu (standard library only): the virtualenv's Python if it
+# exists yet, else the system's.
+if [ -x "$REPO/.venv/bin/python" ]; then PY=$REPO/.venv/bin/python; else PY=$(command -v python3) || die "python3 not found"; fi
+
+# works CRIU [--refresh]: criu check + socket self-test (+ the other feature probes, all
+# cached per binary and kernel); prints the results indented, succeeds if CRIU is usable.
+works() {
+    local out rc=0
+    out=$(PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m routerlab.criu features --criu "$@" 2>&1) || rc=$?
+    printf '%s\n' "$out" | sed 's/^/[get-criu]     /'
+    return $rc
+}
+
+version_of() { "$1" --version 2>/dev/null | sed -n 's/^Version: *//p' | head -n1; }
+
+write_source() {  # write_source FILE key=value...
+    local f=$1; shift
+    { echo "# Written by routerlab scripts/get-criu.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ)"; printf '%s\n' "$@"; } > "$f.tmp"
+    mv -f "$f.tmp" "$f"
+}
+
+set_status() {  # rewrites SOURCE only when the status changes
+    grep -qx "status=$1" "$PREFIX/SOURCE" || sed -i "s/^status=.*/status=$1/" "$PREFIX/SOURCE"
+}
+
+# Swap a freshly built prefix into place (under the lock; the old one goes away after).
+swap_in() {
+    local new=$1 old="$PREFIX.old.$$"
+    if [ -e "$PREFIX" ] || [ -L "$PREFIX" ]; then mv "$PREFIX" "$old"; fi
+    mv "$new" "$PREFIX"
+    rm -rf "$old"
+}
+
+# ---------------------------------------------------------------- 1. a system criu?
+SYS=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v "^$PREFIX" | paste -sd:) command -v criu || true)
+[ -n "$SYS" ] && SYS=$(readlink -f "$SYS")
+case $SYS in "$PREFIX"/*) SYS= ;; esac  # a link to our own wrapper is not a system criu
+if [ -n "$SYS" ]; then
+    SYSVER=$(version_of "$SYS")
+    step "system criu: $SYS (version ${SYSVER:-unknown})"
+    if works "$SYS"; then
+        cur=$(readlink "$PREFIX/bin/criu" 2>/dev/null || true)
+        if [ "$cur" = "$SYS" ] && grep -qx 'source=system' "$PREFIX/SOURCE" 2>/dev/null; then
+            step "already set up: $PREFIX/bin/criu -> $SYS (system criu $SYSVER) [$(elapsed) s]"
+            exit 0
+        fi
+        new="$PREFIX.new.$$"
+        rm -rf "$new"; mkdir -p "$new/bin"
+        ln -s "$SYS" "$new/bin/criu"
+        write_source "$new/SOURCE" source=system "version=$SYSVER" "binary=$SYS" \
+            "wrapper=$PREFIX/bin/criu" "kernel=$(uname -r)" status=ok
+        swap_in "$new"
+        step "chose the system criu $SYSVER: $PREFIX/bin/criu -> $SYS [$(elapsed) s]"
+        exit 0
+    fi
+    step "system criu $SYSVER does not work on kernel $(uname -r): trying Debian $SUITE's"
+else
+    step "system criu: none on PATH"
+fi
+
+# ---------------------------------------------------------------- 2. already installed?
+if [ "$FORCE" = 0 ] && [ -x "$PREFIX/bin/criu" ] && grep -qx "source=$SUITE" "$PREFIX/SOURCE" 2>/dev/null; then
+    VER=$(sed -n 's/^version=//p' "$PREFIX/SOURCE")
+    step "found $SUITE criu $VER in $PREFIX: checking it"
+    if works "$PREFIX/bin/criu"; then
+        set_status ok
+        step "already set up: $PREFIX/bin/criu ($SUITE criu $VER) [$(elapsed) s]"
+        exit 0
+    fi
+    step "the installed $SUITE criu no longer works here: fetching again"
+fi
+
+# ---------------------------------------------------------------- 3. fetch from sid
+command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || die "apt-get/dpkg-deb not found"
+[ -r "$KEYRING" ] || die "$KEYRING missing (apt-get install debian-archive-keyring)"
+
+# A private apt world: APT_CONFIG is read before anything else and points every directory
+# (sources, apt.conf.d, preferences, lists, cache, dpkg status) into $APTDIR, so neither the
+# system's apt state nor its hooks are touched.
+step "private apt configuration for Debian $SUITE in $APTDIR"
+mkdir -p "$APTDIR"/etc/{apt.conf.d,sources.list.d,preferences.d,trusted.gpg.d} \
+         "$APTDIR"/state/lists/partial "$APTDIR"/cache/archives/partial "$APTDIR/debs"
+: > "$APTDIR/state/status"
+# check-valid-until=no: the registry mirror reachable here can lag sid by weeks, past the
+# Release file's 7-day Valid-Until; signatures are still checked against Debian's keyring.
+echo "deb [check-valid-until=no signed-by=$KEYRING] $MIRROR $SUITE main" > "$APTDIR/etc/sources.list"
+cat > "$APTDIR/apt.conf" <<EOF
+Dir::Etc "$APTDIR/etc/";
+Dir::Etc::main "apt.conf";
+Dir::Etc::parts "apt.conf.d";
+Dir::Etc::sourcelist "sources.list";
+Dir::Etc::sourceparts "sources.list.d";
+Dir::Etc::preferences "preferences";
+Dir::Etc::preferencesparts "preferences.d";
+Dir::Etc::trusted "trusted.gpg";
+Dir::Etc::trustedparts "trusted.gpg.d";
+Dir::State "$APTDIR/state/";
+Dir::State::status "$APTDIR/state/status";
+Dir::Cache "$APTDIR/cache/";
+Dir::Cache::srcpkgcache "";
+APT::Architecture "amd64";
+APT::Architectures { "amd64"; };
+Acquire::Languages "none";
+EOF
+# apt fetches as the unprivileged _apt user: let it write where it downloads.
+if id _apt >/dev/null 2>&1; then
+    chown _apt "$APTDIR/state/lists/partial" "$APTDIR/cache/archives/partial" "$APTDIR/debs"
+fi
+sid_apt() { APT_CONFIG="$APTDIR/apt.conf" "$@"; }
+
+step "apt-get update ($SUITE main from $MIRROR)"
+rm -f "$APTDIR"/state/lists/*_Packages* "$APTDIR"/state/lists/*Release*
+# apt-get update only warns (exit 0) when it cannot fetch: look for the index itself.
+out=$(sid_apt apt-get -q update 2>&1) || true
+if printf '%s\n' "$out" | grep -q '^E:' || ! compgen -G "$APTDIR/state/lists/*_Packages*" >/dev/null; then
+    printf '%s\n' "$out" | grep -E '^(E|W|Err):' | tail -n 5 | sed 's/^/[get-criu]   /' >&2
+    die "could not read Debian $SUITE's package index from $MIRROR"
+fi
+
+CANDIDATE=$(sid_apt apt-cache policy criu | sed -n 's/^ *Candidate: *//p')
+case $CANDIDATE in ''|'(none)') die "Debian $SUITE has no criu package" ;; esac
+dpkg --compare-versions "$CANDIDATE" ge 4.2 ||
+    die "Debian $SUITE's criu is $CANDIDATE; 4.2 or newer is needed on kernel $(uname -r)"
+step "$SUITE has criu $CANDIDATE"
+
+# The dependency closure (Depends and Pre-Depends only), computed from sid's index:
+# criu, libc6, libcompel1, libnet9, libnftables1, libgnutls30t64, ... whatever sid says now.
+PKGS=$(sid_apt apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+        --no-breaks --no-replaces --no-enhances criu | grep -v '^[[:space:]<]' | sort -u)
+[ -n "$PKGS" ] || die "could not resolve criu's dependencies in $SUITE"
+step "dependency closure: $(echo $PKGS | wc -w) packages: $(echo $PKGS)"
+
+step "apt-get download into $APTDIR/debs"
+find "$APTDIR/debs" -name '*.deb' -delete
+# shellcheck disable=SC2086
+if ! out=$(cd "$APTDIR/debs" && sid_apt apt-get -q download $PKGS 2>&1); then
+    printf '%s\n' "$out" | tail -n 5 >&2
+    die "downloading criu and its libraries from $SUITE failed"
+fi
+
+new="$PREFIX.new.$$"
+rm -rf "$new"; mkdir -p "$new/root" "$new/bin"
+trap 'rm -rf "$new"' EXIT
+step "dpkg -x into $PREFIX/root"
+VERSIONS=()
+for deb in "$APTDIR"/debs/*.deb; do
+    dpkg-deb -x "$deb" "$new/root"
+    VERSIONS+=("$(dpkg-deb -f "$deb" Package)=$(dpkg-deb -f "$deb" Version)")
+done
+
+REAL=usr/sbin/criu
+[ -x "$new/root/$REAL" ] || die "the criu package has no /$REAL"
+# The loader as a real file (its symlinks may be absolute and would lead to the system's).
+LOADER=$(cd "$new/root" && find . -type f -name 'ld-linux-x86-64.so.2' | sed 's|^\./||' | head -n1)
+[ -n "$LOADER" ] || die "sid's libc6 has no ld-linux-x86-64.so.2"
+LIBDIRS=$(cd "$new/root" && find . -maxdepth 4 \( -type f -o -type l \) -name 'lib*.so*' -printf '%h\n' |
+          sed 's|^\./||' | sort -u | grep -v gconv || true)
+LIBPATH=$(for d in $LIBDIRS; do printf '%s:' "$PREFIX/root/$d"; done | sed 's/:$//')
+NEWLIBPATH=$(for d in $LIBDIRS; do printf '%s:' "$new/root/$d"; done | sed 's/:$//')
+# Every library must come from the prefix: a system one would mix two libcs.
+LIST=$("$new/root/$LOADER" --library-path "$NEWLIBPATH" --list "$new/root/$REAL" 2>&1) ||
+    die "sid's loader cannot load criu: $(printf '%s' "$LIST" | tail -n1)"
+if printf '%s\n' "$LIST" | grep -q 'not found'; then
+    die "libraries missing from the prefix: $(printf '%s\n' "$LIST" | grep 'not found' | tr -s ' \t' ' ')"
+fi
+if printf '%s\n' "$LIST" | grep '=>' | grep -v 'linux-vdso' | grep -vq "$new/root/"; then
+    die "criu would load system libraries: $(printf '%s\n' "$LIST" | grep '=>' | grep -v "$new/root/" | tr -s ' \t' ' ')"
+fi
+
+cat > "$new/bin/criu" <<EOF
+#!/bin/sh
+# Written by routerlab scripts/get-criu.sh: Debian $SUITE's criu $CANDIDATE run with its own
+# libc through its own loader (never installed system-wide). See $PREFIX/SOURCE.
+exec "$PREFIX/root/$LOADER" --library-path "$LIBPATH" --argv0 criu "$PREFIX/root/$REAL" "\$@"
+EOF
+chmod 755 "$new/bin/criu"
+write_source "$new/SOURCE" "source=$SUITE" "version=${CANDIDATE%%-*}" "package=criu $CANDIDATE" \
+    "binary=$PREFIX/root/$REAL" "wrapper=$PREFIX/bin/criu" "loader=$PREFIX/root/$LOADER" \
+    "library_path=$LIBPATH" "mirror=$MIRROR $SUITE main" "kernel=$(uname -r)" \
+    "packages=${VERSIONS[*]}" status=untested
+swap_in "$new"
+trap - EXIT
+# The big index files are only needed to fetch again; keep the .debs.
+rm -f "$APTDIR"/state/lists/*_Packages* "$APTDIR"/state/lists/*Release* "$APTDIR"/cache/*.bin
+
+step "self-test of $SUITE criu $CANDIDATE"
+if ! works "$PREFIX/bin/criu" --refresh; then
+    set_status failed
+    die "Debian $SUITE's criu $CANDIDATE is installed in $PREFIX but fails the self-test on kernel $(uname -r)"
+fi
+set_status ok
+step "chose Debian $SUITE criu $CANDIDATE: $PREFIX/bin/criu [$(elapsed) s]"
