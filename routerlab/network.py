@@ -241,9 +241,6 @@ class Network:
     # ------------------------------------------------------------------ traffic
     def probe(self, src: str, dst: str, seconds: float, rate_pps: int = 1000):
         """Run a constant-rate probe from host `src` to host `dst` for `seconds`."""
-        from routerlab.traffic import Probe
+        from routerlab.traffic import measure
 
-        a, b = self.host(src), self.host(dst)
-        with Probe(a, b, self.address(dst), rate_pps=rate_pps) as p:
-            time.sleep(seconds)  # the probe's duration is the measurement window itself
-        return p.result
+        return measure(self.host(src), self.host(dst), self.address(dst), seconds, rate_pps=rate_pps)

@@ -1,0 +1,534 @@
+"""The daemon driver lifecycle and the normalized status records every driver returns.
+
+A driver wraps one routing-daemon implementation for one router::
+
+    d = driver_for("bird")(spec)
+    d.render()                 # {filename: text}, pure
+    d.validate()               # the daemon's own checker; DaemonError on a bad config
+    d.start(ns, run_dir)       # write, validate, launch in the namespace, wait until ready
+    d.bgp_sessions(); d.ospf_neighbors(); d.routes()
+    d.stop()
+
+Daemons are started in the foreground through `Netns.popen`, so the registry holds their real
+pids and `routerlab clean` can kill them after a crashed run.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import logging
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, TypeVar
+
+from routerlab import registry
+from routerlab.netns import CommandError, Netns
+
+from .spec import RouterSpec, SpecError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Unix socket paths are limited to 108 bytes (sun_path), including the final NUL.
+SUN_PATH_MAX = 107
+
+
+class DaemonError(RuntimeError):
+    """A daemon failed to validate, start or answer; the message is one line that carries the
+    daemon's own error output."""
+
+    def __init__(self, message: str):
+        super().__init__(one_line(message))
+
+
+def one_line(text: str, limit: int = 600) -> str:
+    """Collapse multi-line daemon output into one line (newlines become ' | ')."""
+    parts = [p.strip() for p in str(text).splitlines() if p.strip()]
+    s = " | ".join(parts)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+# ----------------------------------------------------------------------------------------
+# Normalized status records
+# ----------------------------------------------------------------------------------------
+
+OSPF_STATES = ("Down", "Attempt", "Init", "2-Way", "ExStart", "Exchange", "Loading", "Full")
+BGP_STATES = ("Idle", "Connect", "Active", "OpenSent", "OpenConfirm", "Established")
+
+_OSPF_CANON = {s.lower().replace("-", "").replace("_", ""): s for s in OSPF_STATES}
+_OSPF_CANON.update({"twoway": "2-Way", "2way": "2-Way", "deleted": "Down"})
+_BGP_CANON = {s.lower(): s for s in BGP_STATES}
+_BGP_CANON.update({"close": "Idle", "clearing": "Idle", "deleted": "Idle", "down": "Idle",
+                   "unknown": "Idle"})
+
+
+def normalize_ospf_state(raw: str) -> tuple[str, str | None]:
+    """'Full/DR' -> ('Full', 'DR'); '2-Way/DROther' -> ('2-Way', 'DROther'); 'ptp' kept as role."""
+    state, _, role = raw.strip().partition("/")
+    key = state.strip().lower().replace("-", "").replace("_", "").replace(" ", "")
+    canon = _OSPF_CANON.get(key)
+    if canon is None:
+        log.debug("unknown OSPF state %r", raw)
+        canon = state.strip()
+    role = role.strip() or None
+    if role in ("-", ""):
+        role = None
+    return canon, role
+
+
+def normalize_bgp_state(raw: str) -> str:
+    """'established' / 'Established' / 'BGP_FSM_ESTABLISHED' / 'Idle (Admin)' -> canonical."""
+    s = raw.strip().lower()
+    s = s.replace("bgp_fsm_", "").split("(")[0].strip().split()[0] if s else "idle"
+    return _BGP_CANON.get(s, raw.strip())
+
+
+@dataclass(frozen=True)
+class OspfNeighbor:
+    """One OSPF adjacency as seen by this router."""
+
+    router_id: str
+    address: str | None
+    interface: str | None
+    state: str  # one of OSPF_STATES
+    role: str | None = None  # DR / BDR / DROther / PtP, as the daemon says it
+    uptime: float | None = None  # seconds in the current state where the daemon tells
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class BgpSession:
+    """One BGP session as seen by this router.
+
+    `established_count` is how many times the session came up since the daemon started
+    (None when the implementation gives no honest source). `uptime` is the seconds since it
+    was last established (None when not established)."""
+
+    peer: str
+    peer_asn: int | None
+    state: str  # one of BGP_STATES
+    uptime: float | None = None
+    established_count: int | None = None
+    prefixes_received: int | None = None
+    description: str = ""
+    local_address: str | None = None
+    last_error: str | None = None
+
+    @property
+    def established(self) -> bool:
+        return self.state == "Established"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class NextHop:
+    address: str | None  # None for directly connected / blackhole
+    interface: str | None
+    blackhole: bool = False
+
+
+@dataclass(frozen=True)
+class Route:
+    """One RIB entry. `protocol` is normalized: connected, static, ospf, bgp, kernel, other."""
+
+    prefix: str
+    protocol: str
+    nexthops: tuple[NextHop, ...] = ()
+    selected: bool = True
+    metric: int | None = None
+    distance: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def wait_for(cond: Callable[[], T], timeout: float, interval: float = 0.2,
+             what: str = "condition") -> T:
+    """Poll `cond` until it returns a truthy value (returned) or raise TimeoutError."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            v = cond()
+            if v:
+                return v
+        except (DaemonError, CommandError, OSError, ValueError) as e:
+            last_exc = e
+        if time.monotonic() >= deadline:
+            extra = f" (last error: {last_exc})" if last_exc else ""
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+# ----------------------------------------------------------------------------------------
+# The driver base class
+# ----------------------------------------------------------------------------------------
+
+@dataclass
+class _Proc:
+    name: str  # the daemon program's short name (zebra, bgpd, bird, ...)
+    popen: subprocess.Popen
+    reg_name: str  # its registry key
+
+
+class Daemon(abc.ABC):
+    """One routing-daemon implementation running one router's spec in one namespace.
+
+    Subclasses set `impl` and `features`, and implement `render`, `_check_config`,
+    `_launch`, `_ready`, status queries and `cli`."""
+
+    implementation: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: what the implementation does: "bgp", "ospf", "fib", "static", "policy", "redistribute"
+    features: ClassVar[frozenset[str]] = frozenset()
+    #: processes that must stay alive; checked by is_running()
+    start_timeout: ClassVar[float] = 20.0
+
+    def __init__(self, spec: RouterSpec):
+        self.spec = spec.validate()
+        self.ns: Netns | None = None
+        self.run_dir: Path | None = None
+        self._procs: list[_Proc] = []
+        self._started_at: float | None = None
+        self._config_dir: Path | None = None
+
+    def __repr__(self) -> str:
+        where = f" in {self.ns.name}" if self.ns else ""
+        return f"<{type(self).__name__} {self.spec.name}{where}>"
+
+    # ----- configuration -----
+    @abc.abstractmethod
+    def render(self) -> dict[str, str]:
+        """The configuration files for this router: {file name: text}. Pure; no I/O."""
+
+    def check_supported(self) -> None:
+        """Raise DaemonError if the spec asks for something this implementation cannot do."""
+        s = self.spec
+        need = set()
+        if s.ospf_enabled:
+            need.add("ospf")
+        if s.bgp_enabled:
+            need.add("bgp")
+        if s.static_routes:
+            need.add("static")
+        if s.bgp_redistribute or s.ospf_redistribute:
+            need.add("redistribute")
+        if s.policies:
+            need.add("policy")
+        missing = need - self.features
+        if missing:
+            raise DaemonError(f"{self.implementation} {s.name}: the spec needs {', '.join(sorted(missing))}, "
+                              f"which {self.implementation} does not provide")
+
+    @property
+    def config_dir(self) -> Path:
+        """Where the configuration lives (paths inside configs refer to it)."""
+        return self._config_dir or self.run_dir or Path("/run/routerlab") / self.spec.name
+
+    def write_config(self, directory: Path) -> dict[str, Path]:
+        """Render and write the configuration files into `directory`; returns their paths."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self._config_dir = directory
+        paths = {}
+        for fname, text in self.render().items():
+            p = directory / fname
+            p.write_text(text)
+            paths[fname] = p
+        return paths
+
+    def validate(self, directory: Path | None = None) -> None:
+        """Check the rendered configuration with the daemon's own checker.
+
+        Raises DaemonError whose message carries the checker's output. Uses a temporary
+        directory when none is given."""
+        if directory is not None:
+            self.write_config(directory)
+            self._check_config(directory)
+            return
+        saved = self._config_dir
+        try:
+            with tempfile.TemporaryDirectory(prefix="routerlab-validate-") as tmp:
+                d = Path(tmp)
+                self._prepare_dir(d)
+                self.write_config(d)
+                self._check_config(d)
+        finally:
+            self._config_dir = saved
+
+    @abc.abstractmethod
+    def _check_config(self, directory: Path) -> None:
+        """Run the implementation's config checker on files already written in `directory`."""
+
+    def _prepare_dir(self, directory: Path) -> None:
+        """Create what the config refers to (sub-directories, FIFOs) before checking it."""
+
+    # ----- lifecycle -----
+    def start(self, ns: Netns, run_dir: Path | str, *, configure_addresses: bool = True,
+              timeout: float | None = None) -> None:
+        """Write and validate the config, launch the daemon(s) in `ns`, wait until ready.
+
+        With `configure_addresses` the spec's interface and loopback addresses are put on
+        the namespace's interfaces first (idempotent; the interfaces must already exist).
+        Raises DaemonError (with the daemon's own words) if anything fails; whatever was
+        started is stopped again."""
+        if self._procs:
+            raise DaemonError(f"{self.implementation} {self.spec.name}: already started")
+        self.check_supported()
+        self.ns = ns
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._check_socket_paths()
+        if configure_addresses:
+            self.configure_addresses(ns)
+        self._prepare_dir(self.run_dir)
+        self.write_config(self.run_dir)
+        self._check_config(self.run_dir)
+        for p in self.log_files():
+            p.write_text("")  # a fresh daemon: its logs (and log-derived counters) start empty
+        t0 = time.monotonic()
+        try:
+            self._launch()
+            self.wait_ready(timeout if timeout is not None else self.start_timeout)
+            self._post_start()
+        except BaseException:
+            self.stop()
+            raise
+        self._started_at = time.time()
+        log.info("%s %s ready in %s after %.2fs", self.implementation, self.spec.name, ns.name,
+                 time.monotonic() - t0)
+
+    def _post_start(self) -> None:
+        """Configuration pushed through the daemon's API after it is up (GoBGP routes)."""
+
+    @abc.abstractmethod
+    def _launch(self) -> None:
+        """Start the daemon process(es) with `self._popen`."""
+
+    @abc.abstractmethod
+    def _ready(self) -> bool:
+        """Whether the daemon answers on its control channel."""
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Wait until the daemon answers its control channel; DaemonError if it died or timed out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            dead = self._dead_procs()
+            if dead:
+                raise DaemonError(f"{self.implementation} {self.spec.name}: {', '.join(dead)} exited "
+                                  f"during start: {self._failure_output()}")
+            fatal = self._fatal_log_line()
+            if fatal:
+                raise DaemonError(f"{self.implementation} {self.spec.name}: failed to start: {fatal}")
+            try:
+                if self._ready():
+                    return
+            except (DaemonError, CommandError, OSError, subprocess.TimeoutExpired) as e:
+                log.debug("%s not ready yet: %s", self, e)
+            if time.monotonic() >= deadline:
+                raise DaemonError(f"{self.implementation} {self.spec.name}: not ready after {timeout:.0f}s: "
+                                  f"{self._failure_output()}")
+            time.sleep(0.1)
+
+    #: log lines that mean the daemon cannot work although its process lives on
+    fatal_log_patterns: ClassVar[tuple[str, ...]] = ()
+
+    def _fatal_log_line(self) -> str | None:
+        if not self.fatal_log_patterns:
+            return None
+        rx = re.compile("|".join(self.fatal_log_patterns))
+        for p in self.log_files():
+            try:
+                for ln in p.read_text(errors="replace").splitlines():
+                    if rx.search(ln):
+                        return f"{p.name}: {ln.strip()}"
+            except FileNotFoundError:
+                pass
+        return None
+
+    def _popen(self, name: str, args: list[str], *, log_path: Path | None = None,
+               env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start one daemon process in the foreground inside the namespace and register it."""
+        assert self.ns is not None and self.run_dir is not None
+        log_path = log_path or self.run_dir / f"{name}.out"
+        kwargs: dict[str, Any] = {}
+        if env is not None:
+            kwargs["env"] = {**os.environ, **env}
+        reg_name = f"{self.implementation}:{self.ns.name}:{self.spec.name}:{name}"
+        log.debug("starting %s: %s", reg_name, " ".join(args))
+        p = self.ns.popen(args, name=reg_name, log_path=log_path, **kwargs)
+        self._procs.append(_Proc(name, p, reg_name))
+        return p
+
+    def _dead_procs(self) -> list[str]:
+        return [f"{p.name} (exit {p.popen.returncode})" for p in self._procs
+                if p.popen.poll() is not None]
+
+    def is_running(self) -> bool:
+        """Whether every process of this daemon is alive."""
+        return bool(self._procs) and not self._dead_procs()
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """{program name: pid} of the running processes (for CRIU and fault injection)."""
+        return {p.name: p.popen.pid for p in self._procs if p.popen.poll() is None}
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM every process (last started first), SIGKILL after `timeout`; release them."""
+        for p in reversed(self._procs):
+            if p.popen.poll() is None:
+                try:
+                    p.popen.send_signal(signal.SIGCONT)  # a stopped (frozen) process cannot exit
+                    p.popen.terminate()
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for p in reversed(self._procs):
+            try:
+                p.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s: %s ignored SIGTERM for %.0fs, killing it", self, p.name, timeout)
+                p.popen.kill()
+                p.popen.wait(5)
+            registry.session().release_process(p.popen.pid)
+        self._procs = []
+        self._started_at = None
+        self._after_stop()
+
+    def _after_stop(self) -> None:
+        """Remove per-instance leftovers (sockets, pid files) after the processes are gone."""
+
+    def __enter__(self) -> "Daemon":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----- addresses -----
+    def configure_addresses(self, ns: Netns) -> None:
+        """Put the spec's addresses on the namespace's interfaces and bring them up."""
+        missing = []
+        for i in self.spec.interfaces:
+            r = ns.run(["ip", "addr", "replace", i.address, "dev", i.name], check=False)
+            if r.returncode != 0:
+                missing.append(f"{i.name}: {r.stderr.strip()}")
+                continue
+            ns.run(["ip", "link", "set", i.name, "up"])
+        if missing:
+            raise DaemonError(f"{self.implementation} {self.spec.name}: cannot configure interfaces in "
+                              f"{ns.name}: {'; '.join(missing)}")
+        if self.spec.loopback:
+            ns.run(["ip", "addr", "replace", self.spec.loopback, "dev", "lo"])
+            ns.run(["ip", "link", "set", "lo", "up"])
+
+    def _socket_paths(self) -> list[Path]:
+        """Unix sockets this daemon will create under run_dir (length-checked before start)."""
+        return []
+
+    def _check_socket_paths(self) -> None:
+        for p in self._socket_paths():
+            if len(str(p).encode()) > SUN_PATH_MAX:
+                raise DaemonError(f"{self.implementation} {self.spec.name}: socket path {p} is longer than "
+                                  f"{SUN_PATH_MAX} bytes; use a shorter run_dir")
+
+    # ----- queries -----
+    def _run(self, args: list[str], timeout: float = 15.0,
+             check: bool = True) -> subprocess.CompletedProcess:
+        """Run a client command inside the namespace; DaemonError on failure."""
+        if self.ns is None:
+            raise DaemonError(f"{self.implementation} {self.spec.name}: not started")
+        try:
+            return self.ns.run(args, check=check, timeout=timeout)
+        except CommandError as e:
+            raise DaemonError(f"{self.implementation} {self.spec.name}: {' '.join(args[:3])}...: "
+                              f"{e.output or e}") from None
+        except subprocess.TimeoutExpired:
+            raise DaemonError(f"{self.implementation} {self.spec.name}: {' '.join(args)} timed out") from None
+
+    def ospf_neighbors(self) -> list[OspfNeighbor]:
+        """OSPF adjacencies ([] for implementations without OSPF)."""
+        return []
+
+    @abc.abstractmethod
+    def bgp_sessions(self) -> list[BgpSession]:
+        """BGP sessions, one per configured neighbour."""
+
+    @abc.abstractmethod
+    def routes(self) -> list[Route]:
+        """The daemon's RIB (IPv4 unicast)."""
+
+    @abc.abstractmethod
+    def cli(self, command: str) -> str:
+        """Run one command in the daemon's own CLI and return its text output."""
+
+    @classmethod
+    @abc.abstractmethod
+    def version(cls) -> str | None:
+        """The installed version ("8.4.4"), or None when the daemon is not installed."""
+
+    def log_files(self) -> list[Path]:
+        """The daemon's log files (most useful first)."""
+        if self.run_dir is None:
+            return []
+        return sorted(self.run_dir.glob("*.log")) + sorted(self.run_dir.glob("*.out"))
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last `lines` lines of each log file, labelled with the file name."""
+        out = []
+        for p in self.log_files():
+            try:
+                text = p.read_text(errors="replace").splitlines()
+            except FileNotFoundError:
+                continue
+            if text:
+                out.append(f"==> {p.name} <==")
+                out.extend(text[-lines:])
+        return "\n".join(out)
+
+    def _failure_output(self) -> str:
+        """The daemon's own last words: error-looking lines of its logs, else their tails."""
+        lines: list[str] = []
+        for p in self.log_files():
+            try:
+                lines += p.read_text(errors="replace").splitlines()
+            except FileNotFoundError:
+                pass
+        errs = [ln for ln in lines if _ERROR_RE.search(ln)]
+        chosen = errs[-3:] if errs else lines[-3:]
+        return one_line("\n".join(chosen)) or "no output"
+
+    # ----- convenience -----
+    def bgp_session(self, peer: str) -> BgpSession | None:
+        return next((s for s in self.bgp_sessions() if s.peer == peer), None)
+
+    def route_prefixes(self, protocol: str | None = None) -> set[str]:
+        return {r.prefix for r in self.routes() if protocol is None or r.protocol == protocol}
+
+
+_ERROR_RE = re.compile(r"error|fail|cannot|can't|unable|invalid|no such|unknown|denied|"
+                       r"refused|fatal|panic|critical|exception|traceback", re.I)
+
+
+def parse_int(v: Any) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_spec(spec: RouterSpec) -> None:
+    """Validate a spec, converting SpecError into DaemonError for callers that want one type."""
+    try:
+        spec.validate()
+    except SpecError as e:
+        raise DaemonError(str(e)) from None

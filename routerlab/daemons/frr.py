@@ -1,0 +1,415 @@
+"""FRR 8.4 driver: zebra + staticd + ospfd + bgpd, one set per router, private paths.
+
+Each daemon gets its own config file (zebra.conf, staticd.conf, ospfd.conf, bgpd.conf), pid
+file, log file and vty socket in `run_dir/vty/`; they share `run_dir/zserv.api`. No `-N`
+pathspace is used, so nothing is written under /var/run/frr. Daemons run as root (CRIU needs
+that); FRR then requires root to be in the `frrvty` group, which `ensure_vty_group()` sees to.
+
+zebra installs the learned routes into the namespace's kernel FIB (proto ospf=188, bgp=186,
+static=196). Status comes from vtysh's JSON output.
+"""
+from __future__ import annotations
+
+import grp
+import ipaddress
+import json
+import logging
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from routerlab.netns import run as run_root
+
+from .base import (BgpSession, Daemon, DaemonError, NextHop, OspfNeighbor, Route,
+                   normalize_bgp_state, normalize_ospf_state, one_line, parse_int)
+from .spec import (ACCEPT_ALL, Policy, PrefixMatch, RouterSpec, area_id, discard_prefixes)
+
+log = logging.getLogger(__name__)
+
+FRR_DIR = Path("/usr/lib/frr")
+VTY_GROUP = "frrvty"
+OSPF_RXMT = 2  # seconds; the default 5 makes a lost LSA cost 5 s of convergence
+
+# What a dry run (-C) prints for a bad line; the daemons exit 0 regardless, so we grep.
+_CHECK_ERR_RE = re.compile(r"config line \d+|^\s*%|\bline \d+:|error|can't open|cannot open",
+                           re.I)
+
+_PROTO = {"connected": "connected", "kernel": "kernel", "static": "static", "ospf": "ospf",
+          "bgp": "bgp", "local": "connected"}
+
+
+def ensure_vty_group(user: str = "root") -> None:
+    """FRR daemons run as root refuse to start unless root is in group frrvty; add it.
+
+    (FRR's privs_init checks the user's group list against its compiled-in vty group.)"""
+    try:
+        members = grp.getgrnam(VTY_GROUP).gr_mem
+    except KeyError:
+        return  # FRR built without a vty group: nothing to do
+    if user in members:
+        return
+    log.warning("adding %s to group %s (FRR daemons running as root need it)", user, VTY_GROUP)
+    run_root(["gpasswd", "-a", user, VTY_GROUP])
+
+
+def _pl_entry(m: PrefixMatch) -> str:
+    lo, hi = m.bounds()
+    plen = m.network.prefixlen
+    s = m.prefix
+    if lo != plen or hi != plen:
+        if lo != plen:
+            s += f" ge {lo}"
+        if hi != 32 or lo == plen:
+            s += f" le {hi}"
+    return s
+
+
+class FrrDaemon(Daemon):
+    """FRR (zebra, staticd, ospfd, bgpd) for one router."""
+
+    implementation = "frr"
+    description = "zebra, staticd, ospfd, bgpd"
+    features = frozenset({"bgp", "ospf", "fib", "static", "policy", "redistribute"})
+    start_timeout = 25.0
+    # bgpd lives on without its listening socket; zebra without netlink is useless
+    fatal_log_patterns = (r"bind: Address already in use", r"Can't bind to", r"netlink.*failed")
+
+    # ----- rendering -----
+    def daemons(self) -> list[str]:
+        """The FRR daemons this spec needs, in start order (zebra first)."""
+        s = self.spec
+        out = ["zebra", "staticd"]
+        if s.ospf_enabled:
+            out.append("ospfd")
+        if s.bgp_enabled:
+            out.append("bgpd")
+        return out
+
+    def _header(self) -> list[str]:
+        return ["frr version 8.4", "frr defaults traditional", f"hostname {self.spec.name}", "!"]
+
+    def render(self) -> dict[str, str]:
+        s = self.spec
+        files = {"zebra.conf": self._render_zebra(), "staticd.conf": self._render_staticd()}
+        if s.ospf_enabled:
+            files["ospfd.conf"] = self._render_ospfd()
+        if s.bgp_enabled:
+            files["bgpd.conf"] = self._render_bgpd()
+        extra = s.overrides.get("frr")
+        if extra:
+            # Overrides are keyed by daemon: {"frr": "..."} goes to bgpd (or ospfd) config.
+            target = "bgpd.conf" if "bgpd.conf" in files else "ospfd.conf" if "ospfd.conf" in files else "zebra.conf"
+            files[target] += extra.rstrip() + "\n"
+        return files
+
+    def _render_zebra(self) -> str:
+        lines = self._header()
+        for i in self.spec.interfaces:
+            lines += [f"interface {i.name}", " no shutdown", "!"]
+        lines += ["line vty", "!"]
+        return "\n".join(lines) + "\n"
+
+    def _render_staticd(self) -> str:
+        lines = self._header()
+        for p in discard_prefixes(self.spec):
+            lines.append(f"ip route {p} blackhole")
+        for r in self.spec.static_routes:
+            if r.via:
+                lines.append(f"ip route {r.prefix} {r.via}")
+        lines.append("!")
+        return "\n".join(lines) + "\n"
+
+    def _render_ospfd(self) -> str:
+        s = self.spec
+        lines = self._header()
+        for i in s.interfaces:
+            if i.ospf_area is None:
+                continue
+            lines += [f"interface {i.name}",
+                      f" ip ospf hello-interval {s.ospf_hello}",
+                      f" ip ospf dead-interval {s.ospf_dead}",
+                      f" ip ospf cost {i.ospf_cost}",
+                      f" ip ospf retransmit-interval {OSPF_RXMT}"]
+            if i.ospf_network == "point-to-point":
+                lines.append(" ip ospf network point-to-point")
+            if i.ospf_passive:
+                lines.append(" ip ospf passive")
+            lines.append("!")
+        if s.loopback and s.loopback_area is not None:
+            lines += ["interface lo", " ip ospf passive", "!"]
+        lines += ["router ospf", f" ospf router-id {s.router_id}",
+                  # fast SPF; LSAs no closer than 1 s, because peers (BIRD) drop an instance
+                  # arriving within MinLSArrival (1 s) of the previous one and then wait for
+                  # a retransmission
+                  " timers throttle spf 0 50 1000",
+                  " timers throttle lsa all 1000",
+                  " timers lsa min-arrival 1000"]
+        for i in s.interfaces:
+            if i.ospf_area is None:
+                continue
+            lines.append(f" network {i.iface.network} area {area_id(i.ospf_area)}")
+        if s.loopback and s.loopback_area is not None:
+            lo = ipaddress.IPv4Interface(s.loopback)
+            lines.append(f" network {lo.network} area {area_id(s.loopback_area)}")
+        for r in s.ospf_redistribute:
+            lines.append(f" redistribute {r}")
+        if s.graceful_restart:
+            lines.append(" graceful-restart grace-period 120")
+            lines.append(" graceful-restart helper enable")
+        lines.append("!")
+        return "\n".join(lines) + "\n"
+
+    def _render_policy(self, pol: Policy, tag: str) -> tuple[str, list[str]]:
+        """A route-map (and its prefix-lists) for a policy; returns (route-map name, lines)."""
+        name = f"RM_{tag}"
+        lines: list[str] = []
+        seq = 10
+        for idx, rule in enumerate(pol.rules):
+            pl = f"PL_{tag}_{idx}"
+            for n, m in enumerate(rule.prefixes):
+                lines.append(f"ip prefix-list {pl} seq {5 * (n + 1)} permit {_pl_entry(m)}")
+            verb = "permit" if rule.action == "accept" else "deny"
+            lines.append(f"route-map {name} {verb} {seq}")
+            if rule.prefixes:
+                lines.append(f" match ip address prefix-list {pl}")
+            if rule.action == "accept":
+                if rule.set_local_pref is not None:
+                    lines.append(f" set local-preference {rule.set_local_pref}")
+                if rule.set_med is not None:
+                    lines.append(f" set metric {rule.set_med}")
+                if rule.prepend:
+                    lines.append(" set as-path prepend " + " ".join([str(self.spec.asn)] * rule.prepend))
+            lines.append("exit")
+            seq += 10
+        lines.append(f"route-map {name} {'permit' if pol.default == 'accept' else 'deny'} 65535")
+        lines.append("exit")
+        return name, lines
+
+    def _render_bgpd(self) -> str:
+        s = self.spec
+        lines = self._header()
+        rmaps: dict[str, str] = {}
+        for nb in s.bgp_neighbors:
+            for pol_name in (nb.import_policy, nb.export_policy):
+                if pol_name == ACCEPT_ALL or pol_name in rmaps:
+                    continue
+                rm, pl_lines = self._render_policy(s.policy(pol_name), pol_name)
+                rmaps[pol_name] = rm
+                lines += pl_lines
+        lines += ["!", f"router bgp {s.asn}", f" bgp router-id {s.router_id}",
+                  " bgp log-neighbor-changes",
+                  # policies are explicit in the spec; RFC 8212's implicit deny would hide that
+                  " no bgp ebgp-requires-policy",
+                  " no bgp default ipv4-unicast"]
+        if s.graceful_restart:
+            lines += [" bgp graceful-restart", " bgp graceful-restart preserve-fw-state"]
+        for nb in s.bgp_neighbors:
+            p = nb.peer
+            lines.append(f" neighbor {p} remote-as {nb.asn}")
+            if nb.description:
+                lines.append(f" neighbor {p} description {nb.description}")
+            local = s.local_address_for(nb)
+            if nb.local_address:
+                lines.append(f" neighbor {p} update-source {local}")
+            lines.append(f" neighbor {p} timers {nb.keepalive} {nb.hold}")
+            lines.append(f" neighbor {p} timers connect {nb.connect_retry}")
+            lines.append(f" neighbor {p} advertisement-interval 0")
+            if nb.ebgp_multihop:
+                lines.append(f" neighbor {p} ebgp-multihop {nb.ebgp_multihop}")
+            if nb.passive:
+                lines.append(f" neighbor {p} passive")
+        lines.append(" !")
+        lines.append(" address-family ipv4 unicast")
+        for n in s.networks:
+            lines.append(f"  network {n.prefix}")
+        for r in s.bgp_redistribute:
+            lines.append(f"  redistribute {r}")
+        for nb in s.bgp_neighbors:
+            p = nb.peer
+            lines.append(f"  neighbor {p} activate")
+            if nb.next_hop_self:
+                lines.append(f"  neighbor {p} next-hop-self")
+            if nb.import_policy != ACCEPT_ALL:
+                lines.append(f"  neighbor {p} route-map {rmaps[nb.import_policy]} in")
+            if nb.export_policy != ACCEPT_ALL:
+                lines.append(f"  neighbor {p} route-map {rmaps[nb.export_policy]} out")
+        lines += [" exit-address-family", "!"]
+        return "\n".join(lines) + "\n"
+
+    # ----- paths -----
+    @property
+    def vty_dir(self) -> Path:
+        assert self.run_dir is not None
+        return self.run_dir / "vty"
+
+    def _socket_paths(self) -> list[Path]:
+        assert self.run_dir is not None
+        return [self.run_dir / "zserv.api"] + [self.vty_dir / f"{d}.vty" for d in self.daemons()]
+
+    def _prepare_dir(self, directory: Path) -> None:
+        (directory / "vty").mkdir(parents=True, exist_ok=True)
+
+    def _daemon_args(self, daemon: str, directory: Path, dryrun: bool = False) -> list[str]:
+        args = [str(FRR_DIR / daemon), "-u", "root", "-g", "root",
+                "-f", str(directory / f"{daemon}.conf"),
+                "-i", str(directory / f"{daemon}.pid"),
+                "-z", str(directory / "zserv.api"),
+                "--vty_socket", str(directory / "vty"),
+                "-P", "0"]  # no TCP vty: namespaces must not each listen on 260x
+        if dryrun:
+            return args + ["-C", "--log", "stdout"]
+        args += ["--log", f"file:{directory / (daemon + '.log')}", "--log-level", "info"]
+        if daemon == "bgpd":
+            args += ["-p", "179"]
+        return args
+
+    # ----- validation -----
+    def _check_config(self, directory: Path) -> None:
+        ensure_vty_group()
+        for d in self.daemons():
+            r = subprocess.run(self._daemon_args(d, directory, dryrun=True), capture_output=True,
+                               text=True, timeout=30)
+            out = (r.stdout + r.stderr).strip()
+            # the daemons print each complaint on stdout and stderr: keep one of each
+            errs = list(dict.fromkeys(ln for ln in out.splitlines() if _CHECK_ERR_RE.search(ln)))
+            if r.returncode != 0 or errs:
+                raise DaemonError(f"frr {self.spec.name}: {d}.conf rejected by {d} -C: "
+                                  f"{one_line(chr(10).join(errs or out.splitlines()[-3:]))}")
+
+    # ----- lifecycle -----
+    def _launch(self) -> None:
+        ensure_vty_group()
+        assert self.run_dir is not None
+        for stale in [self.run_dir / "zserv.api", *self.vty_dir.glob("*.vty")]:
+            stale.unlink(missing_ok=True)
+        for d in self.daemons():
+            self._popen(d, self._daemon_args(d, self.run_dir))
+            if d == "zebra":
+                # the other daemons retry ZAPI, but connecting at once keeps start-up short
+                deadline = time.monotonic() + 10
+                while not (self.run_dir / "zserv.api").exists() and time.monotonic() < deadline:
+                    if self._dead_procs():
+                        return
+                    time.sleep(0.05)
+
+    def _ready(self) -> bool:
+        if not all((self.vty_dir / f"{d}.vty").exists() for d in self.daemons()):
+            return False
+        out = self.vtysh("show daemons", check=False)
+        return all(d in out.split() for d in self.daemons())
+
+    def _after_stop(self) -> None:
+        if self.run_dir is None:
+            return
+        for p in [self.run_dir / "zserv.api", *self.vty_dir.glob("*.vty")]:
+            p.unlink(missing_ok=True)
+
+    # ----- queries -----
+    def vtysh(self, command: str, check: bool = True, timeout: float = 15.0) -> str:
+        """Run one vtysh command against this instance and return its output."""
+        r = self._run(["vtysh", "--vty_socket", str(self.vty_dir), "-c", command],
+                      timeout=timeout, check=False)
+        out = r.stdout
+        if check and (r.returncode != 0 or out.lstrip().startswith("%")):
+            raise DaemonError(f"frr {self.spec.name}: vtysh -c {command!r}: "
+                              f"{r.stderr.strip() or out.strip() or 'exit ' + str(r.returncode)}")
+        return out
+
+    def vtysh_json(self, command: str) -> Any:
+        out = self.vtysh(command)
+        try:
+            return json.loads(out) if out.strip() else {}
+        except json.JSONDecodeError as e:
+            raise DaemonError(f"frr {self.spec.name}: {command!r} gave no JSON ({e}): "
+                              f"{out[:200]}") from None
+
+    def cli(self, command: str) -> str:
+        return self.vtysh(command, check=False)
+
+    def ospf_neighbors(self) -> list[OspfNeighbor]:
+        if not self.spec.ospf_enabled:
+            return []
+        return parse_ospf_neighbors(self.vtysh_json("show ip ospf neighbor json"))
+
+    def bgp_sessions(self) -> list[BgpSession]:
+        if not self.spec.bgp_enabled:
+            return []
+        return parse_bgp_neighbors(self.vtysh_json("show ip bgp neighbors json"))
+
+    def routes(self) -> list[Route]:
+        return parse_routes(self.vtysh_json("show ip route json"))
+
+    @classmethod
+    def version(cls) -> str | None:
+        exe = FRR_DIR / "zebra"
+        if not exe.exists():
+            return None
+        r = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=10)
+        m = re.search(r"version\s+(\S+)", r.stdout + r.stderr)
+        return m.group(1) if m else None
+
+
+# ----------------------------------------------------------------------------------------
+# Parsers (pure; unit-tested against recorded vtysh output)
+# ----------------------------------------------------------------------------------------
+
+def parse_ospf_neighbors(data: dict[str, Any]) -> list[OspfNeighbor]:
+    """`show ip ospf neighbor json` -> OspfNeighbor list."""
+    out = []
+    for rid, entries in (data.get("neighbors") or {}).items():
+        if isinstance(entries, dict):
+            entries = [entries]
+        for e in entries:
+            state, role = normalize_ospf_state(e.get("nbrState") or e.get("state", ""))
+            if role is None and e.get("role"):
+                role = e["role"]
+            up = e.get("upTimeInMsec")
+            iface = e.get("ifaceName") or e.get("interfaceName")
+            if iface and ":" in iface:
+                iface = iface.split(":")[0]  # "r1-eth0:10.0.12.1" -> interface name
+            out.append(OspfNeighbor(router_id=rid, address=e.get("ifaceAddress") or e.get("address"),
+                                    interface=iface, state=state, role=role,
+                                    uptime=up / 1000.0 if isinstance(up, (int, float)) else None))
+    return out
+
+
+def parse_bgp_neighbors(data: dict[str, Any]) -> list[BgpSession]:
+    """`show ip bgp neighbors json` -> BgpSession list."""
+    out = []
+    for peer, e in data.items():
+        if not isinstance(e, dict) or "bgpState" not in e:
+            continue
+        state = normalize_bgp_state(e.get("bgpState", ""))
+        up = e.get("bgpTimerUpMsec") if state == "Established" else None
+        af = (e.get("addressFamilyInfo") or {}).get("ipv4Unicast") or {}
+        err = e.get("lastResetDueTo") or e.get("lastErrorCodeSubcode")
+        out.append(BgpSession(
+            peer=peer, peer_asn=parse_int(e.get("remoteAs")), state=state,
+            uptime=up / 1000.0 if isinstance(up, (int, float)) else None,
+            established_count=parse_int(e.get("connectionsEstablished")),
+            prefixes_received=parse_int(af.get("acceptedPrefixCounter")),
+            description=e.get("nbrDesc", ""),
+            local_address=e.get("hostLocal") if e.get("hostLocal") not in (None, "", "Unknown") else None,
+            last_error=err or None))
+    return out
+
+
+def parse_routes(data: dict[str, Any]) -> list[Route]:
+    """`show ip route json` -> Route list (every candidate; `selected` marks the best)."""
+    out = []
+    for prefix, entries in data.items():
+        for e in entries:
+            nhs = []
+            for nh in e.get("nexthops", []):
+                if nh.get("active") is False and not e.get("selected"):
+                    pass  # keep inactive next hops of unselected routes: they are the route
+                nhs.append(NextHop(address=nh.get("ip"), interface=nh.get("interfaceName"),
+                                   blackhole=bool(nh.get("unreachable") or nh.get("blackhole"))))
+            out.append(Route(prefix=prefix, protocol=_PROTO.get(e.get("protocol", ""), "other"),
+                             nexthops=tuple(nhs), selected=bool(e.get("selected")),
+                             metric=parse_int(e.get("metric")),
+                             distance=parse_int(e.get("distance"))))
+    return out
