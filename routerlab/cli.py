@@ -125,7 +125,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
     else:
         for kind, names in rep.removed.items():
             if names:
-                console.print(f"removed {len(names)} {kind}{'es' if kind == 'process' else 's'}: "
+                plural = {"process": "processes", "netns": "namespaces", "dir": "directories"}.get(kind, kind + "s")
+                console.print(f"removed {len(names)} {plural}: "
                               f"{' '.join(names[:20])}{' ...' if len(names) > 20 else ''}")
     for e in rep.errors:
         err_console.print(f"routerlab: could not remove {e}")

@@ -89,6 +89,9 @@ class RouterlabCLI(CLI):
         def run() -> None:
             r = self._router(line.strip())
             rows = [self._as_dict(x) for x in r.daemon.ospf_neighbors()]
+            if not rows:
+                self.console.print(f"{r.name}: no OSPF neighbours")
+                return
             cols = list(rows[0].keys()) if rows else ["router_id", "state"]
             self.console.print(_table(f"OSPF neighbours of {r.name}", rows, cols))
         self._guard(run)
@@ -98,6 +101,9 @@ class RouterlabCLI(CLI):
         def run() -> None:
             r = self._router(line.strip())
             rows = [self._as_dict(x) for x in r.daemon.bgp_sessions()]
+            if not rows:
+                self.console.print(f"{r.name}: no BGP sessions")
+                return
             cols = list(rows[0].keys()) if rows else ["peer", "state"]
             self.console.print(_table(f"BGP sessions of {r.name}", rows, cols))
         self._guard(run)

@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--rate", type=float, default=1000.0, help="packets per second")
     s.add_argument("--size", type=int, default=64, help="UDP payload bytes")
     s.add_argument("--count", type=int)
-    s.add_argument("--duration", type=float, help="seconds")
+    s.add_argument("--duration", type=float, help="seconds: sends round(rate x duration) packets")
     s.add_argument("--max-catchup", type=float, default=0.05, help="seconds")
     r = sub.add_parser("recv", help="receive and log the stream")
     r.add_argument("--bind", required=True)

@@ -34,8 +34,11 @@ Definitions used by `analyze` (all counts over sequence numbers 0..sent-1):
   spacing) and about 500 lost packets. ``max_gap_ms`` is the longest interval of all
   (about 1/rate on a healthy path); ``gaps`` lists every interval longer than the
   threshold (default: the larger of 20 ms and 5 packet spacings) with its start (seconds
-  since the first packet's expected arrival), duration and the number of packets lost in
-  it. A gap with ``lost == 0`` was a delay spike, not a loss.
+  since the first packet's expected arrival), duration and ``lost``: the packets sent
+  during it (after the highest sequence number heard before it, up to the sender's position
+  when the silence ended) that never arrived. That is time-based because the packet that
+  ends a gap can be an old one released from a queue (e.g. held while ARP resolved). A gap
+  with ``lost == 0`` was a delay spike, not a loss.
 * The sender keeps an absolute schedule (packet i at first send + i/rate) and catches up
   after a short stall; time during which it fell further behind that schedule (a stall of
   the probe itself on a busy machine, e.g. 30 ms descheduled) is not time "while the
@@ -51,6 +54,11 @@ iperf3
 
 The server (``iperf3 -s -1``) is bound to ``server_ip``; the client's ``-J`` output is
 parsed by `parse_iperf3` into an `IperfResult`.
+
+Note for experiments: when a veth's carrier drops, the kernel flushes the learnt ARP
+entries on it and, once the link is back, re-resolves only on its ARP retransmit timer
+(1 s): a 500 ms link flap between two namespaces then shows as a ~1 s gap. The probe
+reports that faithfully; use permanent neighbour entries if only the link should count.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, TypeVar
 
@@ -185,18 +185,21 @@ class _Proc:
 class Daemon(abc.ABC):
     """One routing-daemon implementation running one router's spec in one namespace.
 
-    Subclasses set `impl` and `features`, and implement `render`, `_check_config`,
-    `_launch`, `_ready`, status queries and `cli`."""
+    Subclasses set `implementation`, `description` and `features`, and implement `render`,
+    `_check_config`, `_launch`, `_ready`, the status queries, `cli` and `version`."""
 
     implementation: ClassVar[str] = ""
     description: ClassVar[str] = ""
     #: what the implementation does: "bgp", "ospf", "fib", "static", "policy", "redistribute"
     features: ClassVar[frozenset[str]] = frozenset()
-    #: processes that must stay alive; checked by is_running()
+    #: default seconds `start` waits for the control channel
     start_timeout: ClassVar[float] = 20.0
 
     def __init__(self, spec: RouterSpec):
-        self.spec = spec.validate()
+        try:
+            self.spec = spec.validate()
+        except SpecError as e:
+            raise DaemonError(f"{self.implementation}: {e}") from None
         self.ns: Netns | None = None
         self.run_dir: Path | None = None
         self._procs: list[_Proc] = []
@@ -228,8 +231,9 @@ class Daemon(abc.ABC):
             need.add("policy")
         missing = need - self.features
         if missing:
-            raise DaemonError(f"{self.implementation} {s.name}: the spec needs {', '.join(sorted(missing))}, "
-                              f"which {self.implementation} does not provide")
+            raise DaemonError(f"{self.implementation} {s.name}: the spec needs "
+                              f"{', '.join(sorted(missing))}, which {self.implementation} "
+                              "does not provide")
 
     @property
     def config_dir(self) -> Path:
@@ -379,6 +383,11 @@ class Daemon(abc.ABC):
         return bool(self._procs) and not self._dead_procs()
 
     @property
+    def started_at(self) -> float | None:
+        """Wall-clock time the daemon became ready (None when not running)."""
+        return self._started_at
+
+    @property
     def pids(self) -> dict[str, int]:
         """{program name: pid} of the running processes (for CRIU and fault injection)."""
         return {p.name: p.popen.pid for p in self._procs if p.popen.poll() is None}
@@ -524,11 +533,3 @@ def parse_int(v: Any) -> int | None:
         return int(v)
     except (TypeError, ValueError):
         return None
-
-
-def check_spec(spec: RouterSpec) -> None:
-    """Validate a spec, converting SpecError into DaemonError for callers that want one type."""
-    try:
-        spec.validate()
-    except SpecError as e:
-        raise DaemonError(str(e)) from None

@@ -21,7 +21,7 @@ from typing import Iterable
 
 from .base import (BgpSession, Daemon, DaemonError, NextHop, OspfNeighbor, Route,
                    normalize_bgp_state, normalize_ospf_state, one_line, parse_int)
-from .spec import (Policy, PrefixMatch, RouterSpec, area_id, discard_prefixes)
+from .spec import Policy, PrefixMatch, area_id, discard_prefixes
 
 log = logging.getLogger(__name__)
 

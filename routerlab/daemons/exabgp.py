@@ -179,11 +179,21 @@ class ExabgpDaemon(Daemon):
         """Write API command lines to ExaBGP (through the FIFO); returns how many."""
         if not self.is_running():
             raise DaemonError(f"exabgp {self.spec.name}: not running")
-        data = "".join(ln.rstrip("\n") + "\n" for ln in lines)
-        # blocking write: the helper drains the FIFO as ExaBGP reads
-        with open(self.cmd_fifo, "w") as f:
-            f.write(data)
-        return data.count("\n")
+        data = "".join(ln.rstrip("\n") + "\n" for ln in lines).encode()
+        try:
+            # non-blocking open: with no reader (helper gone) this fails instead of hanging
+            fd = os.open(self.cmd_fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            raise DaemonError(f"exabgp {self.spec.name}: API helper not reading {self.cmd_fifo}: "
+                              f"{e}") from None
+        try:
+            os.set_blocking(fd, True)  # then block while the helper drains the FIFO
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        return data.count(b"\n")
 
     def announce(self, prefixes: Iterable[str], next_hop: str = "self", *,
                  med: int | None = None, as_path: Iterable[int] = (),

@@ -15,7 +15,6 @@ import ipaddress
 import json
 import logging
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from routerlab.netns import run as run_root
 
 from .base import (BgpSession, Daemon, DaemonError, NextHop, OspfNeighbor, Route,
                    normalize_bgp_state, normalize_ospf_state, one_line, parse_int)
-from .spec import (ACCEPT_ALL, Policy, PrefixMatch, RouterSpec, area_id, discard_prefixes)
+from .spec import ACCEPT_ALL, Policy, PrefixMatch, area_id, discard_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -404,8 +403,6 @@ def parse_routes(data: dict[str, Any]) -> list[Route]:
         for e in entries:
             nhs = []
             for nh in e.get("nexthops", []):
-                if nh.get("active") is False and not e.get("selected"):
-                    pass  # keep inactive next hops of unselected routes: they are the route
                 nhs.append(NextHop(address=nh.get("ip"), interface=nh.get("interfaceName"),
                                    blackhole=bool(nh.get("unreachable") or nh.get("blackhole"))))
             out.append(Route(prefix=prefix, protocol=_PROTO.get(e.get("protocol", ""), "other"),

@@ -47,6 +47,11 @@ class GobgpDaemon(Daemon):
         super().__init__(spec)
         self.api_port = api_port
 
+    def check_supported(self) -> None:
+        super().check_supported()
+        if not self.spec.bgp_enabled:
+            raise DaemonError(f"gobgp {self.spec.name}: the spec has no asn (GoBGP is BGP only)")
+
     # ----- rendering -----
     def render(self) -> dict[str, str]:
         s = self.spec
@@ -200,7 +205,8 @@ class GobgpDaemon(Daemon):
 
     def _post_start(self) -> None:
         for n in self.spec.networks:
-            args = ["global", "rib", "add", "-a", "ipv4", n.prefix]
+            # origin igp, as FRR's and BIRD's originated networks carry
+            args = ["global", "rib", "add", "-a", "ipv4", n.prefix, "origin", "igp"]
             if n.med is not None:
                 args += ["med", str(n.med)]
             self.gobgp(*args)
@@ -245,7 +251,7 @@ class GobgpDaemon(Daemon):
 
     def announce(self, prefix: str, next_hop: str | None = None) -> None:
         """Originate a prefix at run time (added to GoBGP's global RIB)."""
-        args = ["global", "rib", "add", "-a", "ipv4", prefix]
+        args = ["global", "rib", "add", "-a", "ipv4", prefix, "origin", "igp"]
         if next_hop:
             args += ["nexthop", next_hop]
         self.gobgp(*args)

@@ -1,0 +1,49 @@
+"""Shared fixtures for emulation tests: root, OVS, unique names, networks torn down always."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ROUTERLAB = [sys.executable, "-m", "routerlab.cli"]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/emulation/" in str(item.fspath):
+            item.add_marker(pytest.mark.emulation)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _needs_root_and_ovs():
+    if os.geteuid() != 0:
+        pytest.skip("emulation tests need root (namespaces, veths, OVS)")
+    if shutil.which("ovs-vsctl") is None or subprocess.run(
+            ["ovs-vsctl", "-t", "3", "show"], capture_output=True).returncode != 0:
+        pytest.skip("Open vSwitch is not running: run scripts/setup.sh")
+
+
+@pytest.fixture
+def uid() -> str:
+    """A short unique tag for resource names of one test."""
+    return uuid.uuid4().hex[:4]
+
+
+def wait_until(cond, timeout: float, what: str, interval: float = 0.2):
+    """Poll `cond` until truthy (returned) or fail the test with `what`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
