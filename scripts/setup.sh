@@ -50,6 +50,13 @@ if [ -x /usr/lib/frr/frrinit.sh ] && [ -f /var/run/frr/watchfrr.pid ] && kill -0
   say "stopping the root-namespace FRR service"; /usr/lib/frr/frrinit.sh stop >/dev/null 2>&1 || true
 fi
 
+# Routers run their daemons as root (CRIU needs that to dump them); FRR then insists that
+# root be in its vty group.
+if getent group frrvty >/dev/null && ! id -nG root | tr ' ' '\n' | grep -qx frrvty; then
+  say "adding root to group frrvty (FRR daemons run as root in routerlab)"
+  usermod -aG frrvty root
+fi
+
 # ---------------------------------------------------------------- Open vSwitch
 if ! ovs-vsctl -t 3 show >/dev/null 2>&1; then
   say "starting Open vSwitch (userspace datapath)"

@@ -54,7 +54,7 @@ class BirdDaemon(Daemon):
     """BIRD 2 (`bird -f`) for one router."""
 
     implementation = "bird"
-    description = "BIRD 2 (OSPF, BGP, kernel FIB)"
+    description = "OSPF, BGP, kernel FIB"
     features = frozenset({"bgp", "ospf", "fib", "static", "policy", "redistribute"})
 
     # ----- rendering -----

@@ -64,7 +64,7 @@ class ExabgpDaemon(Daemon):
     """ExaBGP for one router spec: neighbours, static routes, run-time injection API."""
 
     implementation = "exabgp"
-    description = "ExaBGP (BGP injector, no RIB/FIB)"
+    description = "BGP route injector, no RIB/FIB"
     features = frozenset({"bgp"})
 
     def __init__(self, spec: RouterSpec):

@@ -99,8 +99,8 @@ class FrrDaemon(Daemon):
             files["bgpd.conf"] = self._render_bgpd()
         extra = s.overrides.get("frr")
         if extra:
-            # Overrides are keyed by daemon: {"frr": "..."} goes to bgpd (or ospfd) config.
-            target = "bgpd.conf" if "bgpd.conf" in files else "ospfd.conf" if "ospfd.conf" in files else "zebra.conf"
+            # {"frr": "..."} is appended to bgpd.conf (else ospfd.conf, else zebra.conf)
+            target = next(f for f in ("bgpd.conf", "ospfd.conf", "zebra.conf") if f in files)
             files[target] += extra.rstrip() + "\n"
         return files
 

@@ -40,7 +40,7 @@ class GobgpDaemon(Daemon):
     """GoBGP (`gobgpd`) for one router; BGP only, no FIB."""
 
     implementation = "gobgp"
-    description = "GoBGP (BGP speaker, no FIB)"
+    description = "BGP speaker, no FIB"
     features = frozenset({"bgp", "policy"})
 
     def __init__(self, spec: RouterSpec, api_port: int = DEFAULT_API_PORT):
@@ -334,9 +334,12 @@ def parse_neighbors(data: list[dict[str, Any]], established_counts: dict[str, in
         for af in e.get("afi_safis") or e.get("afi-safis") or []:
             afst = af.get("state") or {}
             fam = (afst.get("family") or {})
-            if fam.get("afi") in (1, "AFI_IP") or af.get("config", {}).get("afi-safi-name") == "ipv4-unicast":
+            ipv4 = (fam.get("afi") in (1, "AFI_IP")
+                    or (af.get("config") or {}).get("afi-safi-name") == "ipv4-unicast")
+            if ipv4:  # accepted = received minus what the import policy rejected
                 received = parse_int(afst.get("accepted", afst.get("received", 0))) or 0
-        peer = conf.get("neighbor_address") or conf.get("neighbor-address") or st.get("neighbor_address")
+        peer = (conf.get("neighbor_address") or conf.get("neighbor-address")
+                or st.get("neighbor_address"))
         transport = (e.get("transport") or {})
         out.append(BgpSession(
             peer=peer, peer_asn=parse_int(conf.get("peer_asn", conf.get("peer-as"))),
