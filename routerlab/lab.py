@@ -92,7 +92,7 @@ class RouterlabCLI(CLI):
             if not rows:
                 self.console.print(f"{r.name}: no OSPF neighbours")
                 return
-            cols = list(rows[0].keys()) if rows else ["router_id", "state"]
+            cols = ["router_id", "address", "interface", "state", "role", "uptime"]
             self.console.print(_table(f"OSPF neighbours of {r.name}", rows, cols))
         self._guard(run)
 
@@ -104,7 +104,7 @@ class RouterlabCLI(CLI):
             if not rows:
                 self.console.print(f"{r.name}: no BGP sessions")
                 return
-            cols = list(rows[0].keys()) if rows else ["peer", "state"]
+            cols = ["peer", "peer_asn", "state", "uptime", "established_count", "prefixes_received"]
             self.console.print(_table(f"BGP sessions of {r.name}", rows, cols))
         self._guard(run)
 

@@ -205,8 +205,33 @@ class Network:
                 n += 1
         return n
 
+    def ospf_prefixes(self, name: str) -> set[str]:
+        """Prefixes OSPF router `name` advertises: its loopback and its OSPF subnets."""
+        node = self.topo.node(name)
+        out = {str(node.loopback.network)} if node.loopback and self.topo.loopback_area(name) is not None else set()
+        for i in self.topo.interfaces(name):
+            if i.ospf_area is not None and i.address is not None:
+                out.add(str(i.address.network))
+        return out
+
+    def kernel_routes(self, name: str) -> set[str]:
+        """Destination prefixes in router `name`'s kernel FIB (as ip prints them, /32 kept)."""
+        import json
+
+        r = self._mn(name)
+        out = r.netns.run(["ip", "-j", "route", "show"]).stdout
+        dsts = set()
+        for rt in json.loads(out or "[]"):
+            d = rt.get("dst", "")
+            if d == "default":
+                continue
+            dsts.add(d if "/" in d else f"{d}/32")
+        return dsts
+
     def convergence_state(self) -> tuple[bool, str]:
-        """(converged, what is still missing) from the daemons' own status."""
+        """(converged, what is still missing) from the daemons' own status and the FIBs:
+        every expected adjacency Full, every BGP session Established, and every OSPF router's
+        kernel FIB holding every other OSPF router's loopback and subnets."""
         for name, r in self.routers.items():
             d = r.daemon
             if not d.is_running():
@@ -222,6 +247,12 @@ class Network:
                 missing = [str(s.peer_address) for s in sessions if str(s.peer_address) not in est]
                 if missing:
                     return False, f"{name}: BGP to {', '.join(missing)} not Established"
+        ospf_routers = [n for n in self.routers if self.topo.node(n).ospf]
+        for name in ospf_routers:
+            want = set().union(*(self.ospf_prefixes(o) for o in ospf_routers if o != name)) if len(ospf_routers) > 1 else set()
+            missing = want - self.kernel_routes(name)
+            if missing:
+                return False, f"{name}: {len(missing)} OSPF prefixes not yet in the FIB (e.g. {sorted(missing)[0]})"
         return True, "converged"
 
     def wait_converged(self, timeout: float = 90.0, progress: Progress | None = None) -> float:
