@@ -84,29 +84,25 @@ class RouterlabCLI(CLI):
                                       ["prefix", "protocol", "via", "metric"]))
         self._guard(run)
 
-    def do_neighbors(self, line: str) -> None:
-        """neighbors R: OSPF neighbours of R with state and uptime."""
+    def _status(self, line: str, query: str, what: str, cols: list[str]) -> None:
         def run() -> None:
             r = self._router(line.strip())
-            rows = [self._as_dict(x) for x in r.daemon.ospf_neighbors()]
+            rows = [self._as_dict(x) for x in getattr(r.daemon, query)()]
             if not rows:
-                self.console.print(f"{r.name}: no OSPF neighbours")
+                self.console.print(f"{r.name}: no {what}")
                 return
-            cols = ["router_id", "address", "interface", "state", "role", "uptime"]
-            self.console.print(_table(f"OSPF neighbours of {r.name}", rows, cols))
+            self.console.print(_table(f"{what} of {r.name}", rows, cols))
         self._guard(run)
+
+    def do_neighbors(self, line: str) -> None:
+        """neighbors R: OSPF neighbours of R with state and uptime."""
+        self._status(line, "ospf_neighbors", "OSPF neighbours",
+                     ["router_id", "address", "interface", "state", "role", "uptime"])
 
     def do_sessions(self, line: str) -> None:
         """sessions R: BGP sessions of R with state, uptime and connection count."""
-        def run() -> None:
-            r = self._router(line.strip())
-            rows = [self._as_dict(x) for x in r.daemon.bgp_sessions()]
-            if not rows:
-                self.console.print(f"{r.name}: no BGP sessions")
-                return
-            cols = ["peer", "peer_asn", "state", "uptime", "established_count", "prefixes_received"]
-            self.console.print(_table(f"BGP sessions of {r.name}", rows, cols))
-        self._guard(run)
+        self._status(line, "bgp_sessions", "BGP sessions",
+                     ["peer", "peer_asn", "state", "uptime", "established_count", "prefixes_received"])
 
     def do_daemon(self, line: str) -> None:
         """daemon R COMMAND: run COMMAND in R's own CLI (vtysh, birdc or gobgp)."""
