@@ -54,3 +54,33 @@ def test_mixed_frr_bird_ring_converges(ring_net):
     # hosts behind r1 and r3 reach each other across the mixed ring
     h1 = ring_net.host("h1")
     assert "1 received" in h1.cmd(f"ping -c1 -W2 {ring_net.address('h2')}")
+
+
+def test_switch_lan_with_frr_and_bird(uid):
+    """A userspace OVS switch as a LAN: OSPF on a broadcast segment between FRR and BIRD,
+    a host behind the switch reaches both loopbacks, and the bridge goes away on stop."""
+    from routerlab import registry
+    from routerlab.topology import topology_from_dict
+
+    sw = f"s{uid}"
+    topo = topology_from_dict({
+        "name": "lan", "defaults": {"daemon": "frr", "asn": 65000}, "ospf": {"area": 0},
+        "nodes": {"r1": {}, "r2": {"daemon": "bird"}, sw: {"role": "switch"}, "h1": {"role": "host"}},
+        "links": [{"a": "r1", "b": sw}, {"a": "r2", "b": sw}, {"a": "h1", "b": sw}],
+    })
+    net = Network(topo, prefix=f"tn{uid}-")
+    bridge = f"tn{uid}-{sw}"
+    try:
+        net.start()
+        assert registry.ovs_bridge_exists(bridge)
+        net.wait_converged(timeout=90)
+        for r in net.routers.values():
+            assert [nb.state for nb in r.daemon.ospf_neighbors()] == ["Full"]
+        h1 = net.host("h1")
+        for r in ("r1", "r2"):
+            ip = str(topo.node(r).loopback.ip)
+            wait_until(lambda: "1 received" in h1.cmd(f"ping -c1 -W1 {ip}"), 30, f"h1 to ping {r}")
+    finally:
+        net.stop()
+    assert not registry.ovs_bridge_exists(bridge)
+    assert not registry.link_exists(f"{sw}-eth1")
