@@ -1322,7 +1322,8 @@ def load_topology(source: str | os.PathLike[str], **topohub_options: Any) -> Top
     path = Path(text_src)
     if not path.is_file():
         looks_like_path = os.sep in text_src or path.suffix in (".yaml", ".yml")
-        if looks_like_path or path.exists():
+        # A bare name that is also a directory here (e.g. `b4`, the package) is a shipped name.
+        if looks_like_path or (path.exists() and not path.is_dir()):
             raise TopologyError(text_src, None, "no such file" if not path.exists() else "not a regular file")
         path = find_topology(text_src)
     shown = _display(path)

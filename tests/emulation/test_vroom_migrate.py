@@ -1,0 +1,269 @@
+"""Live migration of a BIRD VR between two physical routers under a 1,000 pps probe.
+
+Network (prefix tvXXXX, shared by the tests of this module, about a minute in all)::
+
+    n1 (BIRD, OSPF) --\\                         /-- physical router A (VR r1 starts here)
+    n2 (FRR, OSPF)  ----[ transport circuits ]--<
+    ext (ExaBGP, AS 65100, eBGP) --/             \\-- physical router B
+
+r1 runs BIRD: OSPF with n1 (eth0) and n2 (eth1), eBGP with ext (eth2). The probe runs from
+n1 to n2's loopback, across r1's data plane. Checked: no packet lost, every neighbour keeps
+OSPF Full / BGP Established with uptime unbroken and no new connection, routes learned
+after the move are forwarded by the new data plane, nothing of r1 is left on the old
+physical router; a migration forced to fail at the restore step rolls back and r1 keeps
+routing; bad input is refused before anything changes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import time
+from typing import Callable, Iterator
+
+import pytest
+
+from routerlab import criu as rlcriu
+from routerlab.daemons import (BgpNeighbor, ExabgpDaemon, FrrDaemon, BirdDaemon, Interface,
+                               Network, RouterSpec)
+from routerlab.netns import run
+from routerlab.ovs import bridges_named
+from routerlab.traffic import Probe
+from vroom.migrate import Migration, MigrationRefused
+from vroom.network import VroomNetwork
+from vroom.ofctl import dump_flows, flows_of_vr
+from vroom.phases import MigrationFailed
+
+pytestmark = [
+    pytest.mark.emulation,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, OVS, CRIU)"),
+    pytest.mark.skipif(shutil.which("bird") is None, reason="BIRD 2 is not installed"),
+    pytest.mark.skipif(rlcriu.find_criu() is None, reason="no CRIU: run scripts/get-criu.sh"),
+]
+log = logging.getLogger(__name__)
+
+LO_N2 = "10.255.95.3"
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+class Lab:
+    def __init__(self, net: VroomNetwork, n1: BirdDaemon, n2: FrrDaemon, ext: ExabgpDaemon):
+        self.net, self.n1, self.n2, self.ext = net, n1, n2, ext
+
+    @property
+    def r1(self):
+        return self.net.vrs["r1"]
+
+    def state(self) -> dict:
+        """What every neighbour sees of r1 (and r1 of ext)."""
+        n1 = [x for x in self.n1.ospf_neighbors() if x.router_id == "10.255.95.1"]
+        n2 = [x for x in self.n2.ospf_neighbors() if x.router_id == "10.255.95.1"]
+        ext = self.ext.bgp_sessions()
+        r1 = self.r1.daemon.bgp_sessions()
+        return {"n1_ospf": n1[0].state if n1 else None,
+                "n2_ospf": n2[0].state if n2 else None,
+                "n2_ospf_uptime": n2[0].uptime if n2 else None,
+                "ext_bgp": ext[0].state if ext else None,
+                "ext_bgp_uptime": ext[0].uptime if ext else None,
+                "ext_bgp_ups": ext[0].established_count if ext else None,
+                "r1_bgp": r1[0].state if r1 else None,
+                "r1_bgp_ups": r1[0].established_count if r1 else None}
+
+    def converged(self) -> dict | None:
+        s = self.state()
+        ok = (s["n1_ospf"] == "Full" and s["n2_ospf"] == "Full" and s["ext_bgp"] == "Established"
+              and s["r1_bgp"] == "Established")
+        return s if ok else None
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    if run(["ovs-vsctl", "-t", "5", "show"], check=False).returncode != 0:
+        pytest.skip("Open vSwitch is not running")
+    feats = rlcriu.features()
+    if not (feats["check"].ok and feats["socket_dump"].ok):
+        pytest.skip(f"CRIU cannot migrate here: {feats['socket_dump'].detail}")
+    prefix = f"tvr{secrets.token_hex(2)}"
+    net = VroomNetwork(prefix)
+    daemons = []
+    try:
+        net.add_physical_router("A", ports=4)
+        net.add_physical_router("B", ports=4)
+        net.add_physical_router("C", ports=2)  # too small for r1: a "full" target
+        r1 = RouterSpec(name="r1", router_id="10.255.95.1", asn=65000,
+                        loopback="10.255.95.1/32",
+                        interfaces=[Interface("eth0", "10.95.1.1/30", ospf_area="0"),
+                                    Interface("eth1", "10.95.2.1/30", ospf_area="0"),
+                                    Interface("eth2", "10.95.3.1/30")],
+                        bgp_neighbors=[BgpNeighbor("10.95.3.2", 65100)])
+        net.add_virtual_router("r1", r1)
+        ns = {n: net.add_namespace(n) for n in ("n1", "n2", "ext")}
+        net.connect("r1", "eth0", ns["n1"], "eth0")
+        net.connect("r1", "eth1", ns["n2"], "eth0")
+        net.connect("r1", "eth2", ns["ext"], "eth0")
+        n1 = BirdDaemon(RouterSpec(name="n1", router_id="10.255.95.2", loopback="10.255.95.2/32",
+                                   interfaces=[Interface("eth0", "10.95.1.2/30", ospf_area="0")]))
+        n2 = FrrDaemon(RouterSpec(name="n2", router_id=LO_N2, loopback=f"{LO_N2}/32",
+                                  interfaces=[Interface("eth0", "10.95.2.2/30", ospf_area="0")]))
+        ext = ExabgpDaemon(RouterSpec(name="ext", router_id="10.95.3.2", asn=65100,
+                                      interfaces=[Interface("eth0", "10.95.3.2/30")],
+                                      bgp_neighbors=[BgpNeighbor("10.95.3.1", 65000)],
+                                      networks=[Network("10.200.0.0/24", discard=False)]))
+        for d, name in ((n1, "n1"), (n2, "n2"), (ext, "ext")):
+            d.start(ns[name], net.run_root / name)
+            daemons.append(d)
+        ns["ext"].ip("addr", "add", "10.201.0.1/32", "dev", "lo")
+        ns["ext"].ip("route", "add", "default", "via", "10.95.3.1")
+        ns["n1"].ip("route", "add", "10.200.0.0/15", "via", "10.95.1.1")
+        net.place("r1", "A")
+        lab = Lab(net, n1, n2, ext)
+        wait_for(lab.converged, 60, "OSPF Full and BGP Established around r1")
+        yield lab
+    finally:
+        bridges = [pr.bridge_name for pr in net.prs.values()] + [net.transport.name]
+        nss = [f"{prefix}-{n}" for n in ("n1", "n2", "ext")]
+        for d in daemons:
+            d.stop()
+        net.stop()
+        assert not bridges_named(bridges)
+        assert not any(os.path.exists(f"/var/run/netns/{n}") for n in nss)
+
+
+def probe(lab: Lab) -> Probe:
+    return Probe(lab.net.namespaces["n1"], lab.net.namespaces["n2"], LO_N2, rate_pps=1000)
+
+
+def test_migration_loses_no_packet_and_keeps_every_adjacency(lab: Lab) -> None:
+    net, r1 = lab.net, lab.r1
+    # the probe's path must be in place: n1 has learned n2's loopback through r1
+    wait_for(lambda: any(f"nw_dst={LO_N2}" in f[2] for f in dump_flows(net.prs["A"].bridge_name)),
+             20, "the route to n2's loopback on A")
+    n1 = net.namespaces["n1"]
+    wait_for(lambda: n1.run(["ping", "-c1", "-W1", LO_N2], check=False).returncode == 0, 20,
+             "n1 -> n2's loopback through r1")
+    before = lab.state()
+    old_ports = [p for (v, _), (_, p) in net.prs["A"].vr_ports.items() if v == "r1"]
+    t_before = time.monotonic()
+    with probe(lab) as p:
+        time.sleep(1.0)
+        rep = net.migrate("r1", "B")
+        time.sleep(1.5)
+    res = p.result
+    log.info("migration: %s", rep.summary())
+    log.info("probe: %s", res.summary())
+    assert rep.ok and r1.pr is net.prs["B"]
+    assert res.lost == 0, res.summary()
+    assert rep.freeze_s is not None and rep.freeze_s < 2.0
+    after = wait_for(lab.converged, 10, "adjacencies after the move")
+    elapsed = time.monotonic() - t_before
+    # no session reset: same number of BGP connections, uptime kept growing
+    assert after["ext_bgp_ups"] == before["ext_bgp_ups"]
+    assert after["r1_bgp_ups"] == before["r1_bgp_ups"]
+    assert after["ext_bgp_uptime"] >= before["ext_bgp_uptime"] + elapsed - 1
+    assert after["n2_ospf_uptime"] >= before["n2_ospf_uptime"] + elapsed - 1
+    # nothing of r1 left on A
+    assert flows_of_vr(net.prs["A"].bridge_name, r1.vr_id, old_ports) == []
+    assert not os.path.exists(f"/var/run/netns/{net.ns_name('r1', 'A')}")
+    assert not net.prs["A"].vr_ports and not net.prs["A"].portmap.of("r1")
+    assert "r1" not in net.prs["A"].hypervisors
+    cleanup = next(r for r in rep.phases if r.step == "cleanup")
+    assert cleanup.details["left_on_old"] == 0 and not cleanup.details["problems"]
+
+    # a route learned after the move is forwarded by B's data plane
+    lab.ext.announce(["10.201.0.0/24"])
+    bridge_b = net.prs["B"].bridge_name
+    wait_for(lambda: any("nw_dst=10.201.0.0/24" in f[2] for f in dump_flows(bridge_b)), 20,
+             "the new route's flow on B")
+    wait_for(lambda: n1.run(["ping", "-c1", "-W1", "10.201.0.1"], check=False).returncode == 0,
+             10, "n1 -> 10.201.0.1 through r1 at B")
+    out = run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge_b,
+               "table=1,ip,nw_dst=10.201.0.0/24"]).stdout
+    assert "n_packets=0," not in out, out
+
+
+def test_bad_input_is_refused_before_anything_changes(lab: Lab) -> None:
+    net = lab.net
+    where = lab.r1.pr.name
+    flows = {n: len(dump_flows(pr.bridge_name)) for n, pr in net.prs.items()}
+    cases = {("nosuch", "A"): "unknown virtual router 'nosuch'",
+             ("r1", "Z"): "unknown physical router 'Z'",
+             ("r1", "C"): "physical router C is full: r1 needs 3 free ports, C has 2",
+             ("r1", where): f"r1 already runs at {where}"}
+    for (vr, pr), msg in cases.items():
+        with pytest.raises(MigrationRefused) as ei:
+            net.migrate(vr, pr)
+        assert msg in str(ei.value) and "\n" not in str(ei.value)
+    missing = dict(rlcriu.features())
+    missing["socket_dump"] = rlcriu.Feature("socket_dump", False, "dump of TCP sockets fails",
+                                            "get a newer CRIU")
+    other = "A" if where == "B" else "B"
+    with pytest.raises(MigrationRefused, match="CRIU lacks socket_dump"):
+        Migration(net, "r1", other, features=missing).run()
+    assert {n: len(dump_flows(pr.bridge_name)) for n, pr in net.prs.items()} == flows
+    assert lab.r1.pr.name == where and lab.converged()
+
+
+def test_failed_restore_rolls_back_and_the_vr_keeps_routing(lab: Lab) -> None:
+    net, r1 = lab.net, lab.r1
+    home = r1.pr.name
+    other = "A" if home == "B" else "B"
+    before = wait_for(lab.converged, 10, "a converged network")
+    pid_before = r1.pid
+
+    def sabotage(m: Migration) -> None:
+        # the target loses r1's BGP address: CRIU cannot restore the BGP socket there
+        m.dst_ns.ip("addr", "flush", "dev", "eth2")
+
+    with probe(lab) as p:
+        time.sleep(0.5)
+        with pytest.raises(MigrationFailed) as ei:
+            net.migrate("r1", other, hooks={"before-restore": sabotage})
+        time.sleep(1.0)
+    res = p.result
+    err = ei.value
+    log.info("failed as wanted: %s; probe %s", err, res.summary())
+    assert err.step == "control-plane-migration" and err.rolled_back
+    assert "restore" in str(err)
+    # r1 runs where it was, from its dump, and keeps routing
+    assert r1.pr.name == home and r1.daemon.is_running() and r1.pid == pid_before
+    assert r1.ns.name == net.ns_name("r1", home)
+    assert not os.path.exists(f"/var/run/netns/{net.ns_name('r1', other)}")
+    assert not net.prs[other].portmap.of("r1") and "r1" not in net.prs[other].hypervisors
+    assert flows_of_vr(net.prs[other].bridge_name, r1.vr_id) == []
+    assert res.lost == 0, res.summary()
+    after = wait_for(lab.converged, 10, "adjacencies after the rollback")
+    assert after["ext_bgp_ups"] == before["ext_bgp_ups"]
+    # and a migration after the rollback works
+    rep = net.migrate("r1", other)
+    assert rep.ok and r1.pr.name == other
+    wait_for(lab.converged, 10, "adjacencies after the second move")
+    assert lab.state()["ext_bgp_ups"] == before["ext_bgp_ups"]
+
+
+def test_restart_baseline_resets_sessions(lab: Lab) -> None:
+    """The baseline: stop r1, start it anew at the other router. Its BGP session is a new
+    connection and its OSPF adjacencies start again (the losses are reported, not judged)."""
+    net, r1 = lab.net, lab.r1
+    other = "A" if r1.pr.name == "B" else "B"
+    before = wait_for(lab.converged, 10, "a converged network")
+    with probe(lab) as p:
+        time.sleep(0.5)
+        rep = net.restart_move("r1", other, graceful=False)
+        after = wait_for(lab.converged, 40, "adjacencies after the restart")
+        time.sleep(0.5)
+    log.info("restart baseline: %s; probe %s", rep.summary(), p.result.summary())
+    assert rep.ok and r1.pr.name == other and r1.daemon.is_running()
+    assert after["ext_bgp_ups"] == before["ext_bgp_ups"] + 1
+    assert after["n2_ospf_uptime"] < before["n2_ospf_uptime"]
+    assert not os.path.exists(f"/var/run/netns/{net.ns_name('r1', 'A' if other == 'B' else 'B')}")

@@ -1,0 +1,423 @@
+"""BGP messages for the hypervisor: framing, RFC 4271 error checks, normalization, encoding.
+
+os-ken's codec (`os_ken.lib.packet.bgp`) decodes and encodes the messages. This module adds
+what the hypervisor needs around it: reading whole messages off a stream with the header
+checks of RFC 4271 6.1, the UPDATE checks of 6.3 that decide which NOTIFICATION a malformed
+message gets, AS_PATH decoding at the negotiated AS width (os-ken guesses it), and the
+*normalized* form of announced content that voting compares: attribute order, flag bits
+(extended length, partial) and segment splitting do not count as disagreement.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+from typing import Iterable, NamedTuple
+
+from os_ken.lib.packet import bgp as okbgp
+
+HEADER_LEN = 19
+MAX_LEN = 4096
+MARKER = b"\xff" * 16
+OPEN, UPDATE, NOTIFICATION, KEEPALIVE, ROUTE_REFRESH = 1, 2, 3, 4, 5
+AS_TRANS = 23456
+
+# Attribute flag bits and the types the hypervisor checks (RFC 4271 4.3, 5)
+F_OPTIONAL, F_TRANSITIVE, F_PARTIAL, F_EXTENDED = 0x80, 0x40, 0x20, 0x10
+ORIGIN_T, AS_PATH_T, NEXT_HOP_T, MED_T, LOCAL_PREF_T = 1, 2, 3, 4, 5
+ATOMIC_T, AGGREGATOR_T, COMMUNITIES_T, MP_REACH_T, MP_UNREACH_T, AS4_PATH_T = 6, 7, 8, 14, 15, 17
+WELL_KNOWN = {ORIGIN_T, AS_PATH_T, NEXT_HOP_T, LOCAL_PREF_T, ATOMIC_T}
+_FIXED_LEN = {ORIGIN_T: 1, NEXT_HOP_T: 4, MED_T: 4, LOCAL_PREF_T: 4, ATOMIC_T: 0}
+_OPT_FLAGS = {MED_T: F_OPTIONAL, AGGREGATOR_T: F_OPTIONAL | F_TRANSITIVE,
+              COMMUNITIES_T: F_OPTIONAL | F_TRANSITIVE, AS4_PATH_T: F_OPTIONAL | F_TRANSITIVE}
+_MIN_LEN = {OPEN: 29, UPDATE: 23, NOTIFICATION: 21, KEEPALIVE: 19, ROUTE_REFRESH: 23}
+_MAX_LEN = {KEEPALIVE: 19, ROUTE_REFRESH: 23}
+
+
+class BgpError(Exception):
+    """A protocol error: the NOTIFICATION (code, subcode, data) the peer must be sent."""
+
+    def __init__(self, code: int, subcode: int, data: bytes = b"", why: str = ""):
+        self.code, self.subcode, self.data = code, subcode, bytes(data)
+        super().__init__(why or f"BGP error {code}/{subcode}")
+
+    def notification(self) -> bytes:
+        return notification(self.code, self.subcode, self.data)
+
+
+# ----------------------------------------------------------------------------------------
+# Framing
+# ----------------------------------------------------------------------------------------
+
+def check_header(hdr: bytes) -> tuple[int, int]:
+    """(length, type) of a message header; BgpError with RFC 4271 6.1's NOTIFICATION."""
+    if hdr[:16] != MARKER:
+        raise BgpError(1, 1, why="connection not synchronized (bad marker)")
+    length, mtype = struct.unpack("!HB", hdr[16:19])
+    if mtype not in _MIN_LEN:
+        raise BgpError(1, 3, bytes([mtype]), f"bad message type {mtype}")
+    if not _MIN_LEN[mtype] <= length <= _MAX_LEN.get(mtype, MAX_LEN):
+        raise BgpError(1, 2, struct.pack("!H", length), f"bad length {length} for type {mtype}")
+    return length, mtype
+
+
+async def read_message(reader: asyncio.StreamReader) -> bytes:
+    """One whole message (header included); IncompleteReadError when the peer closed."""
+    hdr = await reader.readexactly(HEADER_LEN)
+    length, _ = check_header(hdr)
+    return hdr + await reader.readexactly(length - HEADER_LEN)
+
+
+def split_messages(data: bytes) -> list[bytes]:
+    """Split a byte string into whole messages (for tests and recorded streams)."""
+    out = []
+    while data:
+        length, _ = check_header(data[:HEADER_LEN])
+        out.append(data[:length])
+        data = data[length:]
+    return out
+
+
+def msg_type(msg: bytes) -> int:
+    return msg[18]
+
+
+# ----------------------------------------------------------------------------------------
+# OPEN, KEEPALIVE, NOTIFICATION
+# ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OpenInfo:
+    """What a peer's OPEN says."""
+
+    asn: int
+    hold: int
+    router_id: str
+    four_octet: bool = False
+    families: tuple[tuple[int, int], ...] = ()
+    capabilities: tuple[int, ...] = ()
+
+
+def make_open(asn: int, hold: int, router_id: str, four_octet: bool = True) -> bytes:
+    """An OPEN offering IPv4 unicast (and 4-octet AS numbers), nothing more."""
+    caps: list = [okbgp.BGPOptParamCapabilityMultiprotocol(afi=1, safi=1)]
+    if four_octet:
+        caps.append(okbgp.BGPOptParamCapabilityFourOctetAsNumber(as_number=asn))
+    my_as = asn if asn <= 0xFFFF else AS_TRANS
+    return bytes(okbgp.BGPOpen(my_as=my_as, bgp_identifier=router_id, hold_time=hold,
+                               opt_param=caps).serialize())
+
+
+def parse_open(msg: bytes) -> OpenInfo:
+    """Decode and check an OPEN (RFC 4271 6.2); BgpError carries the NOTIFICATION."""
+    body = msg[HEADER_LEN:]
+    version, my_as, hold, bgp_id, opt_len = struct.unpack("!BHH4sB", body[:10])
+    if version != 4:
+        raise BgpError(2, 1, struct.pack("!H", 4), f"unsupported version {version}")
+    if 10 + opt_len != len(body):
+        raise BgpError(2, 0, why="optional parameter length does not match the message")
+    if hold in (1, 2):
+        raise BgpError(2, 6, why=f"unacceptable hold time {hold}")
+    rid = str(ipaddress.IPv4Address(bgp_id))
+    if rid == "0.0.0.0" or ipaddress.IPv4Address(bgp_id).is_multicast:
+        raise BgpError(2, 3, why=f"bad BGP identifier {rid}")
+    try:
+        m, _, _ = okbgp.BGPMessage.parser(msg)
+    except Exception as e:  # os-ken raises whatever struct/index error it meets
+        raise BgpError(2, 0, why=f"undecodable OPEN: {e}") from None
+    asn, four, fams, codes = my_as, False, [], []
+    for p in m.opt_param:
+        if p.type != okbgp.BGP_OPT_CAPABILITY:
+            raise BgpError(2, 4, why=f"unsupported optional parameter {p.type}")
+        codes.append(p.cap_code)
+        if p.cap_code == okbgp.BGP_CAP_FOUR_OCTET_AS_NUMBER:
+            asn, four = p.as_number, True
+        elif p.cap_code == okbgp.BGP_CAP_MULTIPROTOCOL:
+            fams.append((p.afi, p.safi))
+    return OpenInfo(asn, hold, rid, four, tuple(fams), tuple(codes))
+
+
+def keepalive() -> bytes:
+    return bytes(okbgp.BGPKeepAlive().serialize())
+
+
+def notification(code: int, subcode: int, data: bytes = b"") -> bytes:
+    return bytes(okbgp.BGPNotification(code, subcode, data).serialize())
+
+
+def parse_notification(msg: bytes) -> tuple[int, int, bytes]:
+    body = msg[HEADER_LEN:]
+    return body[0], body[1], bytes(body[2:])
+
+
+# ----------------------------------------------------------------------------------------
+# UPDATE
+# ----------------------------------------------------------------------------------------
+
+@dataclass
+class Update:
+    """A decoded UPDATE: prefixes as strings, path attributes raw and decoded."""
+
+    withdrawn: list[str] = field(default_factory=list)
+    attrs: bytes = b""
+    nlri: list[str] = field(default_factory=list)
+    attributes: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # type -> (flags, value)
+
+    @property
+    def is_end_of_rib(self) -> bool:
+        return not (self.withdrawn or self.attrs or self.nlri)
+
+
+def _prefixes(buf: bytes, what: str) -> list[str]:
+    """Decode a run of (length, prefix) fields; host bits are cleared (as the RFC wants
+    them ignored). Hand-decoded: this is the hot path of a 10,000-prefix table."""
+    out, pos, n = [], 0, len(buf)
+    while pos < n:
+        plen = buf[pos]
+        nbytes = (plen + 7) // 8
+        if plen > 32 or pos + 1 + nbytes > n:
+            raise BgpError(3, 10, why=f"invalid {what} field")
+        addr = int.from_bytes(buf[pos + 1:pos + 1 + nbytes].ljust(4, b"\0"), "big")
+        addr &= (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+        out.append(f"{addr >> 24}.{addr >> 16 & 255}.{addr >> 8 & 255}.{addr & 255}/{plen}")
+        pos += 1 + nbytes
+    return out
+
+
+def _attr_bytes(flags: int, t: int, value: bytes) -> bytes:
+    if len(value) > 255:
+        return struct.pack("!BBH", flags | F_EXTENDED, t, len(value)) + value
+    return struct.pack("!BBB", flags & ~F_EXTENDED, t, len(value)) + value
+
+
+def _walk_attrs(buf: bytes) -> dict[int, tuple[int, bytes]]:
+    """Split the path attribute section, checking RFC 4271 6.3's framing and flag rules."""
+    out: dict[int, tuple[int, bytes]] = {}
+    pos = 0
+    while pos < len(buf):
+        if len(buf) - pos < 3:
+            raise BgpError(3, 1, why="truncated attribute header")
+        flags, t = buf[pos], buf[pos + 1]
+        hl = 4 if flags & F_EXTENDED else 3
+        if len(buf) - pos < hl:
+            raise BgpError(3, 1, why="truncated attribute length")
+        alen = struct.unpack("!H", buf[pos + 2:pos + 4])[0] if hl == 4 else buf[pos + 2]
+        if pos + hl + alen > len(buf):
+            raise BgpError(3, 1, why=f"attribute {t} overruns the attribute list")
+        raw, value = buf[pos:pos + hl + alen], bytes(buf[pos + hl:pos + hl + alen])
+        pos += hl + alen
+        if t in out:
+            raise BgpError(3, 1, why=f"attribute {t} appears twice")
+        opt_trans = flags & (F_OPTIONAL | F_TRANSITIVE)
+        if not flags & F_OPTIONAL and t not in WELL_KNOWN:
+            raise BgpError(3, 2, raw, f"unrecognized well-known attribute {t}")
+        if (t in WELL_KNOWN and opt_trans != F_TRANSITIVE) or \
+                (t in _OPT_FLAGS and opt_trans != _OPT_FLAGS[t]):
+            raise BgpError(3, 4, raw, f"attribute {t}: bad flags {flags:#x}")
+        if t in _FIXED_LEN and alen != _FIXED_LEN[t]:
+            raise BgpError(3, 5, raw, f"attribute {t}: bad length {alen}")
+        out[t] = (flags, value)
+        if t == ORIGIN_T and value[0] > 2:
+            raise BgpError(3, 6, raw, f"invalid ORIGIN {value[0]}")
+        if t == NEXT_HOP_T:
+            nh = ipaddress.IPv4Address(value)
+            if nh.is_unspecified or nh.is_multicast or nh.is_reserved:
+                raise BgpError(3, 8, raw, f"invalid NEXT_HOP {nh}")
+    return out
+
+
+def decode_as_path(value: bytes, as4: bool) -> tuple[tuple[int, tuple[int, ...]], ...]:
+    """AS_PATH segments at the negotiated width; BgpError 3/11 when malformed."""
+    width, fmt = (4, "!I") if as4 else (2, "!H")
+    segs, pos = [], 0
+    while pos < len(value):
+        if len(value) - pos < 2:
+            raise BgpError(3, 11, why="truncated AS_PATH segment")
+        stype, n = value[pos], value[pos + 1]
+        end = pos + 2 + n * width
+        if stype not in (1, 2) or n == 0 or end > len(value):
+            raise BgpError(3, 11, why=f"malformed AS_PATH segment (type {stype}, {n} ASes)")
+        segs.append((stype, tuple(struct.unpack_from(fmt, value, pos + 2 + i * width)[0]
+                                  for i in range(n))))
+        pos = end
+    return tuple(segs)
+
+
+def parse_update(msg: bytes, as4: bool = True) -> Update:
+    """Decode and check an UPDATE; BgpError carries RFC 4271 6.3's NOTIFICATION."""
+    body = msg[HEADER_LEN:]
+    wlen = struct.unpack("!H", body[:2])[0]
+    if 2 + wlen + 2 > len(body):
+        raise BgpError(3, 1, why="withdrawn routes length too large")
+    alen = struct.unpack("!H", body[2 + wlen:4 + wlen])[0]
+    if 4 + wlen + alen > len(body):
+        raise BgpError(3, 1, why="total path attribute length too large")
+    attrs = bytes(body[4 + wlen:4 + wlen + alen])
+    u = Update(_prefixes(bytes(body[2:2 + wlen]), "withdrawn routes"), attrs,
+               _prefixes(bytes(body[4 + wlen + alen:]), "network"), _walk_attrs(attrs))
+    if AS_PATH_T in u.attributes:
+        decode_as_path(u.attributes[AS_PATH_T][1], as4)
+    if u.nlri:
+        for t in (ORIGIN_T, AS_PATH_T, NEXT_HOP_T):
+            if t not in u.attributes:
+                raise BgpError(3, 3, bytes([t]), f"missing well-known attribute {t}")
+    try:  # the checks passed: os-ken must decode every attribute (else we missed something)
+        for t, (f, v) in u.attributes.items():
+            okbgp._PathAttribute.parser(_attr_bytes(f, t, v))
+    except Exception as e:
+        raise BgpError(3, 1, why=f"undecodable path attribute: {e}") from None
+    return u
+
+
+# ----------------------------------------------------------------------------------------
+# Normalized announced content
+# ----------------------------------------------------------------------------------------
+
+class RouteAttrs(NamedTuple):
+    """The content of an announcement, independent of how an implementation encodes it."""
+
+    origin: int
+    as_path: tuple[tuple[int, tuple[int, ...]], ...]
+    next_hop: str
+    med: int | None = None
+    local_pref: int | None = None
+    atomic_aggregate: bool = False
+    communities: tuple[int, ...] = ()
+    other: tuple[tuple[int, int, bytes], ...] = ()  # (type, optional/transitive flags, value)
+
+    def describe(self) -> str:
+        path = " ".join(" ".join(map(str, asns)) if t == 2 else "{" + ",".join(map(str, asns)) + "}"
+                        for t, asns in self.as_path)
+        return f"nh {self.next_hop} path [{path}] origin {self.origin}" + \
+            (f" med {self.med}" if self.med is not None else "")
+
+
+def _merge_segments(segs: Iterable[tuple[int, tuple[int, ...]]]) -> tuple:
+    """Consecutive AS_SEQUENCEs joined, AS_SETs sorted: one spelling per path."""
+    out: list[tuple[int, tuple[int, ...]]] = []
+    for t, asns in segs:
+        if t == 1:
+            out.append((1, tuple(sorted(set(asns)))))
+        elif out and out[-1][0] == 2:
+            out[-1] = (2, out[-1][1] + tuple(asns))
+        else:
+            out.append((2, tuple(asns)))
+    return tuple(out)
+
+
+def _as4_merge(as_path: tuple, as4_path: tuple) -> tuple:
+    """RFC 6793 4.2.3: rebuild the 4-octet path from AS_PATH and AS4_PATH."""
+    flat = [(t, a) for t, asns in as_path for a in (asns if t == 2 else (asns,))]
+    flat4 = [(t, a) for t, asns in as4_path for a in (asns if t == 2 else (asns,))]
+    if len(flat4) > len(flat):
+        return as_path
+    head = flat[:len(flat) - len(flat4)]
+    segs = [(2, (a,)) if t == 2 else (1, a) for t, a in head + flat4]
+    return _merge_segments(segs)
+
+
+def normalize(u: Update, as4: bool = True) -> RouteAttrs | None:
+    """The normalized content of an UPDATE's announcement (None if it announces nothing)."""
+    if not u.nlri:
+        return None
+    a = u.attributes
+    path = _merge_segments(decode_as_path(a[AS_PATH_T][1], as4))
+    if not as4 and AS4_PATH_T in a:
+        path = _as4_merge(path, _merge_segments(decode_as_path(a[AS4_PATH_T][1], True)))
+    comms = a.get(COMMUNITIES_T, (0, b""))[1]
+    known = {ORIGIN_T, AS_PATH_T, NEXT_HOP_T, MED_T, LOCAL_PREF_T, ATOMIC_T, COMMUNITIES_T,
+             AS4_PATH_T}
+    other = tuple(sorted((t, f & (F_OPTIONAL | F_TRANSITIVE), v) for t, (f, v) in a.items()
+                         if t not in known))
+    return RouteAttrs(
+        origin=a[ORIGIN_T][1][0], as_path=path,
+        next_hop=str(ipaddress.IPv4Address(a[NEXT_HOP_T][1])),
+        med=struct.unpack("!I", a[MED_T][1])[0] if MED_T in a else None,
+        local_pref=struct.unpack("!I", a[LOCAL_PREF_T][1])[0] if LOCAL_PREF_T in a else None,
+        atomic_aggregate=ATOMIC_T in a,
+        communities=tuple(sorted(set(struct.unpack(f"!{len(comms) // 4}I", comms)))),
+        other=other)
+
+
+def has_as(r: RouteAttrs, asn: int) -> bool:
+    """Whether an AS appears in the path (the receiver's loop detection would drop it)."""
+    return any(asn in asns for _, asns in r.as_path)
+
+
+def encode_attrs(r: RouteAttrs, as4: bool = True) -> bytes:
+    """The path attribute section for normalized content, in type order (os-ken encodes)."""
+    segs = [set(asns) if t == 1 else list(asns) for t, asns in r.as_path]
+    attrs: list = [okbgp.BGPPathAttributeOrigin(r.origin)]
+    if as4 or all(a <= 0xFFFF for _, asns in r.as_path for a in asns):
+        attrs.append(okbgp.BGPPathAttributeAsPath(segs, as_pack_str="!I" if as4 else "!H"))
+    else:  # a 2-octet session: AS_TRANS in AS_PATH, the real path in AS4_PATH
+        two = [type(s)(a if a <= 0xFFFF else AS_TRANS for a in s) for s in segs]
+        attrs += [okbgp.BGPPathAttributeAsPath(two, as_pack_str="!H"),
+                  okbgp.BGPPathAttributeAs4Path(segs)]
+    attrs.append(okbgp.BGPPathAttributeNextHop(r.next_hop))
+    if r.med is not None:
+        attrs.append(okbgp.BGPPathAttributeMultiExitDisc(r.med))
+    if r.local_pref is not None:
+        attrs.append(okbgp.BGPPathAttributeLocalPref(r.local_pref))
+    if r.atomic_aggregate:
+        attrs.append(okbgp.BGPPathAttributeAtomicAggregate())
+    if r.communities:
+        attrs.append(okbgp.BGPPathAttributeCommunities(list(r.communities)))
+    out = b"".join(bytes(a.serialize()) for a in sorted(attrs, key=lambda a: a.type))
+    return out + b"".join(_attr_bytes(f, t, v) for t, f, v in r.other)
+
+
+def _nlri_bytes(prefix: str) -> bytes:
+    net = ipaddress.IPv4Network(prefix)
+    return bytes(okbgp.IPAddrPrefix(net.prefixlen, str(net.network_address)).serialize())
+
+
+def _update(withdrawn: bytes, attrs: bytes, nlri: bytes) -> bytes:
+    body = struct.pack("!H", len(withdrawn)) + withdrawn + struct.pack("!H", len(attrs)) + attrs + nlri
+    return MARKER + struct.pack("!HB", HEADER_LEN + len(body), UPDATE) + body
+
+
+def _chunks(prefixes: list[str], room: int) -> Iterable[tuple[bytes, list[str]]]:
+    """Pack encoded prefixes into runs that fit in `room` bytes."""
+    buf, chunk = b"", []
+    for p in prefixes:
+        b = _nlri_bytes(p)
+        if chunk and len(buf) + len(b) > room:
+            yield buf, chunk
+            buf, chunk = b"", []
+        buf += b
+        chunk.append(p)
+    if chunk:
+        yield buf, chunk
+
+
+def encode_announce(attrs: bytes, prefixes: list[str]) -> list[tuple[bytes, list[str]]]:
+    """UPDATEs announcing `prefixes` with raw path attributes, each paired with its prefixes."""
+    room = MAX_LEN - HEADER_LEN - 4 - len(attrs)
+    return [(_update(b"", attrs, nlri), chunk) for nlri, chunk in _chunks(prefixes, room)]
+
+
+def encode_withdraw(prefixes: list[str]) -> list[bytes]:
+    room = MAX_LEN - HEADER_LEN - 4
+    return [_update(w, b"", b"") for w, _ in _chunks(prefixes, room)]
+
+
+def encode_changes(changes: Iterable[tuple[str, RouteAttrs | None]], as4: bool = True) -> list[bytes]:
+    """UPDATE messages for voted changes: withdrawals first, then announcements grouped by
+    identical content."""
+    withdraw: list[str] = []
+    groups: dict[RouteAttrs, list[str]] = {}
+    for prefix, attrs in changes:
+        if attrs is None:
+            withdraw.append(prefix)
+        else:
+            groups.setdefault(attrs, []).append(prefix)
+    msgs = encode_withdraw(withdraw)
+    for attrs, prefixes in groups.items():
+        msgs += [m for m, _ in encode_announce(encode_attrs(attrs, as4), prefixes)]
+    return msgs
+
+
+def end_of_rib() -> bytes:
+    return _update(b"", b"", b"")

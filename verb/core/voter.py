@@ -1,0 +1,218 @@
+"""The voter: per-key voting over the replicas' candidate values, in the paper's three modes.
+
+A *key* is what is voted on (a FIB prefix, or a (neighbour, prefix) pair for outgoing
+UPDATEs); a *value* is a replica's normalized candidate for it (any hashable; `None` means
+"the replica has nothing for this key", which is a vote for absence). The voter knows
+nothing about BGP or netlink: callers feed it values and receive the voted changes.
+
+Modes:
+- master-slave: the master's value goes out at once; a master that stays outvoted by a
+  majority past the window (or stops voting) is replaced by a replica of the majority.
+- continuous-majority: a value goes out as soon as a majority of all replicas holds it.
+- wait-for-consensus: a value goes out when every voting replica holds it (and they are a
+  majority); a majority value goes out anyway after `consensus_timeout`.
+
+A replica in the minority for longer than `window` (the disagreement tolerated during
+convergence) on any key is a *suspect*; the replica manager recovers suspects. The clock
+restarts whenever the majority value of a key changes, so a slow but correct replica gets
+`window` seconds to catch up with each change.
+"""
+from __future__ import annotations
+
+import enum
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Hashable, Iterable
+
+Key = Hashable
+Value = Hashable  # None = absent
+Change = tuple[Key, Value]
+
+
+class Mode(str, enum.Enum):
+    MASTER_SLAVE = "master-slave"
+    CONTINUOUS_MAJORITY = "continuous-majority"
+    WAIT_FOR_CONSENSUS = "wait-for-consensus"
+
+
+@dataclass(frozen=True)
+class VoterConfig:
+    """How one voter votes; `replicas` names every replica (N), in master-preference order."""
+
+    mode: Mode
+    replicas: tuple[str, ...]
+    window: float = 10.0
+    consensus_timeout: float = 1.0
+
+    @property
+    def quorum(self) -> int:
+        """A majority of all N replicas (a crashed replica still counts in N)."""
+        return len(self.replicas) // 2 + 1
+
+
+_NO_REF = object()  # no majority: nobody is in the minority
+
+
+class Voter:
+    """Votes on keys; `emit` receives each batch of output changes [(key, value or None)]."""
+
+    def __init__(self, config: VoterConfig, emit: Callable[[list[Change]], None],
+                 clock: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.mode = Mode(config.mode)
+        self.emit = emit
+        self.clock = clock
+        self.values: dict[Key, dict[str, Value]] = {}  # key -> {replica: value}, present only
+        self.output: dict[Key, Value] = {}  # voted values, present only
+        self.voting: set[str] = set(config.replicas)
+        self.master: str | None = config.replicas[0] if config.replicas else None
+        self.minority: dict[str, dict[Key, float]] = {r: {} for r in config.replicas}
+        self.mismatch: dict[str, set[Key]] = {r: set() for r in config.replicas}
+        self.pending: dict[Key, float] = {}  # wait-for-consensus: key -> majority waiting since
+        self._out: list[Change] = []
+
+    # ----- inputs -----
+    def update(self, replica: str, changes: Iterable[Change]) -> None:
+        """A replica's candidate values changed (value None: it withdrew the key)."""
+        now = self.clock()
+        for key, value in changes:
+            vals = self.values.setdefault(key, {})
+            if value is None:
+                vals.pop(replica, None)
+                if not vals:
+                    del self.values[key]
+            else:
+                vals[replica] = value
+            self._note_mismatch(replica, key, value)
+            self._decide(key, now)
+        self._flush()
+
+    def set_voting(self, replica: str, voting: bool) -> None:
+        """Admit a replica to voting, or exclude it (crashed, recovering)."""
+        if voting:
+            self.voting.add(replica)
+        else:
+            self.voting.discard(replica)
+            self.minority[replica].clear()
+        if self.master not in self.voting:
+            self.master = self._next_master()
+        elif voting and self.master is None:
+            self.master = replica
+        self.revote()
+
+    def set_mode(self, mode: Mode | str) -> None:
+        """Switch voting mode at run time; every key is decided again."""
+        self.mode = Mode(mode)
+        self.pending.clear()
+        self.revote()
+
+    def forget(self, replica: str) -> None:
+        """Drop everything a replica said (it is being replaced); it stops voting."""
+        self.set_voting(replica, False)
+        self.update(replica, [(k, None) for k, v in list(self.values.items()) if replica in v])
+
+    def revote(self) -> None:
+        """Decide every key again (after the voting set or the master changed)."""
+        now = self.clock()
+        for key in list(self.values.keys() | self.output.keys()):
+            self._decide(key, now)
+        self._flush()
+
+    def tick(self) -> set[str]:
+        """Apply timeouts; returns the suspects (voting replicas outvoted past the window).
+
+        In master-slave mode an outvoted master is replaced here by the first replica that
+        is not a suspect."""
+        now = self.clock()
+        for key, since in list(self.pending.items()):
+            if now - since >= self.config.consensus_timeout:
+                self._decide(key, now)
+        suspects = self.suspects(now)
+        if self.master in suspects or self.master not in self.voting:
+            new = self._next_master(exclude=suspects)
+            if new is not None and new != self.master:  # all suspects: keep the master
+                self.master = new
+                self.revote()
+        self._flush()
+        return suspects
+
+    # ----- queries -----
+    def suspects(self, now: float | None = None) -> set[str]:
+        now = self.clock() if now is None else now
+        return {r for r, keys in self.minority.items()
+                if r in self.voting and keys and now - min(keys.values()) > self.config.window}
+
+    def in_sync(self, replica: str) -> bool:
+        """Whether the replica holds exactly the voted output (the readmission test)."""
+        return not self.mismatch[replica]
+
+    def disagreements(self, replica: str) -> int:
+        return len(self.mismatch[replica])
+
+    # ----- the vote -----
+    def _majority(self, key: Key) -> tuple[Value, int, int]:
+        """(most common value among the voting replicas, its count, number of voters)."""
+        vals = self.values.get(key, {})
+        counts = Counter(vals.get(r) for r in self.voting)
+        if not counts:
+            return None, 0, 0
+        value, n = counts.most_common(1)[0]
+        return value, n, len(self.voting)
+
+    def _decide(self, key: Key, now: float) -> None:
+        value, n, voters = self._majority(key)
+        quorate = n >= self.config.quorum
+        self._track_minority(key, value if quorate else _NO_REF, now)
+        current = self.output.get(key)
+        if self.mode is Mode.MASTER_SLAVE:
+            new = self.values.get(key, {}).get(self.master) if self.master in self.voting else current
+        elif not quorate:
+            new = current
+        elif self.mode is Mode.CONTINUOUS_MAJORITY or n == voters or value == current:
+            new = value
+        else:  # wait-for-consensus: a majority that is not yet everybody
+            since = self.pending.setdefault(key, now)
+            new = value if now - since >= self.config.consensus_timeout else current
+        if not quorate or new == value:
+            self.pending.pop(key, None)
+        if new != current:
+            self._set_output(key, new)
+
+    def _track_minority(self, key: Key, ref: object, now: float) -> None:
+        """Time every voting replica that differs from the majority value of `key`.
+
+        A majority cannot move straight from one value to another while a third replica
+        stays outside it: it passes through "no majority", which clears the clocks, so a
+        lagging replica is timed afresh against each new value."""
+        vals = self.values.get(key, {})
+        for r in self.voting:
+            if ref is _NO_REF or vals.get(r) == ref:
+                self.minority[r].pop(key, None)
+            else:
+                self.minority[r].setdefault(key, now)
+
+    def _note_mismatch(self, replica: str, key: Key, value: Value) -> None:
+        if value == self.output.get(key):
+            self.mismatch[replica].discard(key)
+        else:
+            self.mismatch[replica].add(key)
+
+    def _set_output(self, key: Key, value: Value) -> None:
+        if value is None:
+            self.output.pop(key, None)
+        else:
+            self.output[key] = value
+        vals = self.values.get(key, {})
+        for r in self.config.replicas:
+            self._note_mismatch(r, key, vals.get(r))
+        self._out.append((key, value))
+
+    def _flush(self) -> None:
+        if self._out:
+            out, self._out = self._out, []
+            self.emit(out)
+
+    def _next_master(self, exclude: frozenset[str] | set[str] = frozenset()) -> str | None:
+        """The first voting replica (in the configured order) not excluded."""
+        return next((r for r in self.config.replicas if r in self.voting and r not in exclude), None)

@@ -1,0 +1,267 @@
+"""Replicas and the replica manager: diverse daemons in private namespaces, recovery.
+
+Each replica lives in its own namespace with the router's identity: the router's interface
+names and addresses, its loopback, its router id and AS number, rendered by the replica's
+daemon driver from the router's own `RouterSpec`. Each replica interface is a veth whose
+other end is in the replica's *hypervisor-side* namespace, which holds the neighbours'
+addresses: the hypervisor's stand-in sessions connect from there, so to the replica they
+come from its neighbours. Two things differ from the router's spec, both so the hypervisor
+decides when a replica's sessions open: the replica's neighbours are passive, and their hold
+time is the replica hold time (short, so a hung replica is noticed in seconds).
+
+The manager starts replicas, watches them (process exits, faults reported by the sessions,
+voters' suspects), and recovers a faulty one: kill it, flush its FIB, start a new one (the
+same implementation or the next one), replay the recorded streams into it, and readmit it
+to voting once it agrees with the voted output.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from routerlab.daemons import Daemon, driver_for
+from routerlab.daemons.spec import RouterSpec
+from routerlab.netns import Netns, create_veth
+
+from .fib import GobgpFib, KernelFib
+
+if TYPE_CHECKING:
+    from .router import BugTolerantRouter
+
+log = logging.getLogger(__name__)
+
+IMPLEMENTATIONS = ("frr", "bird", "gobgp")
+
+
+def replica_spec(spec: RouterSpec, hold: int) -> RouterSpec:
+    """The router's spec as a replica runs it: passive neighbours, the replica hold time."""
+    s = copy.deepcopy(spec)
+    for nb in s.bgp_neighbors:
+        nb.passive = True
+        nb.hold = hold
+        nb.keepalive = max(1, hold // 3)
+    return s.validate()
+
+
+def make_replica_namespaces(tag: str, index: int, spec: RouterSpec) -> tuple[Netns, Netns]:
+    """The replica's namespace and its hypervisor-side twin, joined by one veth per router
+    interface (same name on both sides); the twin holds the neighbours' addresses."""
+    made: list[Netns] = []
+    try:
+        rep = Netns.create(f"{tag}-r{index}")
+        made.append(rep)
+        hv = Netns.create(f"{tag}-h{index}")
+        made.append(hv)
+        for iface in spec.interfaces:
+            create_veth(iface.name, iface.name, ns_a=rep, ns_b=hv)
+        for nb in spec.bgp_neighbors:
+            peer = ipaddress.IPv4Address(nb.peer)
+            iface = next((i for i in spec.interfaces if peer in i.iface.network), None)
+            if iface is None:
+                raise ValueError(f"{spec.name}: neighbour {nb.peer} is on no interface's subnet")
+            hv.ip("addr", "add", f"{peer}/{iface.iface.network.prefixlen}", "dev", iface.name)
+        return rep, hv
+    except BaseException:
+        for ns in reversed(made):
+            ns.delete()
+        raise
+
+
+@dataclass
+class Replica:
+    """One replica: a daemon of some implementation in its namespace, and its FIB watcher."""
+
+    name: str
+    index: int
+    impl: str
+    ns: Netns
+    hv: Netns
+    daemon: Daemon | None = None
+    fib: KernelFib | GobgpFib | None = None
+    state: str = "down"  # starting, syncing, voting, recovering, failed
+    generation: int = 0
+    started_at: float | None = None
+    history: list[dict] = field(default_factory=list)
+
+    def pids(self) -> list[int]:
+        return list(self.daemon.pids.values()) if self.daemon else []
+
+
+@dataclass
+class Recovery:
+    """One fault and what the manager did about it."""
+
+    replica: str
+    reason: str
+    detected: float  # monotonic
+    impl_before: str
+    impl_after: str = ""
+    restarted: float | None = None
+    readmitted: float | None = None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.readmitted is None else self.readmitted - self.detected
+
+    def to_json(self) -> dict:
+        return {"replica": self.replica, "reason": self.reason, "impl_before": self.impl_before,
+                "impl_after": self.impl_after, "duration_s": self.duration,
+                "restart_s": None if self.restarted is None else self.restarted - self.detected}
+
+
+class ReplicaManager:
+    """Starts, watches and recovers the replicas of one bug-tolerant router."""
+
+    TICK = 0.2
+
+    def __init__(self, router: "BugTolerantRouter", replicas: list[Replica]):
+        self.router = router
+        self.replicas = {r.name: r for r in replicas}
+        self.recoveries: list[Recovery] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._monitor: asyncio.Task | None = None
+
+    # ----- starting -----
+    async def start_all(self) -> None:
+        await asyncio.gather(*(self._start(r) for r in self.replicas.values()))
+        for r in self.replicas.values():
+            self._admit(r)  # at boot there is nothing to catch up with
+        self._monitor = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _start(self, r: Replica) -> None:
+        cfg = self.router.config
+        r.state = "starting"
+        r.generation += 1
+        spec = replica_spec(self.router.spec, cfg.replica_hold)
+        r.daemon = driver_for(r.impl)(spec)
+        run_dir = self.router.run_dir / f"{r.name}-{r.generation}"
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: r.daemon.start(r.ns, run_dir))
+        r.started_at = time.monotonic()
+        report = self.router.fib_reporter(r.name)
+        r.fib = GobgpFib(r.ns, spec, report) if r.impl == "gobgp" else KernelFib(r.ns.name, report)
+        r.fib.start()
+        r.state = "syncing"
+        self.router.interposer.attach(r.name, r.hv.name)
+        log.info("replica %s: %s started in %s (generation %d)", r.name, r.impl, r.ns.name, r.generation)
+
+    def _admit(self, r: Replica) -> None:
+        r.state = "voting"
+        for v in self.router.voters():
+            v.set_voting(r.name, True)
+
+    # ----- watching -----
+    async def _watch(self) -> None:
+        while True:
+            try:
+                self._check()
+            except Exception:  # the watchdog must outlive any one bad check
+                log.exception("replica watch failed")
+            await asyncio.sleep(self.TICK)
+
+    def _check(self) -> None:
+        now = time.monotonic()
+        suspects: set[str] = set()
+        for v in self.router.voters():
+            suspects |= v.tick()
+        # Recover the worst suspects first, but never so many that fewer than a quorum of
+        # replicas keep voting (with one fault, the other suspects are merely lagging).
+        quorum = len(self.replicas) // 2 + 1
+        for name in sorted(suspects, key=lambda n: -sum(v.disagreements(n) for v in self.router.voters())):
+            if sum(r.state == "voting" for r in self.replicas.values()) <= quorum:
+                break
+            self.fault(name, "outvoted past the disagreement window")
+        for r in self.replicas.values():
+            if r.state in ("voting", "syncing") and r.daemon is not None and not r.daemon.is_running():
+                self.fault(r.name, f"daemon exited ({', '.join(r.daemon._dead_procs())})")
+            elif r.state == "syncing" and self._synced(r, now):
+                self._readmit(r)
+
+    def _synced(self, r: Replica, now: float) -> bool:
+        """Caught up with every stream and agreeing with both voted outputs (or, after a
+        long wait, caught up at least: the voters will judge it once it votes)."""
+        if not self.router.interposer.synced(r.name):
+            return False
+        agree = all(v.in_sync(r.name) for v in self.router.voters())
+        waited = r.started_at is not None and now - r.started_at > 2 * self.router.config.window
+        return agree or waited
+
+    def _readmit(self, r: Replica) -> None:
+        self._admit(r)
+        rec = next((x for x in reversed(self.recoveries) if x.replica == r.name and x.readmitted is None), None)
+        if rec is not None:
+            rec.readmitted = time.monotonic()
+            log.warning("replica %s readmitted to voting %.2fs after the fault (%s -> %s)", r.name,
+                        rec.duration, rec.impl_before, rec.impl_after)
+
+    # ----- recovery -----
+    def fault(self, name: str, reason: str) -> None:
+        """A replica is faulty: stop counting its votes now, recover it in the background."""
+        r = self.replicas.get(name)
+        if r is None or r.state not in ("voting", "syncing"):
+            return  # already being recovered (several symptoms of one fault)
+        log.warning("replica %s (%s) faulty: %s", name, r.impl, reason)
+        r.state = "recovering"
+        for v in self.router.voters():
+            v.set_voting(name, False)
+        self.recoveries.append(Recovery(name, reason, time.monotonic(), r.impl))
+        r.history.append({"t": time.time(), "event": "fault", "reason": reason, "impl": r.impl})
+        task = asyncio.get_running_loop().create_task(self._recover(r))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _recover(self, r: Replica) -> None:
+        rec = self.recoveries[-1]
+        try:
+            self.router.interposer.detach(r.name)
+            if r.fib is not None:
+                r.fib.stop()
+            for v in self.router.voters():
+                v.forget(r.name)
+            loop = asyncio.get_running_loop()
+            if r.daemon is not None:
+                await loop.run_in_executor(None, r.daemon.stop)
+            await loop.run_in_executor(None, flush_routes, r.ns)
+            r.impl = self.next_impl(r.impl)
+            rec.impl_after = r.impl
+            await self._start(r)
+            rec.restarted = time.monotonic()
+        except Exception as e:
+            r.state = "failed"
+            log.exception("replica %s: recovery failed: %s", r.name, e)
+
+    def next_impl(self, impl: str) -> str:
+        """The implementation a replacement runs: the same, or the next one in the ring."""
+        if self.router.config.replacement == "same":
+            return impl
+        ring = list(self.router.config.implementations)
+        return ring[(ring.index(impl) + 1) % len(ring)] if impl in ring else impl
+
+    async def stop(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+        for t in list(self._tasks):
+            t.cancel()
+        loop = asyncio.get_running_loop()
+        for r in self.replicas.values():
+            if r.fib is not None:
+                r.fib.stop()
+        await asyncio.gather(*(loop.run_in_executor(None, r.daemon.stop)
+                               for r in self.replicas.values() if r.daemon is not None))
+
+    def status(self) -> dict:
+        return {name: {"impl": r.impl, "state": r.state, "generation": r.generation,
+                       "pids": r.daemon.pids if r.daemon else {}}
+                for name, r in self.replicas.items()}
+
+
+def flush_routes(ns: Netns) -> None:
+    """Remove what a dead daemon left in its namespace's FIB (all but connected routes)."""
+    for proto in ("3", "4", "11", "12", "186", "188", "196"):  # boot static zebra bird bgp ospf frr-static
+        ns.run(["ip", "-4", "route", "flush", "table", "main", "proto", proto], check=False)

@@ -1,0 +1,508 @@
+"""Control-plane migration: move a VR's routing daemon between namespaces with CRIU.
+
+The recipe verified on this platform (shared/PLATFORM.md, CRIU section):
+
+* the target namespace has the same interface names, ifindexes, MACs and addresses
+  (`vroom.router.prepare_namespace`); the FIB and neighbour table are copied to it before
+  the freeze and the routes again right after the dump (`copy_routes`, `copy_neighbours`);
+* dump with the source namespace declared external, restore into the target with
+  ``--inherit-fd`` (`routerlab.criu.Criu`), so the daemon joins the target as it is;
+* CRIU does not save IP multicast memberships: they are read from the source before the
+  dump (`memberships`) and re-joined right after the restore on the daemon's own raw
+  sockets, found through /proc and duplicated with pidfd_getfd (`rejoin_multicast`);
+* the dump's network-lock rules stay in the source namespace: removed afterwards;
+* the dumped task must be reaped before a restore can reuse its pid (same host): routerlab
+  makes this process a child subreaper, so restored daemons are its children.
+
+`ControlPlaneMove.run` does one move and keeps enough state (the images) to put the daemon
+back where it was if the restore fails (`recover`). Iterative pre-copy (``criu pre-dump``)
+is used when the kernel tracks dirty memory, else stall-and-copy; a page server can carry
+the memory over a migration link.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ipaddress
+import logging
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from routerlab import criu, registry
+from routerlab.daemons import Daemon
+from routerlab.netns import Netns
+
+from . import fib
+
+log = logging.getLogger(__name__)
+
+OSPF_PROTO = 89
+ALL_HOSTS = "224.0.0.1"  # joined by the kernel itself on every interface
+
+
+class CpMoveError(RuntimeError):
+    """A control-plane move failed; `stage` says where (dump, restore, rejoin, ...)."""
+
+    def __init__(self, stage: str, message: str):
+        self.stage = stage
+        super().__init__(f"{stage}: {message}")
+
+
+# --------------------------------------------------------------------------- processes
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@contextlib.contextmanager
+def subreaper() -> Iterator[None]:
+    """Be the child subreaper while CRIU restores: the restored daemon (orphaned when the
+    detached criu exits) becomes our child, which we reap when a later dump kills it, so
+    its pid is free for the next restore. Only for that moment: other programs' orphans
+    must not pile up here."""
+    if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+    try:
+        yield
+    finally:
+        _libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+class RestoredProcess:
+    """A restored daemon process (our child through the subreaper), with the part of the
+    `subprocess.Popen` interface the daemon drivers use."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+        self.args = [f"restored:{pid}"]
+
+    def __repr__(self) -> str:
+        return f"<RestoredProcess {self.pid}>"
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # not our child (or already reaped): alive?
+                if not _alive(self.pid):
+                    self.returncode = -1
+                return self.returncode
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            time.sleep(0.01)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def daemon_processes(d: Daemon) -> list[tuple[str, int]]:
+    """(program name, pid) of a driver's running processes."""
+    return [(p.name, p.popen.pid) for p in d._procs if p.popen.poll() is None]  # noqa: SLF001
+
+
+def reap_dumped(d: Daemon, timeout: float = 10.0) -> None:
+    """Wait for the processes a dump killed, so their pids are free for a restore."""
+    for p in d._procs:  # noqa: SLF001
+        try:
+            p.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise CpMoveError("dump", f"{p.name} (pid {p.popen.pid}) still alive after the dump")
+
+
+def rebind_daemon(d: Daemon, ns: Netns, pids: dict[str, int]) -> None:
+    """Point a daemon driver at its restored processes in their new namespace.
+
+    The drivers keep `subprocess.Popen` handles for the processes they started; after a
+    restore the processes are new children of this process with the same pids."""
+    new = []
+    for p in d._procs:  # noqa: SLF001
+        pid = pids.get(p.name)
+        if pid is None:
+            raise CpMoveError("rebind", f"no restored process for {p.name}")
+        registry.session().add_process(pid, p.reg_name)
+        new.append(type(p)(p.name, RestoredProcess(pid), p.reg_name))
+    d._procs = new  # noqa: SLF001
+    d.ns = ns
+
+
+# --------------------------------------------------------------------------- FIB copy
+
+def _route_spec(line: str) -> str | None:
+    """An ``ip -o route`` line as arguments for ``ip route replace`` (None: not copied)."""
+    line = line.replace("\\\t", " ").replace("\\", " ")
+    t = line.split()
+    if not t or "proto" in t and t[t.index("proto") + 1] == "kernel":
+        return None  # connected routes come from the addresses
+    out, i = [], 0
+    while i < len(t):
+        if t[i] == "nhid":  # the expanded next hops follow; nexthop objects are not copied
+            i += 2
+            continue
+        if t[i] in ("linkdown", "dead", "offload", "trap", "rt_offload", "rt_trap",
+                    "notify", "unresolved", "pervasive"):
+            i += 1
+            continue
+        out.append(t[i])
+        i += 1
+    return " ".join(out)
+
+
+def route_lines(ns: str) -> set[str]:
+    text = fib.ip_in(ns, "-o", "-4", "route", "show", "table", "main")
+    return {s for s in (_route_spec(ln) for ln in text.splitlines()) if s}
+
+
+def _batch(ns: str, commands: list[str], ignore: tuple[str, ...] = ()) -> int:
+    if not commands:
+        return 0
+    r = subprocess.run(["ip", "-n", ns, "-force", "-batch", "-"], input="\n".join(commands) + "\n",
+                       capture_output=True, text=True, timeout=600)
+    errs = [ln for ln in r.stderr.splitlines()
+            if ln.strip() and not any(x in ln for x in ignore) and not ln.startswith("Command failed")]
+    if errs:
+        log.warning("ip -batch in %s: %d errors, first: %s", ns, len(errs), errs[0])
+    return len(commands)
+
+
+def copy_routes(src: str, dst: str, *, src_lines: set[str] | None = None) -> int:
+    """Make `dst`'s table main hold `src`'s non-connected routes; returns changes made."""
+    have = route_lines(dst)
+    want = src_lines if src_lines is not None else route_lines(src)
+    cmds = [f"route replace {s}" for s in want - have]
+    cmds += [f"route del {s}" for s in have - want]
+    return _batch(dst, cmds, ignore=("No such process",))
+
+
+def copy_neighbours(src: str, dst: str) -> int:
+    """Copy resolved neighbour entries (as STALE: the kernel re-confirms them)."""
+    cmds = [f"neigh replace {n.ip} lladdr {n.mac} dev {n.dev} nud stale"
+            for n in fib.read_neighbours(src) if n.resolved and n.mac]
+    return _batch(dst, cmds)
+
+
+# --------------------------------------------------------------------------- multicast
+
+def memberships(ns: str) -> dict[str, set[str]]:
+    """{interface: IPv4 multicast groups} joined in namespace `ns` (all-hosts left out)."""
+    return parse_maddress(fib.ip_in(ns, "-4", "maddress", "show"))
+
+
+def parse_maddress(text: str) -> dict[str, set[str]]:
+    """``ip -4 maddress show`` -> {interface: groups}, without 224.0.0.1."""
+    out: dict[str, set[str]] = {}
+    cur = None
+    for ln in text.splitlines():
+        t = ln.split()
+        if not t:
+            continue
+        if t[0].endswith(":") and t[0][:-1].isdigit() and len(t) >= 2:
+            cur = t[1].split("@", 1)[0]
+        elif t[0] == "inet" and cur is not None and t[1] != ALL_HOSTS:
+            out.setdefault(cur, set()).add(t[1])
+    return out
+
+
+def _socket_inodes(pid: int) -> dict[int, int]:
+    """{socket inode: fd} of a process."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out[int(target[8:-1])] = int(fd)
+    return out
+
+
+def raw_sockets(pid: int, proto: int = OSPF_PROTO) -> list[int]:
+    """The fds of `pid`'s raw IPv4 sockets for IP protocol `proto` (as /proc/PID/net/raw,
+    which shows the process's own namespace, lists them)."""
+    inodes = _socket_inodes(pid)
+    fds = []
+    with open(f"/proc/{pid}/net/raw") as f:
+        next(f)
+        for ln in f:
+            t = ln.split()
+            if len(t) > 9 and int(t[1].split(":")[1], 16) == proto and int(t[9]) in inodes:
+                fds.append(inodes[int(t[9])])
+    return sorted(fds)
+
+
+def _mreqn(group: str, ifindex: int) -> bytes:
+    return struct.pack("4s4si", socket.inet_aton(group), b"\0\0\0\0", ifindex)
+
+
+def rejoin_multicast(pid: int, groups: dict[str, set[str]], ifindex: dict[str, int],
+                     proto: int = OSPF_PROTO) -> list[tuple[str, str]]:
+    """Join `groups` again on the daemon's raw sockets, each on the socket bound to that
+    interface (or the first socket when none is bound). Returns (interface, group) joined."""
+    joined = []
+    fds = raw_sockets(pid, proto)
+    if not fds:
+        return joined
+    by_dev: dict[str, int] = {}
+    socks: dict[int, socket.socket] = {}
+    try:
+        for fd in fds:
+            s = socket.socket(fileno=criu.pidfd_getfd(pid, fd))
+            socks[fd] = s
+            dev = s.getsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, 16).rstrip(b"\0")
+            if dev:
+                by_dev.setdefault(dev.decode(), fd)
+        for dev, gs in sorted(groups.items()):
+            fd = by_dev.get(dev, fds[0] if not by_dev else None)
+            if fd is None or dev not in ifindex:
+                continue
+            for g in sorted(gs):
+                if not ipaddress.IPv4Address(g).is_multicast:
+                    continue
+                try:
+                    socks[fd].setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                                         _mreqn(g, ifindex[dev]))
+                    joined.append((dev, g))
+                except OSError as e:
+                    if e.errno != 98:  # EADDRINUSE: already a member
+                        raise
+    finally:
+        for s in socks.values():
+            s.close()
+    return joined
+
+
+# --------------------------------------------------------------------------- the move
+
+@dataclass
+class CpMoveResult:
+    """Timings of one control-plane move (seconds)."""
+
+    method: str = "stall-and-copy"
+    predump_s: float = 0.0
+    dump_s: float = 0.0
+    delta_routes: int = 0
+    restore_s: float = 0.0
+    rejoin_s: float = 0.0
+    freeze_s: float = 0.0  # from the start of the final dump until the daemon hears again
+    image_bytes: int = 0
+    pages_over_link: bool = False
+    joined: list[tuple[str, str]] = field(default_factory=list)
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = dict(self.__dict__)
+        for k, v in d.items():
+            if isinstance(v, float):
+                d[k] = round(v, 4)
+        d["joined"] = [f"{a}:{b}" for a, b in self.joined]
+        return d
+
+
+@dataclass
+class ControlPlaneMove:
+    """One move of a daemon from namespace `src` to `dst` (both prepared)."""
+
+    daemon: Daemon
+    src: Netns
+    dst: Netns
+    images: Path
+    ifindex: dict[str, int]
+    criu: criu.Criu
+    precopy: bool = False
+    page_server: "PageServer | None" = None
+    after_restore: Callable[[], None] | None = None  # e.g. switch punts to the new place
+    before_restore: Callable[[], None] | None = None  # test hook (fault injection)
+    dumped: bool = False
+    restored: bool = False
+    result: CpMoveResult = field(default_factory=CpMoveResult)
+    _groups: dict[str, set[str]] = field(default_factory=dict)
+    _names: list[str] = field(default_factory=list)
+    _dumped_pids: list[tuple[str, int]] = field(default_factory=list)
+
+    def run(self) -> CpMoveResult:
+        res = self.result
+        procs = daemon_processes(self.daemon)
+        if not procs:
+            raise CpMoveError("dump", f"{self.daemon.spec.name}: the daemon is not running")
+        self._names = [n for n, _ in procs]
+        self._dumped_pids = list(procs)
+        self._groups = memberships(self.src.name)
+        if self.images.exists():
+            shutil.rmtree(self.images)
+        self.images.mkdir(parents=True)
+        if self.precopy:
+            res.method = "pre-copy"
+            t0 = time.monotonic()
+            for name, pid in procs:
+                self._predump(pid, self.images / "pre" / name)
+            res.predump_s = time.monotonic() - t0
+        # ---- freeze starts with the final dump
+        t_freeze = time.monotonic()
+        for name, pid in procs:
+            extra: list[str] = []
+            if self.precopy:
+                extra += ["--prev-images-dir", str(self.images / "pre" / name), "--track-mem"]
+            if self.page_server is not None:
+                extra += self.page_server.dump_args()
+                res.pages_over_link = True
+            try:
+                self.criu.dump(pid, self.images / name, extra_args=extra)
+            except criu.CriuError as e:
+                raise CpMoveError("dump", str(e)) from None
+        self.dumped = True
+        res.dump_s = time.monotonic() - t_freeze
+        reap_dumped(self.daemon)
+        res.delta_routes = copy_routes(self.src.name, self.dst.name)
+        if self.before_restore is not None:
+            self.before_restore()
+        t0 = time.monotonic()
+        pids: dict[str, int] = {}
+        for name in self._names:
+            pids[name] = self._restore(self.images / name, self.dst, "restore")
+        self.restored = True
+        res.restore_s = time.monotonic() - t0
+        res.pids = pids
+        rebind_daemon(self.daemon, self.dst, pids)
+        if self.after_restore is not None:
+            self.after_restore()
+        t0 = time.monotonic()
+        try:
+            for pid in pids.values():
+                res.joined += rejoin_multicast(pid, self._groups, self.ifindex)
+        except OSError as e:
+            raise CpMoveError("rejoin", f"re-joining multicast groups: {e}") from None
+        res.rejoin_s = time.monotonic() - t0
+        res.freeze_s = time.monotonic() - t_freeze
+        res.image_bytes = sum(p.stat().st_size for p in self.images.rglob("*") if p.is_file())
+        criu.clear_network_lock(self.src.path)
+        log.info("%s: control plane moved %s -> %s: freeze %.3f s (dump %.3f, restore %.3f), "
+                 "%d bytes of images, re-joined %s", self.daemon.spec.name, self.src.name,
+                 self.dst.name, res.freeze_s, res.dump_s, res.restore_s, res.image_bytes,
+                 res.joined or "nothing")
+        return res
+
+    def _predump(self, pid: int, d: Path) -> None:
+        args = criu.dump_args(pid, d, netns_inode=criu.netns_inode_of_pid(pid))
+        args[0] = "pre-dump"
+        d.mkdir(parents=True, exist_ok=True)
+        r = self.criu.run(args, timeout=120)
+        if r.returncode != 0:
+            raise CpMoveError("pre-dump", criu.first_error(criu.log_tail(d / "dump.log"))
+                              or (r.stderr.strip().splitlines() or ["failed"])[-1])
+
+    def _restore(self, images: Path, ns: Netns, stage: str) -> int:
+        try:
+            with subreaper():
+                r = self.criu.restore(images, netns=ns.path, log_file=f"{stage}.log",
+                                      pidfile=f"{stage}.pid")
+        except criu.CriuError as e:
+            self._reap_leftovers()
+            raise CpMoveError(stage, str(e)) from None
+        if r.pid is None:
+            raise CpMoveError(stage, f"criu restore left no pid file in {images}")
+        return r.pid
+
+    def _reap_leftovers(self, timeout: float = 5.0) -> None:
+        """A failed restore can leave its half-made tasks as our zombies: collect them, or
+        their pids stay taken and no later restore (at the source either) can fork them."""
+        deadline = time.monotonic() + timeout
+        for _, pid in self._dumped_pids:
+            while _alive(pid) or os.path.exists(f"/proc/{pid}"):
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        break
+                except ChildProcessError:
+                    if not os.path.exists(f"/proc/{pid}"):
+                        break
+                if time.monotonic() > deadline:
+                    log.warning("pid %d is still taken after a failed restore", pid)
+                    break
+                time.sleep(0.02)
+
+    def recover(self) -> dict[str, int]:
+        """After a failed restore: bring the daemon back in the source namespace from the
+        dump (the state it had when it stopped), re-join its groups, drop the lock."""
+        if not self.dumped:
+            return {}
+        for p in self.daemon._procs:  # noqa: SLF001  (anything half-restored at the target)
+            if p.popen.poll() is None and self.restored:
+                p.popen.kill()
+                p.popen.wait(10)
+        pids = {}
+        for name in self._names:
+            pids[name] = self._restore(self.images / name, self.src, "recover")
+        rebind_daemon(self.daemon, self.src, pids)
+        criu.clear_network_lock(self.src.path)
+        for pid in pids.values():
+            rejoin_multicast(pid, self._groups, self.ifindex)
+        self.dumped = self.restored = False
+        log.warning("%s: control plane recovered in %s from its dump", self.daemon.spec.name,
+                    self.src.name)
+        return pids
+
+
+class PageServer:
+    """`criu page-server` receiving the dump's memory pages over a migration link.
+
+    It runs inside namespace `ns` listening on `address`; the dump (in the root namespace)
+    reaches it through the link, so the pages cross a link whose rate can be shaped."""
+
+    def __init__(self, c: criu.Criu, ns: Netns, address: str, images: Path, port: int = 27027):
+        self.criu, self.ns, self.address, self.images, self.port = c, ns, address, images, port
+        self.proc: subprocess.Popen | None = None
+
+    def dump_args(self) -> list[str]:
+        return ["--page-server", "--address", self.address, "--port", str(self.port)]
+
+    def start(self) -> None:
+        self.images.mkdir(parents=True, exist_ok=True)
+        self.proc = self.ns.popen([self.criu.path, "page-server", "--images-dir", str(self.images),
+                                   "--address", self.address, "--port", str(self.port),
+                                   "--log-file", "page-server.log", "-v2"], name="criu-page-server")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc is not None:
+            registry.session().release_process(self.proc.pid)
+        self.proc = None

@@ -1,0 +1,431 @@
+"""Live migration of a virtual router between physical routers (VROOM), phase by phase.
+
+`Migration(net, "r1", "B").run()` moves VR r1 from wherever it runs (A) to B:
+
+1. prepare-target: bind r1's interfaces to free ports of B; a namespace at B with the same
+   interface names, ifindexes, MACs and addresses; FIB and neighbours copied into it;
+2. remote-control-plane: the A-B tunnel; B accepts tunnelled frames for r1 and copies its
+   egress into the tunnel (so r1 at B reaches neighbours still patched to A); B punts
+   control traffic to r1's namespace at B;
+3. control-plane-migration: CRIU (pre-copy when possible, else stall-and-copy) from A's
+   namespace to B's; right after the restore A punts into the tunnel, multicast groups are
+   re-joined and A's lock rules removed; A's hypervisor now follows r1's FIB at B;
+4. data-plane-cloning: B's bridge repopulated (bulk) from r1's FIB at B, timed;
+5. double-data-planes: A also copies egress into the tunnel; both forward, both follow r1;
+6. link-migration: each neighbour circuit re-patched from A to B, one at a time
+   (the point of no return: after it the VR lives at B);
+7. cleanup: r1's flows, ports, namespace and tunnel use at A removed, and checked gone.
+
+Before anything changes, `check()` refuses what cannot work (unknown VR or router, a full
+target, missing CRIU features) with a one-line reason. If a step fails, the steps done are
+undone in reverse: r1 keeps running at A (restored from its dump when it had already
+stopped, or moved back when it already ran at B). `report` holds every phase's timing.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from routerlab import criu as rlcriu
+from routerlab.netns import Netns
+
+from .binding import TunnelEnd
+from .cpmove import ControlPlaneMove, CpMoveError, CpMoveResult, copy_neighbours, copy_routes
+from .hypervisor import DataPlaneHypervisor
+from .ofctl import flows_of_vr
+from .phases import MigrationFailed, Phase, PhaseRecord, PhaseRunner, Step
+from .router import PhysicalRouter, VirtualRouter, prepare_namespace
+
+if TYPE_CHECKING:
+    from .network import VroomNetwork
+
+log = logging.getLogger(__name__)
+
+# Daemons whose state lives in the kernel FIB and that CRIU can move (FRR: only with a CRIU
+# that handles rtnetlink groups above 32).
+MIGRATABLE = {"bird": (), "frr": ("netlink_groups_gt32",)}
+NEEDED_FEATURES = ("check", "socket_dump")
+
+
+class MigrationRefused(ValueError):
+    """The migration cannot be done; nothing was touched. One line."""
+
+
+Hook = Callable[["Migration"], None]
+
+
+@dataclass
+class MigrationReport:
+    """What a migration did and how long each part took."""
+
+    vr: str
+    source: str
+    target: str
+    ok: bool = False
+    error: str | None = None
+    rolled_back: bool = False
+    phases: list[PhaseRecord] = field(default_factory=list)
+    cp: CpMoveResult | None = None
+    clone: dict[str, Any] = field(default_factory=dict)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    total_s: float = 0.0
+
+    @property
+    def freeze_s(self) -> float | None:
+        return self.cp.freeze_s if self.cp else None
+
+    def phase_seconds(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for r in self.phases:
+            out[r.phase.value] = round(out.get(r.phase.value, 0.0) + r.seconds, 4)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vr": self.vr, "source": self.source, "target": self.target, "ok": self.ok,
+                "error": self.error, "rolled_back": self.rolled_back,
+                "total_s": round(self.total_s, 4), "freeze_s": self.freeze_s,
+                "phase_seconds": self.phase_seconds(),
+                "phases": [r.to_json() for r in self.phases],
+                "cp": self.cp.to_json() if self.cp else None, "clone": self.clone,
+                "links": self.links}
+
+    def summary(self) -> str:
+        if not self.ok:
+            return f"{self.vr} {self.source} -> {self.target} FAILED: {self.error}"
+        ph = ", ".join(f"{k} {v:.3f}s" for k, v in self.phase_seconds().items())
+        return (f"{self.vr} {self.source} -> {self.target} in {self.total_s:.2f} s; "
+                f"control-plane freeze {self.freeze_s:.3f} s; {ph}")
+
+
+class Migration:
+    """One migration of VR `vr` to physical router `target` (see the module docstring)."""
+
+    def __init__(self, net: "VroomNetwork", vr: str, target: str, *,
+                 criu: rlcriu.Criu | None = None, precopy: str = "auto",
+                 link_pause_s: float = 0.0, hooks: dict[str, Hook] | None = None,
+                 features: dict[str, rlcriu.Feature] | None = None):
+        self.net = net
+        self.vr_name, self.target_name = vr, target
+        self._criu = criu
+        self.precopy_mode = precopy  # auto | on | off
+        self.link_pause_s = link_pause_s
+        self.hooks = hooks or {}
+        self._features = features
+        self.report = MigrationReport(vr, "?", target)
+        # filled as the steps run
+        self.vr: VirtualRouter | None = None
+        self.src: PhysicalRouter | None = None
+        self.dst: PhysicalRouter | None = None
+        self.src_ns: Netns | None = None
+        self.dst_ns: Netns | None = None
+        self.hv_src: DataPlaneHypervisor | None = None
+        self.hv_dst: DataPlaneHypervisor | None = None
+        self.move: ControlPlaneMove | None = None
+        self.tunnel_ports: tuple[int, int] | None = None
+        self._tunnel_made = False
+        self.moved_links: list[str] = []
+
+    # ------------------------------------------------------------------ refusal
+    def check(self) -> None:
+        """Refuse, touching nothing, what cannot work; raises MigrationRefused (one line)."""
+        net = self.net
+        if self.vr_name not in net.vrs:
+            raise MigrationRefused(f"unknown virtual router {self.vr_name!r} "
+                                   f"(known: {', '.join(sorted(net.vrs)) or 'none'})")
+        if self.target_name not in net.prs:
+            raise MigrationRefused(f"unknown physical router {self.target_name!r} "
+                                   f"(known: {', '.join(sorted(net.prs)) or 'none'})")
+        vr, dst = net.vrs[self.vr_name], net.prs[self.target_name]
+        if vr.pr is None or vr.ns is None or vr.daemon is None:
+            raise MigrationRefused(f"{vr.name} is not running anywhere")
+        if vr.pr is dst:
+            raise MigrationRefused(f"{vr.name} already runs at {dst.name}")
+        if not vr.daemon.is_running():
+            raise MigrationRefused(f"{vr.name}: its {vr.impl} daemon is not running")
+        if vr.impl not in MIGRATABLE:
+            raise MigrationRefused(f"{vr.name} runs {vr.impl}, which VROOM cannot migrate "
+                                   f"(migratable: {', '.join(MIGRATABLE)})")
+        need = len(vr.interfaces)
+        free = dst.free_ports()
+        if free < need:
+            raise MigrationRefused(f"physical router {dst.name} is full: {vr.name} needs "
+                                   f"{need} free ports, {dst.name} has {free}")
+        feats = self.features()
+        for name in NEEDED_FEATURES + MIGRATABLE[vr.impl]:
+            f = feats.get(name)
+            if f is None or not f.ok:
+                why = f.detail if f else "not detected"
+                hint = f" ({f.hint})" if f and f.hint else ""
+                raise MigrationRefused(f"CRIU lacks {name}, needed to migrate {vr.impl}: "
+                                       f"{why}{hint}".replace("\n", " "))
+
+    def features(self) -> dict[str, rlcriu.Feature]:
+        if self._features is None:
+            self._features = rlcriu.features(criu_path=self._criu.path if self._criu else None)
+        return self._features
+
+    @property
+    def criu(self) -> rlcriu.Criu:
+        if self._criu is None:
+            self._criu = rlcriu.Criu()
+        return self._criu
+
+    # ------------------------------------------------------------------ running
+    def _hook(self, name: str) -> None:
+        h = self.hooks.get(name)
+        if h is not None:
+            log.info("%s: hook %s", self.vr_name, name)
+            h(self)
+
+    def steps(self) -> list[Step]:
+        def wrap(name: str, fn: Callable[[], dict | None]) -> Callable[[], dict | None]:
+            def run() -> dict | None:
+                self._hook(f"before:{name}")
+                out = fn()
+                self._hook(f"after:{name}")
+                return out
+            return run
+
+        spec = [("prepare-target", Phase.PREPARE, self._prepare, self._unprepare, False),
+                ("remote-control-plane", Phase.REMOTE_CP, self._remote_cp, self._undo_remote_cp, False),
+                ("control-plane-migration", Phase.CP_MIGRATION, self._cp_migrate, self._undo_cp, False),
+                ("data-plane-cloning", Phase.DP_CLONE, self._clone, self._undo_clone, False),
+                ("double-data-planes", Phase.DOUBLE_DP, self._double, self._undo_double, False),
+                ("link-migration", Phase.LINK_MIGRATION, self._links, self._undo_links, True),
+                ("cleanup", Phase.CLEANUP, self._cleanup, None, False)]
+        return [Step(n, ph, wrap(n, do), undo, commit) for n, ph, do, undo, commit in spec]
+
+    def run(self) -> MigrationReport:
+        """Check, then run every phase; returns the report, raises MigrationFailed (after
+        rolling back) or MigrationRefused (nothing touched)."""
+        self.check()
+        net = self.net
+        self.vr = net.vrs[self.vr_name]
+        self.src, self.dst = self.vr.pr, net.prs[self.target_name]
+        assert self.src is not None
+        self.src_ns = self.vr.ns
+        self.hv_src = self.src.hypervisors[self.vr_name]
+        self.report.source = self.src.name
+        runner = PhaseRunner(label=f"migrate {self.vr_name} {self.src.name}->{self.dst.name}")
+        t0 = time.monotonic()
+        try:
+            self.report.phases = runner.run(self.steps())
+            self.report.ok = True
+            self.vr.migrations += 1
+        except MigrationFailed as e:
+            self.report.phases = e.records
+            self.report.error = str(e)
+            self.report.rolled_back = e.rolled_back
+            raise
+        finally:
+            self.report.total_s = time.monotonic() - t0
+            if self.move is not None:
+                self.report.cp = self.move.result
+        log.info("%s", self.report.summary())
+        return self.report
+
+    # ------------------------------------------------------------------ 1. prepare
+    def _prepare(self) -> dict:
+        vr, src, dst = self.vr, self.src, self.dst
+        assert vr and src and dst and self.src_ns
+        prefer = {i: p for i, p in src.portmap.of(vr.name).items()}
+        dst.portmap.bind(vr.name, [i.name for i in vr.interfaces], prefer=prefer)
+        self.dst_ns = prepare_namespace(vr, dst, self.net.ns_name(vr.name, dst.name))
+        t0 = time.monotonic()
+        neigh = copy_neighbours(self.src_ns.name, self.dst_ns.name)
+        routes = copy_routes(self.src_ns.name, self.dst_ns.name)
+        return {"namespace": self.dst_ns.name, "routes_copied": routes,
+                "neighbours_copied": neigh, "fib_copy_s": round(time.monotonic() - t0, 4)}
+
+    def _unprepare(self) -> None:
+        vr, dst = self.vr, self.dst
+        assert vr and dst
+        dst.del_vr_ports(vr)
+        dst.portmap.unbind(vr.name)
+        if self.dst_ns is not None:
+            self.dst_ns.delete()
+            self.dst_ns = None
+
+    # ------------------------------------------------------------------ 2. remote CP
+    def _remote_cp(self) -> dict:
+        vr, src, dst = self.vr, self.src, self.dst
+        assert vr and src and dst and self.dst_ns and self.hv_src
+        self._tunnel_made = dst.name not in src.tunnels
+        ta, tb = self.tunnel_ports = self.net.tunnel(src.name, dst.name)
+        self.hv_src.set_bindings(tunnel=TunnelEnd(ta, accept=True))
+        self.hv_dst = DataPlaneHypervisor(
+            vr.vr_id, dst.bridge_name, self.dst_ns.name, dst.bindings(vr),
+            TunnelEnd(tb, egress_copy=True, accept=True), name=f"{vr.name}@{dst.name}")
+        dst.hypervisors[vr.name] = self.hv_dst
+        st = self.hv_dst.sync(routes=False)  # control path only: punts reach the VR at B
+        return {"tunnel_ports": [ta, tb], "flows": st.flows}
+
+    def _undo_remote_cp(self) -> None:
+        vr, src, dst = self.vr, self.src, self.dst
+        assert vr and src and dst
+        if self.hv_dst is not None:
+            self.hv_dst.stop(remove_flows=True)
+            self.hv_dst.close()
+            dst.hypervisors.pop(vr.name, None)
+            self.hv_dst = None
+        if self.hv_src is not None:
+            self.hv_src.set_bindings(tunnel=None)
+        if self._tunnel_made:
+            self.net.remove_tunnel(src.name, dst.name)
+
+    # ------------------------------------------------------------------ 3. control plane
+    def _punt_remote(self) -> None:
+        """Right after the restore: A's punts go into the tunnel, to the VR at B."""
+        assert self.hv_src and self.tunnel_ports
+        self.hv_src.set_bindings(tunnel=TunnelEnd(self.tunnel_ports[0], punt=True, accept=True))
+
+    def _cp_migrate(self) -> dict:
+        vr = self.vr
+        assert vr and vr.daemon and self.src_ns and self.dst_ns and vr.run_dir and self.hv_src
+        feats = self.features()
+        pre = {"on": True, "off": False}.get(self.precopy_mode,
+                                              feats.get("soft_dirty") is not None
+                                              and feats["soft_dirty"].ok)
+        self.move = ControlPlaneMove(
+            vr.daemon, self.src_ns, self.dst_ns, vr.run_dir / "images",
+            {i.name: i.ifindex for i in vr.interfaces}, self.criu, precopy=pre,
+            after_restore=self._punt_remote,
+            before_restore=lambda: self._hook("before-restore"))
+        try:
+            res = self.move.run()
+        except BaseException as e:
+            # a failed step undoes itself: the VR must run at A again before the error goes up
+            try:
+                if self.move.restored:
+                    self._undo_cp()
+                elif self.move.dumped:
+                    self.move.recover()
+            except Exception as e2:
+                raise CpMoveError(getattr(e, "stage", "control-plane-migration"),
+                                  f"{e}; and putting the VR back at {self.src.name} "  # type: ignore[union-attr]
+                                  f"failed too: {e2}") from e
+            raise
+        vr.ns, vr.pr = self.dst_ns, self.dst
+        self.hv_src.follow(self.dst_ns.name)  # A's data plane follows the VR at B
+        return res.to_json()
+
+    def _undo_cp(self) -> None:
+        """The VR runs at B: move it back to A (a reverse control-plane move)."""
+        vr, src = self.vr, self.src
+        assert vr and src and vr.daemon and self.src_ns and self.dst_ns and vr.run_dir
+        assert self.hv_src and self.tunnel_ports
+        if self.move is None or not self.move.restored:
+            return
+        if not vr.daemon.is_running():
+            self.move.recover()
+        else:
+            back = ControlPlaneMove(
+                vr.daemon, self.dst_ns, self.src_ns, vr.run_dir / "images-back",
+                {i.name: i.ifindex for i in vr.interfaces}, self.criu,
+                after_restore=lambda: self.hv_src.set_bindings(  # type: ignore[union-attr]
+                    tunnel=TunnelEnd(self.tunnel_ports[0], accept=True)))  # type: ignore[index]
+            back.run()
+        vr.ns, vr.pr = self.src_ns, src
+        self.hv_src.set_bindings(tunnel=TunnelEnd(self.tunnel_ports[0], accept=True))
+        self.hv_src.follow(self.src_ns.name)
+
+    # ------------------------------------------------------------------ 4. cloning
+    def _clone(self) -> dict:
+        assert self.hv_dst
+        st = self.hv_dst.start(repopulate=True)
+        self.report.clone = st.to_json()
+        return st.to_json()
+
+    def _undo_clone(self) -> None:
+        if self.hv_dst is not None:
+            self.hv_dst.stop()
+            self.hv_dst.sync(routes=False)
+
+    # ------------------------------------------------------------------ 5. double DPs
+    def _double(self) -> dict:
+        assert self.hv_src and self.hv_dst and self.tunnel_ports
+        self.hv_src.set_bindings(tunnel=TunnelEnd(self.tunnel_ports[0], punt=True,
+                                                  egress_copy=True, accept=True))
+        # both data planes follow the same FIB: their routing tables must agree
+        deadline = time.monotonic() + 5
+        while True:
+            a, b = self.hv_src.route_keys(), self.hv_dst.route_keys()
+            if a == b or time.monotonic() > deadline:
+                break
+            self.hv_src.sync()
+            self.hv_dst.sync()
+        if a != b:
+            log.warning("%s: data planes differ in %d route flows", self.vr_name, len(a ^ b))
+        return {"route_flows": len(b), "differ": len(a ^ b)}
+
+    def _undo_double(self) -> None:
+        assert self.hv_src and self.tunnel_ports
+        self.hv_src.set_bindings(tunnel=TunnelEnd(self.tunnel_ports[0], punt=True, accept=True))
+
+    # ------------------------------------------------------------------ 6. links
+    def _links(self) -> dict:
+        vr, dst = self.vr, self.dst
+        assert vr and dst
+        tr = self.net.transport
+        for i, itf in enumerate(vr.interfaces):
+            circuit = self.net.circuit(vr.name, itf.name)
+            if circuit not in tr.circuits:
+                continue
+            if i and self.link_pause_s:
+                time.sleep(self.link_pause_s)  # asynchronous: links move one by one
+            self._hook(f"link:{itf.name}")
+            secs = tr.repatch(circuit, dst.transport_port(vr.name, itf.name))
+            self.moved_links.append(itf.name)
+            self.report.links.append({"interface": itf.name, "circuit": circuit,
+                                      "seconds": round(secs, 4), "at": time.time()})
+        return {"moved": list(self.moved_links)}
+
+    def _undo_links(self) -> None:
+        vr, src = self.vr, self.src
+        assert vr and src
+        for ifname in reversed(self.moved_links):
+            self.net.transport.repatch(self.net.circuit(vr.name, ifname),
+                                       src.transport_port(vr.name, ifname))
+        self.moved_links = []
+
+    # ------------------------------------------------------------------ 7. cleanup
+    def _cleanup(self) -> dict:
+        """Remove the VR's state at the old router; never raises (reports what it could not)."""
+        vr, src, dst = self.vr, self.src, self.dst
+        assert vr and src and dst and self.hv_src and self.hv_dst
+        problems: list[str] = []
+
+        def attempt(what: str, fn: Callable[[], Any]) -> None:
+            try:
+                fn()
+            except Exception as e:
+                problems.append(f"{what}: {e}")
+                log.warning("%s cleanup: %s: %s", vr.name, what, e)
+
+        old_ports = [p for (v, _), (_, p) in src.vr_ports.items() if v == vr.name]
+        attempt("old data plane", lambda: self.hv_src.stop(remove_flows=True))  # type: ignore
+        attempt("old hypervisor", self.hv_src.close)
+        src.hypervisors.pop(vr.name, None)
+        attempt("old VR ports", lambda: src.del_vr_ports(vr))
+        src.portmap.unbind(vr.name)
+        if self.src_ns is not None:
+            attempt("old namespace", self.src_ns.delete)
+        attempt("tunnel flows at the new router", lambda: self.hv_dst.set_bindings(tunnel=None))  # type: ignore
+        if not any(h.tunnel for h in src.hypervisors.values()) and not any(
+                h.tunnel for h in dst.hypervisors.values() if h is not self.hv_dst):
+            attempt("tunnel", lambda: self.net.remove_tunnel(src.name, dst.name))
+        left = []
+        try:
+            left = flows_of_vr(src.bridge_name, vr.vr_id, old_ports)
+        except Exception as e:
+            problems.append(f"checking the old bridge: {e}")
+        if left:
+            problems.append(f"{len(left)} flows of {vr.name} left on {src.name}")
+        return {"left_on_old": len(left), "problems": problems}
+
+
+def migrate(net: "VroomNetwork", vr: str, target: str, **options: Any) -> MigrationReport:
+    """Live-migrate `vr` to physical router `target` (the Python API)."""
+    return Migration(net, vr, target, **options).run()

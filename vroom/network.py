@@ -1,0 +1,262 @@
+"""A VROOM network: transport, physical routers, virtual routers and their neighbours.
+
+::
+
+    net = VroomNetwork("tvr1a2b")
+    net.add_physical_router("A", ports=4); net.add_physical_router("B", ports=4)
+    vr = net.add_virtual_router("r1", spec)            # BIRD by default
+    n1 = net.add_namespace("n1")                        # a neighbour (run what you like in it)
+    net.connect("r1", "eth0", n1, "eth0")               # its link runs through the transport
+    net.place("r1", "A")                                # start r1 at A: daemon, data plane, circuits
+    net.migrate("r1", "B")                              # live migration (vroom.migrate)
+    net.stop()
+
+Every name is derived from the prefix (at most 7 characters), so concurrent networks never
+collide; everything is recorded in the registry before it is created.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from routerlab import registry
+from routerlab.daemons import RouterSpec
+from routerlab.netns import Netns, check_ifname, create_veth, delete_link
+
+from .binding import TunnelEnd
+from .hypervisor import DataPlaneHypervisor
+from .router import TUNNEL_MTU, PhysicalRouter, VirtualRouter, prepare_namespace
+from .translate import MAX_VR_ID
+from .transport import Transport
+
+log = logging.getLogger(__name__)
+
+MAX_PREFIX = 7
+
+
+class VroomError(RuntimeError):
+    """A VROOM operation was refused or failed; the message is one line."""
+
+
+class VroomNetwork:
+    """Builds and tears down a VROOM network; the unit migrations operate on."""
+
+    def __init__(self, prefix: str, *, run_root: Path | None = None):
+        if not 1 <= len(prefix) <= MAX_PREFIX or not prefix.isalnum():
+            raise ValueError(f"prefix {prefix!r}: 1-{MAX_PREFIX} letters/digits")
+        self.prefix = prefix
+        self.run_root = (run_root or registry.STATE_DIR / "vroom") / prefix
+        self.transport = Transport(check_ifname(f"{prefix}tr"))
+        self.prs: dict[str, PhysicalRouter] = {}
+        self.vrs: dict[str, VirtualRouter] = {}
+        self.namespaces: dict[str, Netns] = {}
+        self.neighbour_port: dict[tuple[str, str], int] = {}  # (vr, ifname) -> transport port
+        self._n_links = 0
+        self._created = False
+        self.history: list[Any] = []  # migration reports
+
+    # ------------------------------------------------------------------ building
+    def _ensure(self) -> None:
+        if not self._created:
+            registry.session().add("dir", str(self.run_root))
+            self.run_root.mkdir(parents=True, exist_ok=True)
+            self.transport.create()
+            self._created = True
+
+    def add_physical_router(self, name: str, ports: int = 4) -> PhysicalRouter:
+        if name in self.prs:
+            raise ValueError(f"physical router {name} exists")
+        self._ensure()
+        pr = PhysicalRouter(name, self.prefix, ports, self.transport)
+        self.prs[name] = pr
+        pr.create()
+        return pr
+
+    def add_virtual_router(self, name: str, spec: RouterSpec, impl: str = "bird",
+                           vr_id: int | None = None) -> VirtualRouter:
+        if name in self.vrs:
+            raise ValueError(f"virtual router {name} exists")
+        used = {v.vr_id for v in self.vrs.values()}
+        vid = vr_id or next(i for i in range(1, MAX_VR_ID + 1) if i not in used)
+        if vid in used:
+            raise ValueError(f"VR id {vid} in use")
+        vr = VirtualRouter.from_spec(name, vid, spec, impl)
+        vr.run_dir = self.run_root / name
+        self.vrs[name] = vr
+        return vr
+
+    def add_namespace(self, name: str) -> Netns:
+        """A plain namespace (a neighbour router or host) owned by this network."""
+        self._ensure()
+        ns = Netns.create(f"{self.prefix}-{name}")
+        self.namespaces[name] = ns
+        return ns
+
+    def connect(self, vr: str, vr_ifname: str, ns: Netns, ifname: str, *,
+                address: str | None = None, mac: str | None = None) -> int:
+        """A link from `ns` (interface `ifname`) to VR interface `vr_ifname`, through the
+        transport; the circuit is patched when the VR is placed. Returns the transport port."""
+        self._ensure()
+        self.vrs[vr].interface(vr_ifname)  # KeyError for a bad name
+        self._n_links += 1
+        root = check_ifname(f"{self.prefix}n{self._n_links}")
+        port = self.transport.attach(ns, ifname, root, mac=mac)
+        if address:
+            ns.ip("addr", "replace", address, "dev", ifname)
+        self.neighbour_port[(vr, vr_ifname)] = port
+        return port
+
+    def tunnel(self, a: str, b: str) -> tuple[int, int]:
+        """The tunnel (a veth, VLAN-tagged frames) between two physical routers' bridges."""
+        pa, pb = self.prs[a], self.prs[b]
+        if b in pa.tunnels:
+            return pa.tunnels[b][1], pb.tunnels[a][1]
+        na, nb = check_ifname(f"{self.prefix}t{a}{b}"), check_ifname(f"{self.prefix}t{b}{a}")
+        create_veth(na, nb, mtu=TUNNEL_MTU)
+        assert pa.bridge is not None and pb.bridge is not None
+        oa = pa.bridge.add_port(na, mtu=TUNNEL_MTU)
+        ob = pb.bridge.add_port(nb, mtu=TUNNEL_MTU)
+        pa.tunnels[b] = (na, oa)
+        pb.tunnels[a] = (nb, ob)
+        return oa, ob
+
+    def remove_tunnel(self, a: str, b: str) -> None:
+        pa, pb = self.prs[a], self.prs[b]
+        if b not in pa.tunnels:
+            return
+        na, _ = pa.tunnels.pop(b)
+        nb, _ = pb.tunnels.pop(a)
+        if pa.bridge is not None:
+            pa.bridge.del_port(na)
+        if pb.bridge is not None:
+            pb.bridge.del_port(nb)
+        delete_link(na)
+
+    def ns_name(self, vr: str, pr: str) -> str:
+        return f"{self.prefix}-{vr}-{pr}"
+
+    def circuit(self, vr: str, ifname: str) -> str:
+        return f"{vr}:{ifname}"
+
+    # ------------------------------------------------------------------ placing a VR
+    def place(self, vr_name: str, pr_name: str, *, start_daemon: bool = True) -> DataPlaneHypervisor:
+        """Start a VR at a physical router: namespace, binding, daemon, data plane, circuits."""
+        vr, pr = self.vrs[vr_name], self.prs[pr_name]
+        if vr.pr is not None:
+            raise VroomError(f"{vr_name} already runs at {vr.pr.name}")
+        pr.portmap.bind(vr.name, [i.name for i in vr.interfaces])
+        ns = None
+        try:
+            ns = prepare_namespace(vr, pr, self.ns_name(vr_name, pr_name))
+            vr.ns, vr.pr = ns, pr
+            if start_daemon:
+                assert vr.run_dir is not None
+                vr.daemon = vr.make_daemon()
+                vr.daemon.start(ns, vr.run_dir)
+            hv = DataPlaneHypervisor(vr.vr_id, pr.bridge_name, ns.name, pr.bindings(vr),
+                                     name=f"{vr_name}@{pr_name}")
+            pr.hypervisors[vr_name] = hv
+            hv.start()
+            for itf in vr.interfaces:
+                nport = self.neighbour_port.get((vr_name, itf.name))
+                if nport is not None:
+                    self.transport.patch(self.circuit(vr_name, itf.name), nport,
+                                         pr.transport_port(vr_name, itf.name))
+        except BaseException:
+            self._unplace(vr, pr, ns)
+            raise
+        return hv
+
+    def _unplace(self, vr: VirtualRouter, pr: PhysicalRouter, ns: Netns | None) -> None:
+        for itf in vr.interfaces:
+            c = self.circuit(vr.name, itf.name)
+            if c in self.transport.circuits:
+                self.transport.unpatch(c)
+        hv = pr.hypervisors.pop(vr.name, None)
+        if hv is not None:
+            hv.stop(remove_flows=True)
+            hv.close()
+        if vr.daemon is not None:
+            vr.daemon.stop()
+            vr.daemon = None
+        pr.del_vr_ports(vr)
+        pr.portmap.unbind(vr.name)
+        if ns is not None:
+            ns.delete()
+        vr.ns = vr.pr = None
+
+    def hypervisor(self, vr: str) -> DataPlaneHypervisor:
+        v = self.vrs[vr]
+        if v.pr is None:
+            raise VroomError(f"{vr} is not placed")
+        return v.pr.hypervisors[vr]
+
+    # ------------------------------------------------------------------ migration
+    def migrate(self, vr: str, pr: str, **options: Any):
+        """Live-migrate VR `vr` to physical router `pr` (see `vroom.migrate.Migration`)."""
+        from .migrate import Migration
+
+        report = Migration(self, vr, pr, **options).run()
+        self.history.append(report)
+        return report
+
+    def restart_move(self, vr: str, pr: str, **options: Any):
+        """Move VR `vr` to `pr` by restarting its daemon there (the baseline)."""
+        from .baseline import RestartMove
+
+        report = RestartMove(self, vr, pr, **options).run()
+        self.history.append(report)
+        return report
+
+    # ------------------------------------------------------------------ teardown
+    def stop(self) -> None:
+        """Stop everything this network started; never raises (logs what it cannot undo)."""
+        for vr in self.vrs.values():
+            try:
+                if vr.pr is not None:
+                    hv = vr.pr.hypervisors.pop(vr.name, None)
+                    if hv is not None:
+                        hv.close()
+                if vr.daemon is not None:
+                    vr.daemon.stop()
+                    vr.daemon = None
+            except Exception as e:
+                log.warning("stopping %s: %s", vr.name, e)
+        for pr in self.prs.values():
+            try:
+                for hv in pr.hypervisors.values():
+                    hv.close()
+                pr.hypervisors.clear()
+            except Exception as e:
+                log.warning("stopping hypervisors of %s: %s", pr.name, e)
+        # every namespace this network made, VR ones included
+        for vr in self.vrs.values():
+            for pr in self.prs:
+                ns = Netns(self.ns_name(vr.name, pr))
+                if ns.exists():
+                    ns.delete()
+            vr.ns = vr.pr = None
+        for ns in self.namespaces.values():
+            ns.delete()
+        self.namespaces.clear()
+        for pr in self.prs.values():
+            try:
+                pr.delete()
+            except Exception as e:
+                log.warning("deleting %s: %s", pr.name, e)
+        try:
+            self.transport.delete()
+        except Exception as e:
+            log.warning("deleting transport: %s", e)
+        if self._created:
+            shutil.rmtree(self.run_root, ignore_errors=True)
+            registry.session().release("dir", str(self.run_root))
+        self._created = False
+
+    def __enter__(self) -> "VroomNetwork":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

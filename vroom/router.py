@@ -1,0 +1,209 @@
+"""Physical routers (an OVS bridge with physical ports on the transport) and virtual routers
+(a namespace running BIRD with the router's interfaces, bound to a physical router).
+
+A VR's interfaces have the same names, ifindexes, MACs and addresses wherever it runs, so
+its control plane can be moved by CRIU between namespaces at different physical routers:
+`prepare_namespace` builds such a namespace at a physical router.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from routerlab import registry
+from routerlab.daemons import Daemon, RouterSpec, driver_for
+from routerlab.netns import Netns, check_ifname, create_veth, delete_link, run, set_offload
+from routerlab.ovs import Bridge
+
+from .binding import PortBinding, PortMap
+from .hypervisor import DataPlaneHypervisor
+
+if TYPE_CHECKING:
+    from .transport import Transport
+
+log = logging.getLogger(__name__)
+
+VR_IFINDEX_BASE = 100  # VR interface k has ifindex 100 + k in every namespace of the VR
+TUNNEL_MTU = 1600  # room for the tunnel's VLAN tag
+
+
+@dataclass(frozen=True)
+class VrInterface:
+    """A VR interface: the same everywhere the VR runs."""
+
+    name: str  # the Linux name inside the VR's namespace (the spec's interface name)
+    index: int  # its number in the data plane (reg1/reg2, tunnel VLAN ids)
+    ifindex: int
+    mac: str
+    address: str | None = None  # "10.0.0.1/30"
+
+
+@dataclass
+class PhysPort:
+    name: str  # bridge-side interface
+    ofport: int  # on the physical router's bridge
+    transport_name: str  # transport-side interface
+    transport_port: int  # on the transport bridge
+
+
+class PhysicalRouter:
+    """An OVS bridge (the data plane) with physical ports on the transport, hosting VRs."""
+
+    def __init__(self, name: str, prefix: str, n_ports: int, transport: "Transport"):
+        self.name = name
+        self.prefix = prefix
+        self.n_ports = n_ports
+        self.transport = transport
+        self.bridge_name = check_ifname(f"{prefix}{name}")
+        self.bridge: Bridge | None = None
+        self.phys: dict[int, PhysPort] = {}  # bridge ofport -> port
+        self.portmap = PortMap([])
+        self.vr_ports: dict[tuple[str, str], tuple[str, int]] = {}  # (vr, ifname) -> (root, ofport)
+        self.hypervisors: dict[str, DataPlaneHypervisor] = {}
+        self.tunnels: dict[str, tuple[str, int]] = {}  # peer PR -> (ifname, ofport)
+
+    def __repr__(self) -> str:
+        return f"<PhysicalRouter {self.name} ({self.bridge_name}, {self.n_ports} ports)>"
+
+    def create(self) -> "PhysicalRouter":
+        self.bridge = Bridge.create(self.bridge_name, fail_mode="secure")
+        for i in range(self.n_ports):
+            a = check_ifname(f"{self.prefix}{self.name}p{i}")
+            b = check_ifname(f"{self.prefix}{self.name}q{i}")
+            create_veth(a, b)
+            ofp = self.bridge.add_port(a)
+            tp = self.transport.add_port(b)
+            self.phys[ofp] = PhysPort(a, ofp, b, tp)
+        self.portmap = PortMap(sorted(self.phys))
+        return self
+
+    def free_ports(self) -> int:
+        return len(self.portmap.free())
+
+    def add_vr_ports(self, vr: "VirtualRouter", ns: Netns) -> dict[str, int]:
+        """Create the VR's interfaces inside `ns` and attach each to this bridge."""
+        assert self.bridge is not None
+        out = {}
+        for itf in vr.interfaces:
+            root = check_ifname(f"{self.prefix}v{vr.vr_id}{self.name}{itf.index}")
+            registry.session().add("link", root)
+            # inside the VR namespace, with the VR's ifindex and MAC; the peer in the root ns
+            ns.run(["ip", "link", "add", "name", itf.name, "index", str(itf.ifindex),
+                    "address", itf.mac, "type", "veth", "peer", "name", root, "netns", "1"])
+            set_offload(itf.name, ns)
+            set_offload(root)
+            run(["ip", "link", "set", root, "up"])
+            ns.ip("link", "set", itf.name, "up")
+            ofp = self.bridge.add_port(root)
+            self.vr_ports[(vr.name, itf.name)] = (root, ofp)
+            out[itf.name] = ofp
+        return out
+
+    def del_vr_ports(self, vr: "VirtualRouter") -> None:
+        for key in [k for k in self.vr_ports if k[0] == vr.name]:
+            root, _ = self.vr_ports.pop(key)
+            if self.bridge is not None:
+                self.bridge.del_port(root)
+            delete_link(root)
+
+    def vr_port(self, vr: str, ifname: str) -> int | None:
+        got = self.vr_ports.get((vr, ifname))
+        return got[1] if got else None
+
+    def bindings(self, vr: "VirtualRouter", *, with_vr_ports: bool = True) -> list[PortBinding]:
+        """The VR's interface bindings here (its physical ports from the port map)."""
+        ports = self.portmap.of(vr.name)
+        out = []
+        for itf in vr.interfaces:
+            if itf.name not in ports:
+                raise KeyError(f"{vr.name}:{itf.name} is not bound at {self.name}")
+            out.append(PortBinding(itf.name, itf.index, itf.mac, ports[itf.name],
+                                   self.vr_port(vr.name, itf.name) if with_vr_ports else None))
+        return out
+
+    def transport_port(self, vr: str, ifname: str) -> int:
+        return self.phys[self.portmap.of(vr)[ifname]].transport_port
+
+    def delete(self) -> None:
+        for hv in list(self.hypervisors.values()):
+            hv.close()
+        self.hypervisors.clear()
+        for root, _ in list(self.vr_ports.values()):
+            delete_link(root)
+        self.vr_ports.clear()
+        for p in self.phys.values():
+            delete_link(p.name)
+        self.phys.clear()
+        for ifname, _ in self.tunnels.values():
+            delete_link(ifname)
+        self.tunnels.clear()
+        if self.bridge is not None:
+            self.bridge.delete()
+            self.bridge = None
+
+
+@dataclass
+class VirtualRouter:
+    """A virtual router: its spec, identity, daemon and where it currently runs."""
+
+    name: str
+    vr_id: int
+    spec: RouterSpec
+    impl: str = "bird"
+    interfaces: list[VrInterface] = field(default_factory=list)
+    run_dir: Path | None = None
+    daemon: Daemon | None = None
+    pr: PhysicalRouter | None = None
+    ns: Netns | None = None
+    migrations: int = 0
+
+    def __repr__(self) -> str:
+        where = f" at {self.pr.name}" if self.pr else ""
+        return f"<VirtualRouter {self.name} (id {self.vr_id}){where}>"
+
+    @classmethod
+    def from_spec(cls, name: str, vr_id: int, spec: RouterSpec, impl: str = "bird",
+                  mac_salt: int | None = None) -> "VirtualRouter":
+        """Interfaces numbered in spec order, MACs 02:76:SS:ID:00:kk (SS: a per-network salt)."""
+        salt = secrets.randbelow(256) if mac_salt is None else mac_salt
+        itfs = [VrInterface(i.name, k, VR_IFINDEX_BASE + k,
+                            f"02:76:{salt:02x}:{vr_id:02x}:00:{k:02x}", i.address)
+                for k, i in enumerate(spec.interfaces)]
+        return cls(name, vr_id, spec, impl, itfs)
+
+    def interface(self, name: str) -> VrInterface:
+        for i in self.interfaces:
+            if i.name == name:
+                return i
+        raise KeyError(f"{self.name} has no interface {name}")
+
+    def make_daemon(self) -> Daemon:
+        return driver_for(self.impl)(self.spec)
+
+    @property
+    def pid(self) -> int | None:
+        if self.daemon is None:
+            return None
+        pids = self.daemon.pids
+        return next(iter(pids.values()), None) if pids else None
+
+
+def prepare_namespace(vr: VirtualRouter, pr: PhysicalRouter, ns_name: str) -> Netns:
+    """A namespace at `pr` with the VR's interfaces (same names, ifindexes, MACs, addresses)
+    attached to `pr`'s bridge, loopback address on lo, interfaces up."""
+    ns = Netns.create(ns_name)
+    try:
+        pr.add_vr_ports(vr, ns)
+        for itf in vr.interfaces:
+            if itf.address:
+                ns.ip("addr", "replace", itf.address, "dev", itf.name)
+        if vr.spec.loopback:
+            ns.ip("addr", "replace", vr.spec.loopback, "dev", "lo")
+    except BaseException:
+        pr.del_vr_ports(vr)
+        ns.delete()
+        raise
+    return ns
