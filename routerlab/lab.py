@@ -25,6 +25,18 @@ log = logging.getLogger(__name__)
 # name -> callable(cli_class) returning a subclass with more do_* commands (VROOM's migrate,
 # B4's te/link/ofc/ops); registered by the systems' lab modules.
 LAB_EXTENSIONS: dict[str, Callable[[type], type]] = {}
+# A topology whose `params: {system: NAME}` names a registered runner is built and run by
+# that system (e.g. B4's WAN with its controllers) instead of the generic Network:
+# runner(topo, prefix=..., console=..., script=...) -> exit code.
+LAB_RUNNERS: dict[str, Callable[..., int]] = {}
+# Modules that register extensions and runners; a system that is not built yet is absent.
+LAB_MODULES = ("b4.lab", "vroom.lab", "verb.lab")
+
+
+def load_lab_modules() -> None:
+    from routerlab.experiments import import_present
+
+    import_present(LAB_MODULES)
 
 
 def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
@@ -145,6 +157,10 @@ def run_lab(topology: str, *, prefix: str = "rl-", console: Console | None = Non
 
     console = console or Console()
     topo = load_topology(topology)  # bad input fails here, before anything is created
+    load_lab_modules()
+    system = topo.params.get("system") if isinstance(topo.params, dict) else None
+    if system in LAB_RUNNERS:
+        return LAB_RUNNERS[system](topo, prefix=prefix, console=console, script=script)
     from routerlab.network import Network
 
     net = Network(topo, prefix=prefix)

@@ -58,6 +58,14 @@ if getent group frrvty >/dev/null && ! id -nG root | tr ' ' '\n' | grep -qx frrv
 fi
 
 # ---------------------------------------------------------------- Open vSwitch
+# The userspace datapath sends every port's packets through one socket whose buffer is the
+# default size; shaped (HTB) queues count against it, and a small buffer makes OVS drop sends
+# on unrelated ports. Larger defaults (applied to an OVS started after this) avoid that.
+for key in net.core.wmem_default net.core.rmem_default; do
+  if [ "$(sysctl -n "$key" 2>/dev/null)" != 8388608 ]; then
+    sysctl -qw "$key=8388608" || say "warning: cannot set $key (OVS may drop under load)"
+  fi
+done
 if ! ovs-vsctl -t 3 show >/dev/null 2>&1; then
   say "starting Open vSwitch (userspace datapath)"
   /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 \
