@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from routerlab.experiments import RunContext, experiment
 from routerlab.report import Result, machine_description, markdown_table, plot, save_result
 
 from b4.te import generate
@@ -323,6 +324,14 @@ def _short(label: str) -> str:
     """A plot label short enough for six bars side by side."""
     name = label.replace("SNDlib ", "").replace("Zoo ", "")
     return name.replace("VtlWavenet", "Vtl").replace("Uninett", "Uninett ")
+
+
+@experiment("te", "B4 tunnel-group generation against the exact LP, SWAN and shortest paths",
+            kind="bench")
+def bench_te(ctx: RunContext) -> Result:
+    """`routerlab bench te [--quick] [--out DIR]`."""
+    ctx.step("TE benchmark: instances, then the scaling run")
+    return run_te_bench(ctx.out_dir, quick=ctx.quick)
 
 
 def main(argv: list[str] | None = None) -> int:

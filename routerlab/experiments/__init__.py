@@ -16,8 +16,8 @@ from routerlab.report import Result
 log = logging.getLogger(__name__)
 
 # Modules that register experiments; a system that is not built yet is simply absent.
-EXPERIMENT_MODULES = ("routerlab.experiments.ospf_ring", "b4.experiments", "vroom.experiments",
-                      "verb.experiments")
+EXPERIMENT_MODULES = ("routerlab.experiments.ospf_ring", "b4.experiments", "b4.te.bench",
+                      "vroom.experiments", "verb.experiments")
 
 
 ProgressFn = Callable[[str, float | None], None]
