@@ -76,16 +76,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if args.name == "all" and args.kind == "run":
         names = [e.name for e in table.values() if e.headline]
-    elif args.name in table:
-        names = [args.name]
     else:
-        known = ", ".join(sorted(table)) or "none"
-        raise UserError(f"unknown {args.kind} {args.name!r} (known: {known}; `routerlab {args.kind} list`)")
+        names = [n for n in args.name.split(",") if n]
+        unknown = [n for n in names if n not in table]
+        if unknown or not names:
+            known = ", ".join(sorted(table)) or "none"
+            raise UserError(f"unknown {args.kind} {','.join(unknown) or args.name!r} "
+                            f"(known: {known}; `routerlab {args.kind} list`)")
     if args.kind == "run" or any(n != "te" for n in names):
         _require_root(f"routerlab {args.kind}")
     out = Path(args.out) if args.out else _default_out(args.name)
     return run_experiments(table, names, out, quick=args.quick, console=console,
-                           single=len(names) == 1 and args.name != "all")
+                           single=len(names) == 1 and args.name != "all", label=args.name)
 
 
 # ----------------------------------------------------------------------------- cli

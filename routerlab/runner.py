@@ -81,14 +81,14 @@ def run_one(exp: Experiment, out_dir: Path, quick: bool, progress_fn) -> Result:
 
 
 def run_experiments(table: dict[str, Experiment], names: list[str], out: Path, *, quick: bool,
-                    console: Console, single: bool) -> int:
+                    console: Console, single: bool, label: str = "all") -> int:
     """Run experiments in sequence with a progress display; write each one's results and,
     for several, a combined report. Returns 0 when every experiment met its goals."""
     results: list[Result] = []
     with RunLock(), Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[exp]}[/]"),
                              BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                              console=console, transient=False) as progress:
-        overall = progress.add_task("", total=len(names), exp="all") if not single else None
+        overall = progress.add_task("", total=len(names), exp=label) if not single else None
         for name in names:
             exp = table[name]
             task = progress.add_task("starting", total=1.0, exp=name)
