@@ -121,3 +121,36 @@ def test_lp_time_limit() -> None:
     with pytest.raises(LPTimeout):
         solve(inst, "lp", time_limit_s=1e-4)
     assert solve(inst, "lp", time_limit_s=600).details["lp_solves"] > 0
+
+
+def _transit() -> Problem:
+    # X's cheapest tunnel S->A->T crosses the only edges of Y1 (S->A) and Y2 (A->T); X also has
+    # the direct S->T (cost 3). All weights 1, demands far above capacity.
+    return Problem.from_dict({
+        "sites": ["S", "A", "T"],
+        "edges": [{"src": "S", "dst": "A", "capacity": 10, "cost": 1}, {"src": "A", "dst": "T", "capacity": 10, "cost": 1},
+                  {"src": "S", "dst": "T", "capacity": 10, "cost": 3}],
+        "flow_groups": [
+            {"name": "X", "src": "S", "dst": "T", "apps": [{"name": "a", "weight": 1, "demand": 100}]},
+            {"name": "Y1", "src": "S", "dst": "A", "apps": [{"name": "a", "weight": 1, "demand": 100}]},
+            {"name": "Y2", "src": "A", "dst": "T", "apps": [{"name": "a", "weight": 1, "demand": 100}]}]})
+
+
+def test_b4_gap_to_the_lp_is_the_published_greedy() -> None:
+    """Why b4 trails the LP in throughput and fairness: by design, not by a bug.
+
+    B4's tunnel-group generation keeps X on its preferred tunnel S->A->T until an edge of it
+    fills: S->A and A->T both fill at fair share 5 (X 5, Y1 5, Y2 5), Y1 and Y2 have no tunnel
+    left and stop, X moves to S->T and fills it (X 15). The exact max-min allocation routes X
+    only on S->T: 10 each. Throughput 25 vs 30, fairness (10/15 * 5/10 * 5/10)^(1/3).
+    """
+    b4 = solve(_transit(), "b4", quantum=0)
+    assert [s.fair_share for s in b4.steps] == pytest.approx([5.0, 15.0])
+    assert b4.rates.tolist() == pytest.approx([15.0, 5.0, 5.0])
+    assert b4.tunnel_rates[0, :2].tolist() == pytest.approx([5.0, 10.0])
+    lp = solve(_transit(), "lp")
+    assert lp.rates.tolist() == pytest.approx([10.0, 10.0, 10.0])
+    assert lp.tunnel_rates[0, :2].tolist() == pytest.approx([0.0, 10.0], abs=1e-9)
+    c = compare(b4, lp)
+    assert c["throughput_ratio"] == pytest.approx(25 / 30)
+    assert c["fairness"] == pytest.approx((10 / 15 * 5 / 10 * 5 / 10) ** (1 / 3), rel=1e-4)
