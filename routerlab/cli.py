@@ -178,8 +178,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
-    # SIGTERM behaves like Ctrl-C: unwind, stop daemons, remove what this run created.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # SIGTERM and SIGHUP behave like Ctrl-C: unwind, stop daemons, remove what this run made.
+    main_pid = os.getpid()
+
+    def _interrupt(signum: int, _frame) -> None:
+        if os.getpid() != main_pid:
+            # a forked helper (pyroute2 forks for namespace sockets) just dies as usual
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     try:
         return int(args.func(args) or 0)
     except _user_error_types() as e:
