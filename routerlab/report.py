@@ -135,6 +135,21 @@ def metrics_table(metrics: Sequence[Metric | dict[str, Any]]) -> str:
     return markdown_table(("metric", "ours", "paper", "goal", "met"), rows)
 
 
+def results_table(summaries: Sequence[dict[str, Any]]) -> str:
+    """One table over several experiments' summaries: paper beside ours, per metric."""
+    rows = []
+    for sm in summaries:
+        if not sm["metrics"]:
+            rows.append((sm["experiment"], "(failed before measuring)", "-", "-", "-", "**no**"))
+        for d in sm["metrics"]:
+            unit = f" {d['unit']}" if d.get("unit") else ""
+            rows.append((sm["experiment"], d["label"],
+                         "-" if d.get("paper") is None else f"{fmt(d['paper'])}{unit}",
+                         f"{fmt(d['ours'])}{unit}", d.get("goal") or "-",
+                         "yes" if d.get("met") else "**no**"))
+    return markdown_table(("experiment", "metric", "paper", "ours", "goal", "met"), rows)
+
+
 def machine_description() -> str:
     """One line naming the machine the numbers were measured on."""
     try:

@@ -14,7 +14,7 @@ from rich.table import Table
 from routerlab import registry
 from routerlab.errors import UserError
 from routerlab.experiments import Experiment, RunContext
-from routerlab.report import Result, fmt, markdown_table, metrics_table, save_result, write_json
+from routerlab.report import Result, fmt, machine_description, results_table, save_result, write_json
 
 log = logging.getLogger(__name__)
 
@@ -123,17 +123,14 @@ def _print_summary(console: Console, results: list[Result], out: Path) -> None:
 
 def write_combined_report(results: list[Result], out: Path) -> None:
     """``out/report.md`` and ``out/summary.json`` over several experiments."""
-    write_json(out / "summary.json", {"experiments": [r.summary() for r in results]})
-    lines = ["# routerlab results", "",
-             markdown_table(("experiment", "ok", "report"),
-                            [(r.experiment, r.summary()["ok"], f"[{r.experiment}/report.md]({r.experiment}/report.md)")
-                             for r in results]), ""]
+    summaries = [r.summary() for r in results]
+    write_json(out / "summary.json", {"machine": machine_description(), "experiments": summaries})
+    lines = ["# routerlab results", "", f"Machine: {machine_description()}", "",
+             results_table(summaries), ""]
     for r in results:
-        lines += [f"## {r.experiment}", ""]
+        lines += [f"## {r.experiment}", "", f"Full report: [{r.experiment}/report.md]({r.experiment}/report.md)", ""]
         if r.error:
             lines += [f"**Failed**: `{r.error}`", ""]
-        if r.metrics:
-            lines += [metrics_table(r.metrics), ""]
         for caption, name in r.plots:
             lines += [f"![{caption}]({r.experiment}/{name})", ""]
     (out / "report.md").write_text("\n".join(lines))
