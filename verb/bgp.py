@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import struct
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
@@ -369,8 +370,11 @@ def encode_attrs(r: RouteAttrs, as4: bool = True) -> bytes:
 
 
 def _nlri_bytes(prefix: str) -> bytes:
-    net = ipaddress.IPv4Network(prefix)
-    return bytes(okbgp.IPAddrPrefix(net.prefixlen, str(net.network_address)).serialize())
+    """(length, the prefix's significant octets): what os-ken's IPAddrPrefix writes, done
+    directly because a full table passes through here."""
+    addr, _, plen = prefix.partition("/")
+    n = int(plen)
+    return bytes((n,)) + socket.inet_aton(addr)[:(n + 7) // 8]
 
 
 def _update(withdrawn: bytes, attrs: bytes, nlri: bytes) -> bytes:

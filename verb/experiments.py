@@ -38,6 +38,7 @@ MODES = ("master-slave", "continuous-majority", "wait-for-consensus")
 ASN = {"n1": 65010, "n2": 65020, "n3": 65030}
 GW = {"n1": ("10.1.0.2", "eth1"), "n2": ("10.2.0.2", "eth2")}
 OBSERVER_NH = "10.3.0.1"
+CONSENSUS_TIMEOUT = 1.0
 
 
 # ----------------------------------------------------------------------------------------
@@ -73,11 +74,9 @@ class Bench:
             for path, prefixes in self.trace.grouped(name).items():
                 self.exa(name).announce(prefixes, as_path=(ASN[name],) + path)
         want = {p: self.want_fib(p) for p in self.trace.prefixes}
-        wait_for(lambda: _matches(self.fib.state(), want), timeout, interval=1.0,
-                 what="the table in the real FIB")
+        _wait_table(lambda: self.fib.state(), want, timeout, "the real FIB")
         wobs = {p: self.want_obs(p) for p in self.trace.prefixes}
-        wait_for(lambda: _matches(self.obs.poll().state(), wobs), timeout, interval=1.0,
-                 what="the table at n3")
+        _wait_table(lambda: self.obs.poll().state(), wobs, timeout, "n3")
         return max(e.t for e in self.obs.events) - t0
 
     def churn(self, event: tracemod.Churn) -> None:
@@ -103,6 +102,17 @@ def _matches(state: dict, want: dict) -> bool:
     return all(state.get(k) == v for k, v in want.items())
 
 
+def _wait_table(get, want: dict, timeout: float, where: str) -> None:
+    """Wait until `get()` holds every wanted value; say what is missing if it never does."""
+    try:
+        wait_for(lambda: _matches(get(), want), timeout, interval=1.0, what=f"the table in {where}")
+    except TimeoutError:
+        st = get()
+        bad = [(k, st.get(k), v) for k, v in want.items() if st.get(k) != v]
+        raise TimeoutError(f"after {timeout:.0f}s {len(bad)} of {len(want)} prefixes are not right in "
+                           f"{where}, e.g. {bad[:3]}") from None
+
+
 @contextmanager
 def bench(ctx: RunContext, n: int, label: str) -> Iterator[Bench]:
     tag = f"vb{secrets.token_hex(2)}"
@@ -112,10 +122,11 @@ def bench(ctx: RunContext, n: int, label: str) -> Iterator[Bench]:
     loop = LoopThread()
     fibrec = None
     try:
-        tb.start_neighbors()
+        # the neighbours start after the router (`verb_router`, `single_router`): started
+        # first, ExaBGP backs off its reconnects and the session takes up to a minute
         fibrec = FibRecorder(loop, tb.fwd.name).start()
         obs = ExabgpObserver(run / "n3" / "exabgp.events", "10.3.0.1")
-        ctx.step(f"{label}: {n:,} prefixes, neighbours up")
+        ctx.step(f"{label}: {n:,} prefixes")
         yield Bench(tb, tracemod.make(n), loop, fibrec, obs)
     finally:
         if fibrec is not None:
@@ -156,7 +167,7 @@ def _pss_mb(procs: list[psutil.Process]) -> float:
 
 
 def _verb_config(mode: str, window: float) -> dict:
-    return {"mode": mode, "window": window, "consensus_timeout": 1.0, "replica_hold": 3}
+    return {"mode": mode, "window": window, "consensus_timeout": CONSENSUS_TIMEOUT, "replica_hold": 3}
 
 
 @contextmanager
@@ -165,6 +176,7 @@ def verb_router(b: Bench, mode: str, window: float, log_path: Path) -> Iterator[
                       run_dir=b.tb.run_dir / "hv", log_path=log_path)
     try:
         rr.start()
+        b.tb.start_neighbors()
         wait_for(lambda: all(x["established"] for x in rr.status()["neighbors"].values()), 60,
                  what="the router's sessions")
         yield rr
@@ -177,6 +189,7 @@ def single_router(b: Bench, impl: str = "frr") -> Iterator[Daemon]:
     d = driver_for(impl)(b.tb.spec)
     d.start(b.tb.fwd, b.tb.run_dir / "single")
     try:
+        b.tb.start_neighbors()
         wait_for(lambda: all(s.established for s in d.bgp_sessions()), 60, what="the daemon's sessions")
         yield d
     finally:
@@ -238,10 +251,12 @@ def _run_overhead(ctx: RunContext, b: Bench, procs_fn, n_churn: int, rate: float
     load_s = b.load(load_timeout)
     mem = _pss_mb(procs_fn())
     ctx.step(f"{label}: table loaded in {load_s:.1f}s; churn {n_churn} events at {rate:g}/s")
+    cpu_load = _pids_cpu(procs_fn())
     d = _churn_delays(b, b.trace.churn(n_churn), rate)
     procs = procs_fn()
     cpu = _pids_cpu(procs) - cpu0
-    return {"load_s": load_s, "cpu_s": cpu, "wall_s": time.monotonic() - w0, "pss_mb": mem,
+    return {"load_s": load_s, "cpu_s": cpu, "churn_cpu_s": _pids_cpu(procs) - cpu_load,
+            "wall_s": time.monotonic() - w0, "pss_mb": mem,
             "fib_ms": _quantiles(d["fib_ms"]), "adv_ms": _quantiles(d["adv_ms"]),
             "missed": d["missed"][0], "fib_raw": d["fib_ms"], "adv_raw": d["adv_ms"],
             "processes": len(procs)}
@@ -256,11 +271,12 @@ def verb_overhead(ctx: RunContext) -> Result:
     res = Result("verb-overhead")
     runs: dict[str, dict] = {}
     load_timeout = 120 if ctx.quick else 300
-    with bench(ctx, n, "single FRR") as b:
-        with single_router(b) as d:
-            runs["single-frr"] = _run_overhead(
-                ctx, b, lambda: [psutil.Process(p) for p in d.pids.values()], n_churn, rate,
-                "single FRR", load_timeout)
+    for impl in ("frr", "bird"):  # the single daemons that write a FIB (GoBGP does not)
+        with bench(ctx, n, f"single {impl}") as b:
+            with single_router(b, impl) as d:
+                runs[f"single-{impl}"] = _run_overhead(
+                    ctx, b, lambda d=d: [psutil.Process(p) for p in d.pids.values()], n_churn, rate,
+                    f"single {impl}", load_timeout)
     for mode in modes:
         with bench(ctx, n, f"VERB {mode}") as b:
             with verb_router(b, mode, 10.0, ctx.out_dir / f"hv-{mode}.log") as rr:
@@ -274,13 +290,16 @@ def verb_overhead(ctx: RunContext) -> Result:
 
 
 def _overhead_report(ctx: RunContext, res: Result, runs: dict, n: int, n_churn: int, rate: float) -> Result:
-    base = runs["single-frr"]
+    base = runs["single-frr"]  # the CPU and memory reference: FRR, Quagga's descendant
+    singles = [r for k, r in runs.items() if k.startswith("single-") and r["fib_ms"]["median"] is not None]
+    fastest = min(singles, key=lambda r: r["fib_ms"]["median"])
     rows = []
     for name, r in runs.items():
         rows.append((name, r["load_s"], r["fib_ms"]["median"], r["fib_ms"]["p90"], r["adv_ms"]["median"],
-                     r["adv_ms"]["p90"], r["cpu_s"], r["pss_mb"], r["missed"]))
+                     r["adv_ms"]["p90"], r["cpu_s"], r.get("churn_cpu_s"), r["pss_mb"], r["missed"]))
     cm = runs.get("continuous-majority", base)
-    added = cm["fib_ms"]["median"] - base["fib_ms"]["median"] if cm["fib_ms"]["median"] is not None else None
+    # against the fastest single daemon: the conservative comparison
+    added = cm["fib_ms"]["median"] - fastest["fib_ms"]["median"] if cm["fib_ms"]["median"] is not None else None
     lines = trusted_core_lines()
     res.add_metric("added_fib_delay_ms_median", "median FIB-update delay added (continuous-majority)", "ms",
                    round(added, 1) if added is not None else None, None, "< 50 ms",
@@ -299,14 +318,25 @@ def _overhead_report(ctx: RunContext, res: Result, runs: dict, n: int, n_churn: 
         f"(the preferred neighbour withdraws or re-announces one of {n // 10:,} churn prefixes, "
         "moving its best path between n1 and n2). Delays are from the churn command to the "
         "change in the router's real FIB (netlink) and at the receiving neighbour n3 (ExaBGP's "
-        "receive time). Baseline: one FRR (zebra, staticd, bgpd) in the same namespace. VERB: "
+        "receive time). Baselines: one FRR (zebra, staticd, bgpd) or one BIRD in the same "
+        "namespace; the added delay is taken against the faster of the two (FRR holds its "
+        "route-processing queue about 50 ms, BIRD does not); CPU and memory against FRR. VERB: "
         "the hypervisor process with FRR, BIRD and GoBGP replicas; CPU is user+system seconds "
         "of the whole process tree from the start of the table load to the end of the churn, "
         "memory the proportional set size after the load. The paper reports low overhead "
         "without a comparable figure; its trusted code was 514 lines."))
     res.add_section("Results", markdown_table(
         ("router", "table load (s)", "FIB delay median (ms)", "FIB p90", "advert delay median (ms)",
-         "advert p90", "CPU (s)", "memory (MiB)", "missed events"), rows))
+         "advert p90", "CPU, whole trace (s)", "CPU, churn only (s)", "memory (MiB)", "missed events"),
+        rows))
+    if cm is not base and base.get("churn_cpu_s"):
+        res.add_section("Where the CPU goes", (
+            f"During the churn alone (steady operation) the whole bug-tolerant router used "
+            f"{cm['churn_cpu_s'] / base['churn_cpu_s']:.1f}x the CPU of one FRR; over the whole trace, "
+            "whose table load dominates, the ratio is the headline's. The hypervisor is Python (the "
+            "paper's was C/C++): per process, see raw.json `per_process_cpu_s`. Its time goes to "
+            "decoding every replica's UPDATEs towards every neighbour, netlink messages of two kernel "
+            "FIBs (pyroute2) and per-prefix voting."))
     series = {name: (list(range(len(r["fib_raw"]))), sorted(r["fib_raw"])) for name, r in runs.items()}
     plot(ctx.out_dir / "fib_delay.png", series, "FIB-update delay per churn event (sorted)",
          "event (sorted by delay)", "ms", logy=True)
@@ -378,31 +408,37 @@ class ChurnThread(threading.Thread):
         self.join(5)
 
 
-def _deviation(rec_events: list, want: dict, keys: set, known: set, t0: float, t1: float,
-               start: dict) -> tuple[float, list[str]]:
-    """Seconds within [t0, t1] during which any watched key differed from what it should be
-    (or an unknown key was present: a bogus route), and which keys did."""
-    cur = {k: start.get(k) for k in keys}
-    bad_since: dict[str, float] = {k: t0 for k in keys if cur[k] != want.get(k)}
-    intervals: list[tuple[float, float]] = []
+def _deviation(events: list, ok, start: dict, t0: float, t1: float) -> tuple[float, list[str]]:
+    """Seconds within [t0, t1] during which some key held a value it should never hold, and
+    which keys did. `ok(key, value)` says True (fine), False (a leak), None (not watched)."""
+    bad_since: dict[str, float] = {k: t0 for k, v in start.items() if ok(k, v) is False}
     leaked = set(bad_since)
-    for e in rec_events:
+    intervals: list[tuple[float, float]] = []
+    for e in events:
         if e.t < t0 or e.t > t1:
             continue
-        k = e.key
-        if k in keys:
-            ok = e.value == want.get(k)
-        elif k not in known:
-            ok = e.value is None
-        else:
+        good = ok(e.key, e.value)
+        if good is None:
             continue
-        if not ok and k not in bad_since:
-            bad_since[k] = e.t
-            leaked.add(k)
-        elif ok and k in bad_since:
-            intervals.append((bad_since.pop(k), e.t))
+        if not good and e.key not in bad_since:
+            bad_since[e.key] = e.t
+            leaked.add(e.key)
+        elif good and e.key in bad_since:
+            intervals.append((bad_since.pop(e.key), e.t))
     intervals += [(s, t1) for s in bad_since.values()]
     return _union(intervals), sorted(leaked)
+
+
+def _late(events: list, key: str, want: Any, due: float, t1: float) -> float:
+    """How long after `due` a key took to hold `want` (t1 - due if it never did)."""
+    state = None
+    for e in events:
+        if e.key == key and e.t <= due:
+            state = e.value
+    if state == want:
+        return 0.0
+    t = next((e.t for e in events if e.key == key and due < e.t <= t1 and e.value == want), t1)
+    return max(0.0, t - due)
 
 
 def _union(iv: list[tuple[float, float]]) -> float:
@@ -428,21 +464,40 @@ def _run_fault(ctx: RunContext, b: Bench, rr: RemoteRouter, churn: ChurnThread, 
     target = _target(st, plan)
     impl = st["replicas"][target]["impl"]
     n_rec = len(st["recoveries"])
-    excluded = set(plan.params.get("prefixes", []))
-    keys = set(b.trace.stable) - excluded
-    known = set(b.trace.prefixes)
+    flapped = plan.params.get("prefixes", [None])[0]
+    stable = set(b.trace.stable) - {flapped}
+    churned = set(b.trace.churn_set)
+    table = set(b.trace.prefixes)
     with churn.lock:
-        want_fib = {p: b.want_fib(p) for p in keys}
-        want_obs = {p: b.want_obs(p) for p in keys}
+        want_fib = {p: b.want_fib(p) for p in stable}
+        want_obs = {p: b.want_obs(p) for p in stable}
+    # a churned prefix may go either way, but only to one of its two correct values
+    legit_fib = {p: {via(GW[n]) for n in GW} for p in churned}
+    legit_obs = {p: {((65001, ASN[n]) + b.trace.paths[n][p], OBSERVER_NH) for n in GW} for p in churned}
+
+    def judge(want: dict, legit: dict):
+        def ok(k: str, v: Any) -> bool | None:
+            if k in want:
+                return v == want[k]
+            if k in legit:
+                return v in legit[k]
+            if k == flapped:
+                return None
+            return v is None if k not in table else None
+        return ok
+
     t0 = time.monotonic()
     fib_start, obs_start = b.fib.state(t0), b.obs.poll().state(t0)
     fid = rr.inject(plan.fault, target, **plan.params)
+    t_back = None
     if plan.fault == "withdraw-race":
-        p = plan.params["prefixes"][0]
-        ex = b.exa("n1")
-        ex.withdraw([p])
+        # withdrawn by both neighbours (so the router must withdraw it), then re-announced
+        for name in ("n1", "n2"):
+            b.exa(name).withdraw([flapped])
         time.sleep(0.5)
-        ex.announce([p], as_path=(ASN["n1"],) + b.trace.paths["n1"][p])
+        for name in ("n1", "n2"):
+            b.exa(name).announce([flapped], as_path=(ASN[name],) + b.trace.paths[name][flapped])
+        t_back = time.monotonic()
     deadline = t0 + (window + 3 if plan.fault == "slow" else 2 * window + 60)
     recovered = None
     while time.monotonic() < deadline:
@@ -453,14 +508,23 @@ def _run_fault(ctx: RunContext, b: Bench, rr: RemoteRouter, churn: ChurnThread, 
         time.sleep(0.25)
     rr.clear(fid)
     time.sleep(1.0)
+    if flapped:  # it must be back everywhere before the next fault
+        wait_for(lambda: b.fib.state().get(flapped) == b.want_fib(flapped)
+                 and b.obs.poll().state().get(flapped) == b.want_obs(flapped), 60, what=f"{flapped} back")
     t1 = time.monotonic()
     b.obs.poll()
-    fib_s, fib_keys = _deviation(list(b.fib.events), want_fib, keys, known, t0, t1, fib_start)
-    obs_s, obs_keys = _deviation(list(b.obs.events), want_obs, keys, known, t0, t1, obs_start)
-    if excluded:  # the flapped prefix must be back everywhere
-        p = next(iter(excluded))
-        wait_for(lambda: b.fib.state().get(p) == b.want_fib(p)
-                 and b.obs.poll().state().get(p) == b.want_obs(p), 30, what=f"{p} back")
+    fib_ev, obs_ev = list(b.fib.events), list(b.obs.events)
+    fib_s, fib_keys = _deviation(fib_ev, judge(want_fib, legit_fib), fib_start, t0, t1)
+    obs_s, obs_keys = _deviation(obs_ev, judge(want_obs, legit_obs), obs_start, t0, t1)
+    if flapped:
+        # the lost re-advertisement: still missing a second after it was re-announced (plus
+        # the consensus timeout, which wait-for-consensus spends on any disagreement)
+        due = t_back + 1.0 + CONSENSUS_TIMEOUT
+        late_f = _late(fib_ev, flapped, b.want_fib(flapped), due, t1)
+        late_o = _late(obs_ev, flapped, b.want_obs(flapped), due, t1)
+        fib_s, obs_s = fib_s + late_f, obs_s + late_o
+        fib_keys += [flapped] if late_f else []
+        obs_keys += [flapped] if late_o else []
     out = {"mode": mode, "fault": plan.fault, "replica": target, "impl": impl,
            "reached_fib": bool(fib_keys), "reached_neighbour": bool(obs_keys),
            "fib_exposure_ms": round(fib_s * 1000, 1), "neighbour_exposure_ms": round(obs_s * 1000, 1),

@@ -1,13 +1,13 @@
 """FIB plumbing: each replica's candidate FIB, and the router's real FIB.
 
-- `KernelFib` follows a replica's kernel FIB over netlink (pyroute2's async API): the
+- `KernelFib` follows a replica's kernel FIB over rtnetlink (`verb.netlink`): the
   candidate FIB of FRR (zebra) and BIRD, which write the kernel FIB of their namespace.
 - `GobgpFib` is GoBGP's candidate FIB. GoBGP writes no kernel FIB (PLATFORM.md); its best
   paths come from its RIB through its API, streamed by `gobgp monitor global rib --current
   -j` (the streaming form of `gobgp global rib -j`), each next hop resolved to the
   interface whose subnet holds it, as the kernel would.
 - `FibInstaller` installs the FIB voter's output into the forwarding namespace's kernel FIB
-  (protocol bgp, 186), over netlink.
+  (protocol bgp, 186), over rtnetlink.
 
 A FIB *value* is normalized so implementations compare equal when they forward alike:
 ("via", ((gateway, device), ...)) with next hops sorted, or ("blackhole",), ("unreachable",),
@@ -16,20 +16,23 @@ A FIB *value* is normalized so implementations compare equal when they forward a
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import json
 import logging
+import os
 import socket
 import subprocess
 import time
 from typing import Callable, Iterable
 
 from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE
 
 from routerlab import registry
 from routerlab.daemons.spec import RouterSpec
 from routerlab.netns import Netns
+
+from .netlink import RTMGRP_IPV4_ROUTE, RouteMsg, RouteSocket, RouteWriter, parse, route_request
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,22 @@ class _Table:
             if not rs:
                 del self.routes[prefix]
             touched.add(prefix)
+        self._report(touched)
+
+    async def resync(self, entries: Iterable[tuple[bool, str, tuple[int, int], FibValue]],
+                     chunk: int = 2000) -> None:
+        """Replace everything by a fresh dump (a new watcher, or the kernel dropped
+        notifications); reported a slice at a time so the loop is not stalled."""
+        old = set(self.routes)
+        self.routes = {}
+        for _, prefix, key, value in entries:
+            self.routes.setdefault(prefix, {})[key] = value
+        touched = list(old | set(self.routes))
+        for i in range(0, len(touched), chunk):
+            self._report(touched[i:i + chunk])
+            await asyncio.sleep(0)
+
+    def _report(self, touched: Iterable[str]) -> None:
         changes = []
         for prefix in touched:
             rs = self.routes.get(prefix)
@@ -89,60 +108,67 @@ class _Table:
         if changes:
             self.report(changes)
 
-    def clear(self) -> None:
-        self.apply([(False, p, k, v) for p, rs in list(self.routes.items()) for k, v in rs.items()])
-
 
 class KernelFib:
-    """A replica's kernel FIB, followed over netlink."""
+    """A replica's kernel FIB, followed over rtnetlink (re-dumped if notifications overflow).
+
+    Route messages are decoded by `verb.netlink` (pyroute2 is too slow for full tables);
+    the interface names come from pyroute2."""
 
     def __init__(self, ns: str, report: Report):
         self.ns = ns
         self.table = _Table(report)
         self.links: dict[int, str] = {}
+        self.resyncs = 0
         self._task: asyncio.Task | None = None
-        self._handles: list[AsyncIPRoute] = []
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        mon = AsyncIPRoute(netns=self.ns)
-        ipr = AsyncIPRoute(netns=self.ns)
-        self._handles = [mon, ipr]
         try:
-            await mon.bind(groups=RTMGRP_IPV4_ROUTE)  # before the dump: no change falls between
-            self.links = {link["index"]: link.get("ifname") async for link in await ipr.link("dump")}
-            dump = [m async for m in await ipr.route("dump", table=MAIN_TABLE, family=socket.AF_INET)]
-            self.table.apply(e for e in map(self._event, dump) if e)
             while True:
-                events = [e async for e in mon.get()]
-                self.table.apply(e for e in map(self._event, events) if e)
+                try:
+                    await self._follow()
+                except OSError as e:
+                    if e.errno != errno.ENOBUFS:
+                        raise
+                    self.resyncs += 1
+                    log.info("FIB watcher %s: notifications overflowed; re-reading the FIB", self.ns)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("FIB watcher for %s stopped", self.ns)
-        finally:
-            for h in self._handles:
-                h.close()
 
-    def _event(self, m) -> tuple[bool, str, tuple[int, int], FibValue] | None:
-        ev = m.get("event")
-        if ev not in ("RTM_NEWROUTE", "RTM_DELROUTE") or m.get("family") != socket.AF_INET:
+    async def _follow(self) -> None:
+        mon = RouteSocket(self.ns, RTMGRP_IPV4_ROUTE)  # subscribed before the dump
+        dumper = RouteSocket(self.ns)
+        try:
+            ipr = AsyncIPRoute(netns=self.ns)
+            try:
+                self.links = {link["index"]: link.get("ifname") async for link in await ipr.link("dump")}
+            finally:
+                ipr.close()
+            dump = await dumper.dump(MAIN_TABLE)
+            dumper.close()
+            await self.table.resync(e for e in map(self._event, dump) if e and e[0])
+            while True:
+                msgs = parse(await mon.recv())
+                self.table.apply(e for e in map(self._event, msgs) if e)
+        finally:
+            mon.close()
+            dumper.close()
+
+    def _event(self, m: RouteMsg) -> tuple[bool, str, tuple[int, int], FibValue] | None:
+        if m.table != MAIN_TABLE or m.proto == PROTO_KERNEL or m.type not in (1, 6, 7, 8):
             return None
-        table = m.get_attr("RTA_TABLE") or m.get("table")
-        if table != MAIN_TABLE or m.get("proto") == PROTO_KERNEL or m.get("type") not in (1, 6, 7, 8):
-            return None
-        prefix = f"{m.get_attr('RTA_DST') or '0.0.0.0'}/{m.get('dst_len')}"
-        key = (m.get("proto"), m.get_attr("RTA_PRIORITY") or 0)
-        if m.get("type") in _SPECIAL:
-            value = _SPECIAL[m.get("type")]
-        elif m.get_attr("RTA_MULTIPATH"):
-            value = via(*((nh.get_attr("RTA_GATEWAY"), self.links.get(nh.get("oif")))
-                          for nh in m.get_attr("RTA_MULTIPATH")))
+        if m.type in _SPECIAL:
+            value = _SPECIAL[m.type]
+        elif m.multipath:
+            value = via(*((gw, self.links.get(oif)) for gw, oif in m.multipath))
         else:
-            value = via((m.get_attr("RTA_GATEWAY"), self.links.get(m.get_attr("RTA_OIF"))))
-        return ev == "RTM_NEWROUTE", prefix, key, value
+            value = via((m.gateway, self.links.get(m.oif)))
+        return m.new, m.prefix, (m.proto, m.priority), value
 
     def stop(self) -> None:
         if self._task is not None:
@@ -230,7 +256,9 @@ class GobgpFib:
 
 
 class FibInstaller:
-    """Installs voted FIB changes into the forwarding namespace over netlink, in order."""
+    """Installs voted FIB changes into the forwarding namespace, in order, over rtnetlink
+    (requests batched into datagrams and acknowledged: a full table takes a second, and the
+    hypervisor's loop is never held for long)."""
 
     def __init__(self, ns: str, on_installed: Callable[[list[Change], float], None] | None = None):
         self.ns = ns
@@ -248,20 +276,24 @@ class FibInstaller:
         self.queue.put_nowait(changes)
 
     async def _run(self) -> None:
-        ipr = AsyncIPRoute(netns=self.ns)
+        writer = None
         try:
-            self._links = {link.get("ifname"): link["index"] async for link in await ipr.link("dump")}
-            stale = [m async for m in await ipr.route("dump", table=MAIN_TABLE, family=socket.AF_INET)
-                     if m.get("proto") == PROTO_BGP]
-            for m in stale:  # a previous hypervisor's routes: start from a clean FIB
-                await ipr.route("del", dst=f"{m.get_attr('RTA_DST')}/{m.get('dst_len')}", proto=PROTO_BGP)
+            ipr = AsyncIPRoute(netns=self.ns)
+            try:
+                self._links = {link.get("ifname"): link["index"] async for link in await ipr.link("dump")}
+            finally:
+                ipr.close()
+            writer = RouteWriter(self.ns)
+            stale = [m.prefix for m in await writer.dump(MAIN_TABLE) if m.proto == PROTO_BGP]
+            # a previous hypervisor's routes: start from a clean FIB
+            await writer.apply([(seq, route_request(seq, p, PROTO_BGP, delete=True))
+                                for p in stale for seq in (writer.next_seq(),)])
             while True:
                 changes = await self.queue.get()
                 while not self.queue.empty():  # take everything queued: fewer, larger batches
                     changes = changes + self.queue.get_nowait()
-                final = dict(changes)
-                # netlink requests pipelined: each prefix appears once, so order is kept
-                await asyncio.gather(*(self._one(ipr, p, v) for p, v in final.items()))
+                final = dict(changes)  # the last word per prefix: order between prefixes is free
+                await self._install(writer, final)
                 if self.on_installed:
                     self.on_installed(list(final.items()), time.monotonic())
         except asyncio.CancelledError:
@@ -269,30 +301,33 @@ class FibInstaller:
         except Exception:
             log.exception("FIB installer for %s stopped", self.ns)
         finally:
-            ipr.close()
+            if writer is not None:
+                writer.close()
 
-    async def _one(self, ipr: AsyncIPRoute, prefix: str, value: FibValue | None) -> None:
-        try:
+    async def _install(self, writer: "RouteWriter", final: dict[str, FibValue | None]) -> None:
+        reqs, by_seq = [], {}
+        for prefix, value in final.items():
+            if value is None and prefix not in self.installed:
+                continue
+            seq = writer.next_seq()
+            by_seq[seq] = (prefix, value)
             if value is None:
-                if prefix in self.installed:
-                    await ipr.route("del", dst=prefix, proto=PROTO_BGP)
-                    del self.installed[prefix]
-                return
-            args: dict = {"dst": prefix, "proto": PROTO_BGP}
-            if value[0] in _SPECIAL_TYPE:
-                args["type"] = value[0]
-            elif len(value[1]) == 1:
-                gw, dev = value[1][0]
-                args.update({k: v for k, v in (("gateway", gw), ("oif", self._links.get(dev)))
-                             if v is not None})
+                reqs.append((seq, route_request(seq, prefix, PROTO_BGP, delete=True)))
+            elif value[0] in _SPECIAL_TYPE:
+                reqs.append((seq, route_request(seq, prefix, PROTO_BGP, rtype=_SPECIAL_TYPE[value[0]])))
             else:
-                args["multipath"] = [{k: v for k, v in (("gateway", gw), ("oif", self._links.get(dev)))
-                                      if v is not None} for gw, dev in value[1]]
-            await ipr.route("replace", **args)
-            self.installed[prefix] = value
-        except Exception as e:  # one bad route must not stop the FIB
-            self.errors += 1
-            log.warning("FIB %s: cannot install %s %s: %s", self.ns, prefix, describe(value), e)
+                hops = [(gw, self._links.get(dev)) for gw, dev in value[1]]
+                reqs.append((seq, route_request(seq, prefix, PROTO_BGP, hops=hops)))
+        failed = await writer.apply(reqs)
+        for seq, (prefix, value) in by_seq.items():
+            if seq in failed:
+                self.errors += 1
+                log.warning("FIB %s: cannot install %s %s: %s", self.ns, prefix, describe(value),
+                            os.strerror(failed[seq]))
+            elif value is None:
+                self.installed.pop(prefix, None)
+            else:
+                self.installed[prefix] = value
 
     def stop(self) -> None:
         if self._task is not None:

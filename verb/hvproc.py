@@ -73,7 +73,13 @@ def _serve() -> int:
         sys.stdout.write(json.dumps(obj, default=str) + "\n")
         sys.stdout.flush()
 
+    main_pid = os.getpid()
+
     def on_term(*_: object) -> None:
+        # pyroute2 makes namespace sockets in a forked child and ends it with SIGTERM: that
+        # child inherits this handler and must just go, not unwind into a copy of our loop
+        if os.getpid() != main_pid:
+            os._exit(0)
         raise _Stop()
     signal.signal(signal.SIGTERM, on_term)
     try:

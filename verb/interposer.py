@@ -240,6 +240,8 @@ class Endpoint:
         try:
             self.session = s = await self._connect()
             await s.open()
+            if s.as4 != self.nb.as4:  # the relayed bytes would mean something else to it
+                raise BgpError(2, 7, why="the replica does not negotiate the neighbour's AS width")
             await s.confirm()
             log.info("%s Established", s.name)
             sender = asyncio.get_running_loop().create_task(self._send_loop(s))
@@ -263,9 +265,17 @@ class Endpoint:
             if fault and not self.expected_close:
                 log.warning("replica %s (as %s): %s", self.replica, self.nb.peer, fault)
                 self.ix.on_fault(self.replica, f"session as {self.nb.peer}: {fault}")
-            if self.ix.endpoints.get((self.replica, self.nb.peer)) in (self, None):
-                # (a newer endpoint for this replica owns its votes now)
-                self.ix.update_voter.update(self.replica, [((self.nb.peer, p), None) for p in self.announced])
+            voter = self.ix.update_voter
+            if self.replica in voter.voting and \
+                    self.ix.endpoints.get((self.replica, self.nb.peer)) in (self, None):
+                # a healthy replica's stand-in for a neighbour that went down: what it sent
+                # that neighbour is gone (a faulty replica's votes are dropped by the manager;
+                # a newer endpoint would own its votes)
+                gone = [((self.nb.peer, p), None) for p in self.announced]
+                for i in range(0, len(gone), 2000):
+                    voter.update(self.replica, gone[i:i + 2000])
+                    if i + 2000 < len(gone):
+                        await asyncio.sleep(0)
             self.announced.clear()
             self.ix.endpoint_gone(self)
 

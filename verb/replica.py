@@ -119,6 +119,8 @@ class ReplicaManager:
     """Starts, watches and recovers the replicas of one bug-tolerant router."""
 
     TICK = 0.2
+    MAX_ATTEMPTS = 3
+    RETRY_S = 5.0
 
     def __init__(self, router: "BugTolerantRouter", replicas: list[Replica]):
         self.router = router
@@ -168,8 +170,16 @@ class ReplicaManager:
     def _check(self) -> None:
         now = time.monotonic()
         suspects: set[str] = set()
-        for v in self.router.voters():
+        voters = self.router.voters()
+        before = [v.master for v in voters]
+        for v in voters:
             suspects |= v.tick()
+        # One master replica for both voters (master-slave): a master outvoted in either
+        # voter gives way in both.
+        moved = [v.master for v, b in zip(voters, before) if v.master != b and v.master]
+        if moved:
+            for v in voters:
+                v.set_master(moved[0])
         # Recover the worst suspects first, but never so many that fewer than a quorum of
         # replicas keep voting (with one fault, the other suspects are merely lagging).
         quorum = len(self.replicas) // 2 + 1
@@ -222,8 +232,7 @@ class ReplicaManager:
             self.router.interposer.detach(r.name)
             if r.fib is not None:
                 r.fib.stop()
-            for v in self.router.voters():
-                v.forget(r.name)
+            await self.router.forget(r.name)
             loop = asyncio.get_running_loop()
             if r.daemon is not None:
                 await loop.run_in_executor(None, r.daemon.stop)
@@ -235,6 +244,11 @@ class ReplicaManager:
         except Exception as e:
             r.state = "failed"
             log.exception("replica %s: recovery failed: %s", r.name, e)
+            attempts = sum(1 for x in self.recoveries if x.replica == r.name and x.restarted is None)
+            if attempts <= self.MAX_ATTEMPTS:  # try again (a start can fail under load)
+                await asyncio.sleep(self.RETRY_S)
+                r.state = "syncing"  # so that fault() accepts it
+                self.fault(r.name, f"retrying after a failed recovery: {e}")
 
     def next_impl(self, impl: str) -> str:
         """The implementation a replacement runs: the same, or the next one in the ring."""

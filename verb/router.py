@@ -70,6 +70,7 @@ class BugTolerantRouter:
         self.interposer: Interposer | None = None
         self.installer: FibInstaller | None = None
         self.manager: ReplicaManager | None = None
+        self.lag_max = 0.0  # the longest the loop ran late (s)
 
     # ----- lifecycle -----
     def start(self, timeout: float = 120.0) -> "BugTolerantRouter":
@@ -98,6 +99,7 @@ class BugTolerantRouter:
         self.manager = ReplicaManager(self, replicas)
         self.interposer = Interposer(self.spec, self.fwd.name, vc, self.manager.fault,
                                      self.config.replica_hold)
+        self.loop.create_task(self._watch_lag())
         await self.manager.start_all()
         await self.interposer.start()
 
@@ -156,6 +158,26 @@ class BugTolerantRouter:
     def voters(self) -> list[Voter]:
         return [v for v in (self.fib_voter, self.interposer.update_voter if self.interposer else None) if v]
 
+    async def forget(self, replica: str, chunk: int = 2000) -> None:
+        """Drop a replica's votes, a slice at a time: a full table dropped at once would
+        stall the loop (and the sessions' KEEPALIVEs) for a second or more."""
+        for v in self.voters():
+            v.set_voting(replica, False)
+            keys = [k for k, vals in v.values.items() if replica in vals]
+            for i in range(0, len(keys), chunk):
+                v.update(replica, [(k, None) for k in keys[i:i + chunk]])
+                await asyncio.sleep(0)
+
+    async def _watch_lag(self, period: float = 0.05) -> None:
+        """How late the loop runs: a stall delays KEEPALIVEs and every vote."""
+        while True:
+            t = self.loop.time()
+            await asyncio.sleep(period)
+            lag = self.loop.time() - t - period
+            self.lag_max = max(self.lag_max, lag)
+            if lag > 1.0:
+                log.warning("hypervisor loop stalled for %.2fs", lag)
+
     def fib_reporter(self, replica: str) -> Report:
         def report(changes: list) -> None:
             if self.fib_voter is not None:
@@ -198,5 +220,6 @@ class BugTolerantRouter:
                     "disagreements": {r: {"fib": self.fib_voter.disagreements(r),
                                           "updates": uv.disagreements(r)} for r in self.names},
                     "recoveries": [x.to_json() for x in self.manager.recoveries],
+                    "loop_lag_max_ms": round(self.lag_max * 1000, 1),
                     **self.interposer.status()}
         return self.run(collect)

@@ -91,7 +91,7 @@ class RestartMove:
             raise
         finally:
             self.report.total_s = time.monotonic() - t0
-        log.info("%s", self.report.summary().replace("control-plane freeze", "downtime"))
+        log.info("restart: %s", self.report.summary())
         return self.report
 
     def _prepare(self) -> dict:
@@ -142,8 +142,9 @@ class RestartMove:
         moved = []
         for itf in vr.interfaces:
             c = self.net.circuit(vr.name, itf.name)
-            if c in self.net.transport.circuits:
-                secs = self.net.transport.repatch(c, dst.transport_port(vr.name, itf.name))
+            if c is not None and c in self.net.transport.circuits:
+                secs = self.net.transport.repatch(c, dst.transport_port(vr.name, itf.name),
+                                                  frm=self.src.transport_port(vr.name, itf.name))  # type: ignore[union-attr]
                 moved.append(itf.name)
                 self.report.links.append({"interface": itf.name, "circuit": c,
                                           "seconds": round(secs, 4), "at": time.time()})

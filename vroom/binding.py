@@ -13,11 +13,10 @@ table layout):
 * table 2 (punt): to the VR port of the interface, or, when the control plane runs at the
   other end of a tunnel (remote control plane), into the tunnel with VLAN id
   ``vid(VR, interface, PUNT)``;
-* table 3 (egress): set the interface's MAC as source and output on its physical port;
-  during a migration (double data planes) also copy into the tunnel with
-  ``vid(VR, interface, EGRESS)``, so the frame leaves by whichever physical router holds
-  the neighbour's circuit at that moment (the other copy meets an unpatched transport port
-  and is dropped there, so each frame is delivered once);
+* table 3 (egress): set the interface's MAC as source and output on its physical port,
+  or, while the interface's circuit is patched to the VR's other physical router (during a
+  migration), into the tunnel with ``vid(VR, interface, EGRESS)``, to leave by that router's
+  port; each frame takes exactly one way;
 * tunnel ingress: PUNT frames are classified as if they had arrived on the interface's
   physical port; EGRESS frames are output on that port.
 """
@@ -54,6 +53,7 @@ class PortBinding:
     mac: str
     phys_port: int  # OpenFlow port of the physical port (its transport circuit)
     vr_port: int | None = None  # OpenFlow port of the VR's namespace interface, if here
+    circuit_here: bool = True  # the neighbour's circuit is patched to this router's port
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,6 @@ class TunnelEnd:
 
     port: int  # OpenFlow port of the tunnel on this bridge
     punt: bool = False  # punts go into the tunnel (the control plane is at the other end)
-    egress_copy: bool = False  # egress frames are also copied into the tunnel
     accept: bool = True  # frames for this VR are taken out of the tunnel
 
 
@@ -89,15 +88,18 @@ def binding_flows(vr_id: int, bindings: Iterable[PortBinding],
         else:
             punt = ("drop",)
         out.append(Flow(T_PUNT, PRIO_PORT, (f"reg0={v}", f"reg1={k}"), punt))
-        copy: tuple[str, ...] = ()
-        if tunnel is not None and tunnel.egress_copy:
-            copy = ("push_vlan:0x8100", f"set_field:{4096 | vid(v, k, VID_EGRESS)}->vlan_vid",
-                    f"output:{tunnel.port}")
-        out.append(Flow(T_EGRESS, PRIO_PORT, (f"reg0={v}", f"reg2={k}"),
-                        (f"mod_dl_src:{mac}", f"output:{phys}", *copy)))
-        # back out of the port it came in on: OpenFlow needs the in_port action for that
-        out.append(Flow(T_EGRESS, PRIO_PORT_MINE, (f"reg0={v}", f"reg2={k}", f"in_port={phys}"),
-                        (f"mod_dl_src:{mac}", "in_port", *copy)))
+        if tunnel is not None and not b.circuit_here:
+            out.append(Flow(T_EGRESS, PRIO_PORT, (f"reg0={v}", f"reg2={k}"),
+                            (f"mod_dl_src:{mac}", "push_vlan:0x8100",
+                             f"set_field:{4096 | vid(v, k, VID_EGRESS)}->vlan_vid",
+                             f"output:{tunnel.port}")))
+        else:
+            out.append(Flow(T_EGRESS, PRIO_PORT, (f"reg0={v}", f"reg2={k}"),
+                            (f"mod_dl_src:{mac}", f"output:{phys}")))
+            # back out of the port it came in on: OpenFlow needs the in_port action for that
+            out.append(Flow(T_EGRESS, PRIO_PORT_MINE,
+                            (f"reg0={v}", f"reg2={k}", f"in_port={phys}"),
+                            (f"mod_dl_src:{mac}", "in_port")))
         if tunnel is not None and tunnel.accept:
             t = f"in_port={tunnel.port}"
             pv, ev = vid(v, k, VID_PUNT), vid(v, k, VID_EGRESS)

@@ -33,7 +33,7 @@ from routerlab.criu import socket_in_netns
 from . import fib
 from .binding import PortBinding, TunnelEnd, binding_flows
 from .flows import Tables, diff_bundle, install_bundle
-from .ofctl import send_bundle
+from .ofctl import apply_changes
 from .translate import NextHopGroups, route_tables
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,8 @@ class DataPlaneHypervisor:
         self.name = name or f"hv{vr_id}@{bridge}"
         self.debounce_s, self.max_delay_s, self.resync_s = debounce_s, max_delay_s, resync_s
         self.groups = NextHopGroups(vr_id)
-        self.installed = Tables()
+        self._routes = Tables()  # routing table (table 1) and next-hop groups
+        self._binding = Tables()  # ingress, punt, egress and tunnel flows
         self.syncs = 0
         self.last: SyncStats | None = None
         self.errors: list[str] = []
@@ -94,6 +95,7 @@ class DataPlaneHypervisor:
         self._retarget = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._dirty = threading.Event()
+        self._paused = threading.Event()
 
     def __repr__(self) -> str:
         return f"<DataPlaneHypervisor {self.name} following {self.fib_ns}>"
@@ -103,9 +105,14 @@ class DataPlaneHypervisor:
     def ifindex(self) -> dict[str, int]:
         return {b.ifname: b.index for b in self.bindings}
 
-    def _desired(self, snap: fib.Snapshot) -> tuple[Tables, int]:
-        tr = route_tables(self.vr_id, self.ifindex, snap, self.groups)
-        return tr.tables.merged(binding_flows(self.vr_id, self.bindings, self.tunnel)), tr.routes
+    @property
+    def installed(self) -> Tables:
+        """Everything this hypervisor has installed for the VR (routing + binding flows)."""
+        with self._lock:
+            return self._routes.merged(self._binding)
+
+    def _binding_tables(self) -> Tables:
+        return binding_flows(self.vr_id, self.bindings, self.tunnel)
 
     def sync(self, routes: bool = True) -> SyncStats:
         """Read the FIB now and send the bridge whatever differs. Without `routes` only the
@@ -117,13 +124,15 @@ class DataPlaneHypervisor:
             else:
                 snap = fib.Snapshot(addresses=fib.read_addresses(self.fib_ns))
             t1 = time.monotonic()
-            desired, routes = self._desired(snap)
-            lines = diff_bundle(self.installed, desired)
+            tr = route_tables(self.vr_id, self.ifindex, snap, self.groups)
+            binding = self._binding_tables()
+            lines = diff_bundle(self._routes, tr.tables) + diff_bundle(self._binding, binding)
             t2 = time.monotonic()
-            n, install_s = send_bundle(self.bridge, lines)
-            self.installed = desired
-            st = SyncStats(routes=routes, flows=len(desired.flows), groups=len(desired.groups),
-                           changes=n, read_s=t1 - t0, translate_s=t2 - t1, install_s=install_s,
+            n, install_s = apply_changes(self.bridge, lines)
+            self._routes, self._binding = tr.tables, binding
+            st = SyncStats(routes=tr.routes, flows=len(tr.tables.flows) + len(binding.flows),
+                           groups=len(tr.tables.groups), changes=n, read_s=t1 - t0,
+                           translate_s=t2 - t1, install_s=install_s,
                            total_s=time.monotonic() - t0)
             self._done(st)
             return st
@@ -135,22 +144,36 @@ class DataPlaneHypervisor:
             t0 = time.monotonic()
             snap = fib.read_snapshot(self.fib_ns)
             t1 = time.monotonic()
-            desired, routes = self._desired(snap)
-            old = self.installed
-            lines = [f"flow delete_strict {f.match_text()}" for f in old.flows.values()]
-            lines += [f"group delete group_id={g}" for g in old.groups]
-            lines += install_bundle(desired)
+            tr = route_tables(self.vr_id, self.ifindex, snap, self.groups)
+            binding = self._binding_tables()
+            # an empty share goes as a bulk add (see apply_changes); else one atomic bundle
+            lines = self._removal_lines() + install_bundle(tr.tables) + install_bundle(binding)
             t2 = time.monotonic()
-            n, install_s = send_bundle(self.bridge, lines)
-            self.installed = desired
-            st = SyncStats(routes=routes, flows=len(desired.flows), groups=len(desired.groups),
-                           changes=n, read_s=t1 - t0, translate_s=t2 - t1, install_s=install_s,
+            n, install_s = apply_changes(self.bridge, lines)
+            self._routes, self._binding = tr.tables, binding
+            st = SyncStats(routes=tr.routes, flows=len(tr.tables.flows) + len(binding.flows),
+                           groups=len(tr.tables.groups), changes=n, read_s=t1 - t0,
+                           translate_s=t2 - t1, install_s=install_s,
                            total_s=time.monotonic() - t0, full=True)
             self._done(st)
             log.info("%s: repopulated %d routes (%d flows, %d groups) in %.3f s "
-                     "(read %.3f, translate %.3f, install %.3f)", self.name, routes, st.flows,
+                     "(read %.3f, translate %.3f, install %.3f)", self.name, tr.routes, st.flows,
                      st.groups, st.total_s, st.read_s, st.translate_s, st.install_s)
             return st
+
+    def _removal_lines(self) -> list[str]:
+        """Bundle lines deleting all of the VR's flows and groups here: those matching on
+        the VR's register with one non-strict delete (a big routing table would otherwise
+        take a line per route), the few others one by one."""
+        if not self._routes.flows and not self._binding.flows:
+            return []
+        mine = f"reg0={self.vr_id}"
+        lines = [f"flow delete {mine}"]
+        lines += [f"flow delete_strict {f.match_text()}"
+                  for t in (self._routes, self._binding) for f in t.flows.values()
+                  if mine not in f.match]
+        lines += [f"group delete group_id={g}" for g in self._routes.groups]
+        return lines
 
     def _done(self, st: SyncStats) -> None:
         self.syncs += 1
@@ -163,39 +186,41 @@ class DataPlaneHypervisor:
 
     def set_bindings(self, bindings: list[PortBinding] | None = None,
                      tunnel: TunnelEnd | None | str = "keep") -> SyncStats:
-        """Change the interface bindings and/or the tunnel end, and apply the difference."""
+        """Change the interface bindings and/or the tunnel end, and apply the difference
+        (only binding flows change: cheap whatever the size of the routing table)."""
         with self._lock:
             if bindings is not None:
                 self.bindings = list(bindings)
             if tunnel != "keep":
                 self.tunnel = tunnel  # type: ignore[assignment]
-            desired = Tables(
-                {k: f for k, f in self.installed.flows.items() if f.table == 1},
-                dict(self.installed.groups)).merged(
-                    binding_flows(self.vr_id, self.bindings, self.tunnel))
+            binding = self._binding_tables()
             t0 = time.monotonic()
-            n, install_s = send_bundle(self.bridge, diff_bundle(self.installed, desired))
-            self.installed = desired
-            return SyncStats(flows=len(desired.flows), groups=len(desired.groups), changes=n,
-                             install_s=install_s, total_s=time.monotonic() - t0)
+            n, install_s = apply_changes(self.bridge, diff_bundle(self._binding, binding))
+            self._binding = binding
+            return SyncStats(flows=len(self._routes.flows) + len(binding.flows),
+                             groups=len(self._routes.groups), changes=n, install_s=install_s,
+                             total_s=time.monotonic() - t0)
 
     def route_keys(self) -> set[tuple]:
         """(priority, match) of the VR's routing-table flows (to compare two data planes)."""
         with self._lock:
-            return {(f.priority, f.match) for f in self.installed.flows.values() if f.table == 1}
+            return {(f.priority, f.match) for f in self._routes.flows.values()}
 
     def remove_all(self) -> int:
         """Delete every flow and group of this VR from the bridge; returns how many lines."""
         with self._lock:
-            n, _ = send_bundle(self.bridge, diff_bundle(self.installed, Tables()))
-            self.installed = Tables()
+            n, _ = apply_changes(self.bridge, self._removal_lines())
+            self._routes, self._binding = Tables(), Tables()
             self.groups = NextHopGroups(self.vr_id)
             return n
 
     # ------------------------------------------------------------------ watching
     def start(self, repopulate: bool = True) -> SyncStats:
-        """Install the VR's flows (bulk) and start following its FIB."""
+        """Install the VR's flows and start following its FIB. With `repopulate` the VR's
+        share is rebuilt from scratch; else only what differs is sent (after a
+        control-path-only install that is the same bulk add, without removing anything)."""
         st = self.repopulate() if repopulate else self.sync()
+        st.full = True
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"hv-{self.name}", daemon=True)
         self._thread.start()
@@ -209,6 +234,17 @@ class DataPlaneHypervisor:
             os.write(self._wake_w, b"r")
             if sync:
                 self.sync()
+
+    def pause(self) -> None:
+        """Hold the watcher's syncs (changes are remembered): while another data plane is
+        cloned from the same FIB, this one keeps forwarding with what it has instead of
+        competing for the CPU with a full re-read of a big table."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        """Let the watcher sync again (at once if anything changed meanwhile)."""
+        self._paused.clear()
+        os.write(self._wake_w, b"r")
 
     def poke(self) -> None:
         """Ask for a sync soon (e.g. after changing something netlink does not report)."""
@@ -280,7 +316,9 @@ class DataPlaneHypervisor:
                     sock = self._open_socket()
                     first_change = None
                 now = time.monotonic()
-                if first_change is not None:
+                if self._paused.is_set():
+                    timeout = 0.2  # only listening; resume() wakes us
+                elif first_change is not None:
                     timeout = max(0.0, min(last_change + self.debounce_s,
                                            first_change + self.max_delay_s) - now)
                 else:
@@ -296,6 +334,8 @@ class DataPlaneHypervisor:
                     continue
                 due = first_change is not None and (now >= last_change + self.debounce_s
                                                     or now >= first_change + self.max_delay_s)
+                if self._paused.is_set():
+                    continue  # changes stay in first_change for resume()
                 if due or now >= next_resync:
                     first_change = None
                     next_resync = now + self.resync_s

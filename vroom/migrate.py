@@ -4,16 +4,17 @@
 
 1. prepare-target: bind r1's interfaces to free ports of B; a namespace at B with the same
    interface names, ifindexes, MACs and addresses; FIB and neighbours copied into it;
-2. remote-control-plane: the A-B tunnel; B accepts tunnelled frames for r1 and copies its
-   egress into the tunnel (so r1 at B reaches neighbours still patched to A); B punts
-   control traffic to r1's namespace at B;
+2. remote-control-plane: the A-B tunnel; B accepts tunnelled frames for r1 and sends its
+   egress through the tunnel (r1's circuits are still patched to A); B punts control
+   traffic to r1's namespace at B;
 3. control-plane-migration: CRIU (pre-copy when possible, else stall-and-copy) from A's
    namespace to B's; right after the restore A punts into the tunnel, multicast groups are
    re-joined and A's lock rules removed; A's hypervisor now follows r1's FIB at B;
 4. data-plane-cloning: B's bridge repopulated (bulk) from r1's FIB at B, timed;
-5. double-data-planes: A also copies egress into the tunnel; both forward, both follow r1;
-6. link-migration: each neighbour circuit re-patched from A to B, one at a time
-   (the point of no return: after it the VR lives at B);
+5. double-data-planes: A and B both forward and both follow r1's FIB (checked equal);
+6. link-migration: each neighbour circuit re-patched from A to B, one at a time,
+   make-before-break (transport switched with the old port still delivering; B egresses
+   locally; A egresses through the tunnel; the old port released), the point of no return;
 7. cleanup: r1's flows, ports, namespace and tunnel use at A removed, and checked gone.
 
 Before anything changes, `check()` refuses what cannot work (unknown VR or router, a full
@@ -32,7 +33,8 @@ from routerlab import criu as rlcriu
 from routerlab.netns import Netns
 
 from .binding import TunnelEnd
-from .cpmove import ControlPlaneMove, CpMoveError, CpMoveResult, copy_neighbours, copy_routes
+from .cpmove import (ControlPlaneMove, CpMoveError, CpMoveResult, PriorityCriu, RouteWatch,
+                     copy_neighbours, copy_routes)
 from .hypervisor import DataPlaneHypervisor
 from .ofctl import flows_of_vr
 from .phases import MigrationFailed, Phase, PhaseRecord, PhaseRunner, Step
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 # that handles rtnetlink groups above 32).
 MIGRATABLE = {"bird": (), "frr": ("netlink_groups_gt32",)}
 NEEDED_FEATURES = ("check", "socket_dump")
+LINGER_S = 0.05  # how long a re-patched circuit's old port keeps delivering
 
 
 class MigrationRefused(ValueError):
@@ -95,8 +98,8 @@ class MigrationReport:
         if not self.ok:
             return f"{self.vr} {self.source} -> {self.target} FAILED: {self.error}"
         ph = ", ".join(f"{k} {v:.3f}s" for k, v in self.phase_seconds().items())
-        return (f"{self.vr} {self.source} -> {self.target} in {self.total_s:.2f} s; "
-                f"control-plane freeze {self.freeze_s:.3f} s; {ph}")
+        freeze = "" if self.freeze_s is None else f"control-plane freeze {self.freeze_s:.3f} s; "
+        return f"{self.vr} {self.source} -> {self.target} in {self.total_s:.2f} s; {freeze}{ph}"
 
 
 class Migration:
@@ -124,8 +127,10 @@ class Migration:
         self.hv_dst: DataPlaneHypervisor | None = None
         self.move: ControlPlaneMove | None = None
         self.tunnel_ports: tuple[int, int] | None = None
-        self._tunnel_made = False
         self.moved_links: list[str] = []
+        self.here_src: set[str] = set()  # interfaces whose circuits are patched to A
+        self.here_dst: set[str] = set()  # ... to B
+        self.route_watch: RouteWatch | None = None
 
     # ------------------------------------------------------------------ refusal
     def check(self) -> None:
@@ -169,7 +174,7 @@ class Migration:
     @property
     def criu(self) -> rlcriu.Criu:
         if self._criu is None:
-            self._criu = rlcriu.Criu()
+            self._criu = PriorityCriu()
         return self._criu
 
     # ------------------------------------------------------------------ running
@@ -192,7 +197,7 @@ class Migration:
                 ("remote-control-plane", Phase.REMOTE_CP, self._remote_cp, self._undo_remote_cp, False),
                 ("control-plane-migration", Phase.CP_MIGRATION, self._cp_migrate, self._undo_cp, False),
                 ("data-plane-cloning", Phase.DP_CLONE, self._clone, self._undo_clone, False),
-                ("double-data-planes", Phase.DOUBLE_DP, self._double, self._undo_double, False),
+                ("double-data-planes", Phase.DOUBLE_DP, self._double, None, False),
                 ("link-migration", Phase.LINK_MIGRATION, self._links, self._undo_links, True),
                 ("cleanup", Phase.CLEANUP, self._cleanup, None, False)]
         return [Step(n, ph, wrap(n, do), undo, commit) for n, ph, do, undo, commit in spec]
@@ -220,6 +225,7 @@ class Migration:
             self.report.rolled_back = e.rolled_back
             raise
         finally:
+            self._close_watch()
             self.report.total_s = time.monotonic() - t0
             if self.move is not None:
                 self.report.cp = self.move.result
@@ -234,6 +240,7 @@ class Migration:
         dst.portmap.bind(vr.name, [i.name for i in vr.interfaces], prefer=prefer)
         self.dst_ns = prepare_namespace(vr, dst, self.net.ns_name(vr.name, dst.name))
         t0 = time.monotonic()
+        self.route_watch = RouteWatch(self.src_ns)  # before the copy: nothing slips through
         neigh = copy_neighbours(self.src_ns.name, self.dst_ns.name)
         routes = copy_routes(self.src_ns.name, self.dst_ns.name)
         return {"namespace": self.dst_ns.name, "routes_copied": routes,
@@ -242,6 +249,7 @@ class Migration:
     def _unprepare(self) -> None:
         vr, dst = self.vr, self.dst
         assert vr and dst
+        self._close_watch()
         dst.del_vr_ports(vr)
         dst.portmap.unbind(vr.name)
         if self.dst_ns is not None:
@@ -252,12 +260,13 @@ class Migration:
     def _remote_cp(self) -> dict:
         vr, src, dst = self.vr, self.src, self.dst
         assert vr and src and dst and self.dst_ns and self.hv_src
-        self._tunnel_made = dst.name not in src.tunnels
         ta, tb = self.tunnel_ports = self.net.tunnel(src.name, dst.name)
-        self.hv_src.set_bindings(tunnel=TunnelEnd(ta, accept=True))
+        self.here_src = {i.name for i in vr.interfaces}
+        self.here_dst = set()
+        self.hv_src.set_bindings(src.bindings(vr, here=self.here_src), TunnelEnd(ta, accept=True))
         self.hv_dst = DataPlaneHypervisor(
-            vr.vr_id, dst.bridge_name, self.dst_ns.name, dst.bindings(vr),
-            TunnelEnd(tb, egress_copy=True, accept=True), name=f"{vr.name}@{dst.name}")
+            vr.vr_id, dst.bridge_name, self.dst_ns.name, dst.bindings(vr, here=self.here_dst),
+            TunnelEnd(tb, accept=True), name=f"{vr.name}@{dst.name}")
         dst.hypervisors[vr.name] = self.hv_dst
         st = self.hv_dst.sync(routes=False)  # control path only: punts reach the VR at B
         return {"tunnel_ports": [ta, tb], "flows": st.flows}
@@ -272,8 +281,6 @@ class Migration:
             self.hv_dst = None
         if self.hv_src is not None:
             self.hv_src.set_bindings(tunnel=None)
-        if self._tunnel_made:
-            self.net.remove_tunnel(src.name, dst.name)
 
     # ------------------------------------------------------------------ 3. control plane
     def _punt_remote(self) -> None:
@@ -292,7 +299,7 @@ class Migration:
             vr.daemon, self.src_ns, self.dst_ns, vr.run_dir / "images",
             {i.name: i.ifindex for i in vr.interfaces}, self.criu, precopy=pre,
             after_restore=self._punt_remote,
-            before_restore=lambda: self._hook("before-restore"))
+            before_restore=lambda: self._hook("before-restore"), route_watch=self.route_watch)
         try:
             res = self.move.run()
         except BaseException as e:
@@ -308,8 +315,14 @@ class Migration:
                                   f"failed too: {e2}") from e
             raise
         vr.ns, vr.pr = self.dst_ns, self.dst
+        self._close_watch()
         self.hv_src.follow(self.dst_ns.name)  # A's data plane follows the VR at B
         return res.to_json()
+
+    def _close_watch(self) -> None:
+        if self.route_watch is not None:
+            self.route_watch.close()
+            self.route_watch = None
 
     def _undo_cp(self) -> None:
         """The VR runs at B: move it back to A (a reverse control-plane move)."""
@@ -333,8 +346,14 @@ class Migration:
 
     # ------------------------------------------------------------------ 4. cloning
     def _clone(self) -> dict:
-        assert self.hv_dst
-        st = self.hv_dst.start(repopulate=True)
+        """B's bridge repopulated from the VR's FIB at B (its control path is there already:
+        the routes and next-hop groups are added in bulk, nothing removed)."""
+        assert self.hv_dst and self.hv_src
+        self.hv_src.pause()  # the old data plane keeps forwarding; it catches up right after
+        try:
+            st = self.hv_dst.start(repopulate=False)
+        finally:
+            self.hv_src.resume()
         self.report.clone = st.to_json()
         return st.to_json()
 
@@ -345,10 +364,10 @@ class Migration:
 
     # ------------------------------------------------------------------ 5. double DPs
     def _double(self) -> dict:
-        assert self.hv_src and self.hv_dst and self.tunnel_ports
-        self.hv_src.set_bindings(tunnel=TunnelEnd(self.tunnel_ports[0], punt=True,
-                                                  egress_copy=True, accept=True))
-        # both data planes follow the same FIB: their routing tables must agree
+        """Both data planes forward (A for circuits still at A, B for those at B, each
+        reaching the other's circuits through the tunnel) and follow the VR's FIB at B;
+        their routing tables must agree before any link moves."""
+        assert self.hv_src and self.hv_dst
         deadline = time.monotonic() + 5
         while True:
             a, b = self.hv_src.route_keys(), self.hv_dst.route_keys()
@@ -360,34 +379,52 @@ class Migration:
             log.warning("%s: data planes differ in %d route flows", self.vr_name, len(a ^ b))
         return {"route_flows": len(b), "differ": len(a ^ b)}
 
-    def _undo_double(self) -> None:
-        assert self.hv_src and self.tunnel_ports
-        self.hv_src.set_bindings(tunnel=TunnelEnd(self.tunnel_ports[0], punt=True, accept=True))
-
     # ------------------------------------------------------------------ 6. links
-    def _links(self) -> dict:
-        vr, dst = self.vr, self.dst
-        assert vr and dst
+    def _move_link(self, ifname: str, frm: PhysicalRouter, to: PhysicalRouter,
+                   here_frm: set[str], here_to: set[str], hv_frm: DataPlaneHypervisor,
+                   hv_to: DataPlaneHypervisor) -> float:
+        """Make-before-break move of one circuit: switch the transport keeping the old port
+        delivering, egress locally at `to`, through the tunnel at `frm`, release the old port."""
+        vr = self.vr
+        assert vr
+        circuit = self.net.circuit(vr.name, ifname)
+        assert circuit is not None
         tr = self.net.transport
+        t0 = time.monotonic()
+        tr.repatch(circuit, to.transport_port(vr.name, ifname),
+                   frm=frm.transport_port(vr.name, ifname), keep_old=True)
+        here_to.add(ifname)
+        hv_to.set_bindings(to.bindings(vr, here=here_to))
+        here_frm.discard(ifname)
+        hv_frm.set_bindings(frm.bindings(vr, here=here_frm))
+        time.sleep(LINGER_S)  # frames already on the old path are delivered
+        tr.release(circuit)
+        return time.monotonic() - t0
+
+    def _links(self) -> dict:
+        vr, src, dst = self.vr, self.src, self.dst
+        assert vr and src and dst and self.hv_src and self.hv_dst
         for i, itf in enumerate(vr.interfaces):
-            circuit = self.net.circuit(vr.name, itf.name)
-            if circuit not in tr.circuits:
+            c = self.net.circuit(vr.name, itf.name)
+            if c is None or c not in self.net.transport.circuits:
                 continue
             if i and self.link_pause_s:
                 time.sleep(self.link_pause_s)  # asynchronous: links move one by one
             self._hook(f"link:{itf.name}")
-            secs = tr.repatch(circuit, dst.transport_port(vr.name, itf.name))
+            secs = self._move_link(itf.name, src, dst, self.here_src, self.here_dst,
+                                   self.hv_src, self.hv_dst)
             self.moved_links.append(itf.name)
-            self.report.links.append({"interface": itf.name, "circuit": circuit,
+            self.report.links.append({"interface": itf.name,
+                                      "circuit": self.net.circuit(vr.name, itf.name),
                                       "seconds": round(secs, 4), "at": time.time()})
         return {"moved": list(self.moved_links)}
 
     def _undo_links(self) -> None:
-        vr, src = self.vr, self.src
-        assert vr and src
+        src, dst = self.src, self.dst
+        assert src and dst and self.hv_src and self.hv_dst
         for ifname in reversed(self.moved_links):
-            self.net.transport.repatch(self.net.circuit(vr.name, ifname),
-                                       src.transport_port(vr.name, ifname))
+            self._move_link(ifname, dst, src, self.here_dst, self.here_src, self.hv_dst,
+                            self.hv_src)
         self.moved_links = []
 
     # ------------------------------------------------------------------ 7. cleanup
@@ -412,10 +449,8 @@ class Migration:
         src.portmap.unbind(vr.name)
         if self.src_ns is not None:
             attempt("old namespace", self.src_ns.delete)
-        attempt("tunnel flows at the new router", lambda: self.hv_dst.set_bindings(tunnel=None))  # type: ignore
-        if not any(h.tunnel for h in src.hypervisors.values()) and not any(
-                h.tunnel for h in dst.hypervisors.values() if h is not self.hv_dst):
-            attempt("tunnel", lambda: self.net.remove_tunnel(src.name, dst.name))
+        attempt("tunnel flows at the new router", lambda: self.hv_dst.set_bindings(  # type: ignore
+            dst.bindings(vr), tunnel=None))
         left = []
         try:
             left = flows_of_vr(src.bridge_name, vr.vr_id, old_ports)

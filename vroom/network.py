@@ -27,7 +27,7 @@ from routerlab.netns import Netns, check_ifname, create_veth, delete_link
 
 from .binding import TunnelEnd
 from .hypervisor import DataPlaneHypervisor
-from .router import TUNNEL_MTU, PhysicalRouter, VirtualRouter, prepare_namespace
+from .router import TUNNEL_MTU, PhysicalRouter, VirtualRouter, add_ports, prepare_namespace
 from .translate import MAX_VR_ID
 from .transport import Transport
 
@@ -52,7 +52,9 @@ class VroomNetwork:
         self.prs: dict[str, PhysicalRouter] = {}
         self.vrs: dict[str, VirtualRouter] = {}
         self.namespaces: dict[str, Netns] = {}
-        self.neighbour_port: dict[tuple[str, str], int] = {}  # (vr, ifname) -> transport port
+        # circuits: name -> its two ends, each ("ns", transport port) or ("vr", vr, ifname)
+        self.links: dict[str, tuple[tuple, tuple]] = {}
+        self.circuit_of: dict[tuple[str, str], str] = {}  # (vr, ifname) -> circuit name
         self._n_links = 0
         self._created = False
         self.history: list[Any] = []  # migration reports
@@ -99,25 +101,58 @@ class VroomNetwork:
         """A link from `ns` (interface `ifname`) to VR interface `vr_ifname`, through the
         transport; the circuit is patched when the VR is placed. Returns the transport port."""
         self._ensure()
-        self.vrs[vr].interface(vr_ifname)  # KeyError for a bad name
+        self._free_interface(vr, vr_ifname)
         self._n_links += 1
         root = check_ifname(f"{self.prefix}n{self._n_links}")
         port = self.transport.attach(ns, ifname, root, mac=mac)
         if address:
             ns.ip("addr", "replace", address, "dev", ifname)
-        self.neighbour_port[(vr, vr_ifname)] = port
+        name = f"{vr}:{vr_ifname}"
+        self.links[name] = (("vr", vr, vr_ifname), ("ns", port))
+        self.circuit_of[(vr, vr_ifname)] = name
         return port
 
+    def connect_vrs(self, a: str, a_ifname: str, b: str, b_ifname: str) -> str:
+        """A link between two VR interfaces (patched once both VRs are placed)."""
+        self._free_interface(a, a_ifname)
+        self._free_interface(b, b_ifname)
+        name = f"{a}:{a_ifname}~{b}:{b_ifname}"
+        self.links[name] = (("vr", a, a_ifname), ("vr", b, b_ifname))
+        self.circuit_of[(a, a_ifname)] = self.circuit_of[(b, b_ifname)] = name
+        return name
+
+    def _free_interface(self, vr: str, ifname: str) -> None:
+        self.vrs[vr].interface(ifname)  # KeyError for a bad name
+        if (vr, ifname) in self.circuit_of:
+            raise ValueError(f"{vr}:{ifname} is already linked")
+
+    def _end_port(self, end: tuple) -> int | None:
+        """The transport port of a circuit end now (None: a VR that is not placed)."""
+        if end[0] == "ns":
+            return end[1]
+        vr = self.vrs[end[1]]
+        return vr.pr.transport_port(vr.name, end[2]) if vr.pr is not None else None
+
+    def _patch_ready_circuits(self, vr: str) -> None:
+        for itf in self.vrs[vr].interfaces:
+            name = self.circuit_of.get((vr, itf.name))
+            if name is None or name in self.transport.circuits:
+                continue
+            a, b = (self._end_port(e) for e in self.links[name])
+            if a is not None and b is not None:
+                self.transport.patch(name, a, b)
+
     def tunnel(self, a: str, b: str) -> tuple[int, int]:
-        """The tunnel (a veth, VLAN-tagged frames) between two physical routers' bridges."""
+        """The tunnel (a veth, VLAN-tagged frames) between two physical routers' bridges:
+        their migration link. Made on first use and kept (creating and deleting ports
+        stalls the userspace datapath; see `vroom.router.add_ports`)."""
         pa, pb = self.prs[a], self.prs[b]
         if b in pa.tunnels:
             return pa.tunnels[b][1], pb.tunnels[a][1]
         na, nb = check_ifname(f"{self.prefix}t{a}{b}"), check_ifname(f"{self.prefix}t{b}{a}")
         create_veth(na, nb, mtu=TUNNEL_MTU)
-        assert pa.bridge is not None and pb.bridge is not None
-        oa = pa.bridge.add_port(na, mtu=TUNNEL_MTU)
-        ob = pb.bridge.add_port(nb, mtu=TUNNEL_MTU)
+        (oa,) = add_ports(pa.bridge_name, [na], mtu=TUNNEL_MTU)
+        (ob,) = add_ports(pb.bridge_name, [nb], mtu=TUNNEL_MTU)
         pa.tunnels[b] = (na, oa)
         pb.tunnels[a] = (nb, ob)
         return oa, ob
@@ -137,8 +172,9 @@ class VroomNetwork:
     def ns_name(self, vr: str, pr: str) -> str:
         return f"{self.prefix}-{vr}-{pr}"
 
-    def circuit(self, vr: str, ifname: str) -> str:
-        return f"{vr}:{ifname}"
+    def circuit(self, vr: str, ifname: str) -> str | None:
+        """The name of the circuit on VR interface `ifname` (None: it has no link)."""
+        return self.circuit_of.get((vr, ifname))
 
     # ------------------------------------------------------------------ placing a VR
     def place(self, vr_name: str, pr_name: str, *, start_daemon: bool = True) -> DataPlaneHypervisor:
@@ -159,11 +195,7 @@ class VroomNetwork:
                                      name=f"{vr_name}@{pr_name}")
             pr.hypervisors[vr_name] = hv
             hv.start()
-            for itf in vr.interfaces:
-                nport = self.neighbour_port.get((vr_name, itf.name))
-                if nport is not None:
-                    self.transport.patch(self.circuit(vr_name, itf.name), nport,
-                                         pr.transport_port(vr_name, itf.name))
+            self._patch_ready_circuits(vr_name)
         except BaseException:
             self._unplace(vr, pr, ns)
             raise
@@ -172,7 +204,7 @@ class VroomNetwork:
     def _unplace(self, vr: VirtualRouter, pr: PhysicalRouter, ns: Netns | None) -> None:
         for itf in vr.interfaces:
             c = self.circuit(vr.name, itf.name)
-            if c in self.transport.circuits:
+            if c is not None and c in self.transport.circuits:
                 self.transport.unpatch(c)
         hv = pr.hypervisors.pop(vr.name, None)
         if hv is not None:

@@ -6,12 +6,15 @@ joins two of them with a pair of flows (``in_port=A -> output:B`` and back). `re
 moves one end of a circuit to another port in a single atomic bundle, the way VROOM's link
 migration reconfigures a layer-2 / optical transport: the neighbour's own veth never loses
 carrier, its frames simply reach another physical router from the next one on.
+
+Make-before-break: with ``keep_old`` the old router port still reaches the neighbour after
+the switch (frames already on their way there are delivered) until `release` removes it.
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from routerlab.netns import Netns, create_veth, delete_link
 from routerlab.ovs import Bridge
@@ -25,11 +28,19 @@ PRIO_CIRCUIT = 100
 
 @dataclass
 class Circuit:
-    """A bidirectional L2 circuit: `fixed` (the neighbour's side) <-> `moving` (a router port)."""
+    """A bidirectional L2 circuit between transport ports `a` and `b`."""
 
     name: str
-    fixed: int
-    moving: int
+    a: int
+    b: int
+    lingering: list[tuple[int, int]] = field(default_factory=list)  # (old port, its peer)
+
+    def peer(self, port: int) -> int:
+        if port == self.a:
+            return self.b
+        if port == self.b:
+            return self.a
+        raise ValueError(f"circuit {self.name} has no end {port}")
 
 
 class Transport:
@@ -58,50 +69,69 @@ class Transport:
         create_veth(root_name, ifname, ns_b=ns, mac_b=mac, mtu=mtu)
         return self.add_port(root_name)
 
-    @staticmethod
-    def _flows(a: int, b: int) -> list[str]:
-        return [f"flow add table=0,priority={PRIO_CIRCUIT},in_port={a},actions=output:{b}",
-                f"flow add table=0,priority={PRIO_CIRCUIT},in_port={b},actions=output:{a}"]
+    def _busy(self) -> set[int]:
+        return {p for c in self.circuits.values()
+                for p in (c.a, c.b, *(old for old, _ in c.lingering))}
 
-    def patch(self, name: str, fixed: int, moving: int) -> Circuit:
+    @staticmethod
+    def _flow(frm: int, to: int) -> str:
+        return f"flow add table=0,priority={PRIO_CIRCUIT},in_port={frm},actions=output:{to}"
+
+    @staticmethod
+    def _delete(port: int) -> str:
+        return f"flow delete_strict table=0,priority={PRIO_CIRCUIT},in_port={port}"
+
+    def patch(self, name: str, a: int, b: int) -> Circuit:
         """Create circuit `name` between two ports."""
         if name in self.circuits:
             raise ValueError(f"circuit {name} exists")
-        busy = {p for c in self.circuits.values() for p in (c.fixed, c.moving)}
-        if fixed in busy or moving in busy:
+        busy = self._busy()
+        if a in busy or b in busy:
             raise ValueError(f"circuit {name}: port already in a circuit")
-        send_bundle(self.name, self._flows(fixed, moving))
-        c = self.circuits[name] = Circuit(name, fixed, moving)
+        send_bundle(self.name, [self._flow(a, b), self._flow(b, a)])
+        c = self.circuits[name] = Circuit(name, a, b)
         return c
 
-    def repatch(self, name: str, new_moving: int) -> float:
-        """Move circuit `name`'s router end to port `new_moving` (atomically); seconds."""
+    def repatch(self, name: str, new: int, *, frm: int | None = None,
+                keep_old: bool = False) -> float:
+        """Move the end `frm` (default: `b`) of circuit `name` to port `new` (one atomic
+        bundle); returns the seconds it took. With `keep_old` the old port keeps reaching
+        the other end until `release(name)`."""
         c = self.circuits[name]
-        if new_moving == c.moving:
+        old = c.b if frm is None else frm
+        peer = c.peer(old)
+        if new == old:
             return 0.0
-        busy = {p for x in self.circuits.values() for p in (x.fixed, x.moving)}
-        if new_moving in busy:
-            raise ValueError(f"circuit {name}: port {new_moving} already in a circuit")
-        lines = [f"flow add table=0,priority={PRIO_CIRCUIT},in_port={c.fixed},"
-                 f"actions=output:{new_moving}",
-                 f"flow add table=0,priority={PRIO_CIRCUIT},in_port={new_moving},"
-                 f"actions=output:{c.fixed}",
-                 f"flow delete_strict table=0,priority={PRIO_CIRCUIT},in_port={c.moving}"]
+        if new in self._busy():
+            raise ValueError(f"circuit {name}: port {new} already in a circuit")
+        lines = [self._flow(peer, new), self._flow(new, peer)]
+        if not keep_old:
+            lines.append(self._delete(old))
         t0 = time.monotonic()
         send_bundle(self.name, lines)
         dt = time.monotonic() - t0
-        self.repatches.append({"circuit": name, "from": c.moving, "to": new_moving,
-                               "seconds": round(dt, 4)})
-        log.info("transport %s: circuit %s re-patched %d -> %d in %.3f s", self.name, name,
-                 c.moving, new_moving, dt)
-        c.moving = new_moving
+        self.repatches.append({"circuit": name, "from": old, "to": new, "seconds": round(dt, 4)})
+        log.info("transport %s: circuit %s re-patched %d -> %d in %.3f s%s", self.name, name,
+                 old, new, dt, " (old port kept)" if keep_old else "")
+        if keep_old:
+            c.lingering.append((old, peer))
+        if old == c.a:
+            c.a = new
+        else:
+            c.b = new
         return dt
+
+    def release(self, name: str) -> None:
+        """Stop the old ports of a make-before-break re-patch from reaching the other end."""
+        c = self.circuits[name]
+        if c.lingering:
+            send_bundle(self.name, [self._delete(old) for old, _ in c.lingering])
+            c.lingering = []
 
     def unpatch(self, name: str) -> None:
         c = self.circuits.pop(name)
-        send_bundle(self.name, [
-            f"flow delete_strict table=0,priority={PRIO_CIRCUIT},in_port={c.fixed}",
-            f"flow delete_strict table=0,priority={PRIO_CIRCUIT},in_port={c.moving}"])
+        send_bundle(self.name, [self._delete(p)
+                                for p in (c.a, c.b, *(old for old, _ in c.lingering))])
 
     def delete(self) -> None:
         for ifname in list(self.ports):

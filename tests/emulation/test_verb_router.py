@@ -300,3 +300,25 @@ def test_a_malformed_update_from_a_neighbour_gets_the_rfc_notification(net: Net)
     assert st["neighbors"][N4]["notifications_sent"] == 1 and not st["neighbors"][N4]["established"]
     assert net.sessions() == sessions  # the other sessions did not notice
     assert net.healthy() and set(PREFIXES) <= set(router.fib())
+
+
+def test_a_replica_can_be_replaced_by_another_implementation(net: Net):
+    """replacement="rotate": GoBGP -> FRR -> BIRD -> GoBGP, each resynchronised by replay
+    and readmitted (the FIB voter follows the new implementation's kind of FIB)."""
+    router = net.router
+    wait_for(net.healthy, 60, what="three voting replicas")
+    sessions = net.sessions()
+    router.config.replacement = "rotate"
+    try:
+        seen = []
+        for _ in range(3):
+            gen = router.replica("r2").generation
+            faults.make("crash", router, "r2").inject()
+            wait_for(lambda: router.replica("r2").generation > gen and net.healthy(), 60,
+                     what="r2 replaced and readmitted")
+            seen.append(router.replica("r2").impl)
+            assert set(PREFIXES) <= set(router.fib())
+        assert seen == ["frr", "bird", "gobgp"]
+    finally:
+        router.config.replacement = "same"
+    assert net.sessions() == sessions

@@ -80,6 +80,12 @@ class Lab:
                 "r1_bgp": r1[0].state if r1 else None,
                 "r1_bgp_ups": r1[0].established_count if r1 else None}
 
+    def wait_path(self, timeout: float = 30) -> None:
+        """Until n1 reaches n2's loopback through r1 (routes learned over OSPF)."""
+        n1 = self.net.namespaces["n1"]
+        wait_for(lambda: n1.run(["ping", "-c1", "-W1", LO_N2], check=False).returncode == 0,
+                 timeout, "n1 -> n2's loopback through r1")
+
     def converged(self) -> dict | None:
         s = self.state()
         ok = (s["n1_ospf"] == "Full" and s["n2_ospf"] == "Full" and s["ext_bgp"] == "Established"
@@ -87,16 +93,10 @@ class Lab:
         return s if ok else None
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    if run(["ovs-vsctl", "-t", "5", "show"], check=False).returncode != 0:
-        pytest.skip("Open vSwitch is not running")
-    feats = rlcriu.features()
-    if not (feats["check"].ok and feats["socket_dump"].ok):
-        pytest.skip(f"CRIU cannot migrate here: {feats['socket_dump'].detail}")
-    prefix = f"tvr{secrets.token_hex(2)}"
+def build_lab(prefix: str) -> tuple[Lab, list]:
+    """The network above, converged; returns the lab and the neighbours' daemons."""
     net = VroomNetwork(prefix)
-    daemons = []
+    daemons: list = []
     try:
         net.add_physical_router("A", ports=4)
         net.add_physical_router("B", ports=4)
@@ -129,29 +129,86 @@ def lab() -> Iterator[Lab]:
         net.place("r1", "A")
         lab = Lab(net, n1, n2, ext)
         wait_for(lab.converged, 60, "OSPF Full and BGP Established around r1")
-        yield lab
-    finally:
-        bridges = [pr.bridge_name for pr in net.prs.values()] + [net.transport.name]
-        nss = [f"{prefix}-{n}" for n in ("n1", "n2", "ext")]
+        lab.wait_path()
+        return lab, daemons
+    except BaseException:
         for d in daemons:
             d.stop()
         net.stop()
-        assert not bridges_named(bridges)
-        assert not any(os.path.exists(f"/var/run/netns/{n}") for n in nss)
+        raise
+
+
+def teardown_lab(lab: Lab, daemons: list) -> None:
+    net = lab.net
+    bridges = [pr.bridge_name for pr in net.prs.values()] + [net.transport.name]
+    nss = [ns.name for ns in net.namespaces.values()]
+    for d in daemons:
+        d.stop()
+    net.stop()
+    assert not bridges_named(bridges)
+    assert not any(os.path.exists(f"/var/run/netns/{n}") for n in nss)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    if run(["ovs-vsctl", "-t", "5", "show"], check=False).returncode != 0:
+        pytest.skip("Open vSwitch is not running")
+    feats = rlcriu.features()
+    if not (feats["check"].ok and feats["socket_dump"].ok):
+        pytest.skip(f"CRIU cannot migrate here: {feats['socket_dump'].detail}")
+    lab, daemons = build_lab(f"tvr{secrets.token_hex(2)}")
+    try:
+        yield lab
+    finally:
+        teardown_lab(lab, daemons)
+
+
+def keep_logs(lab: Lab, dest) -> str:
+    """Copy the daemons' logs and configs (not sockets or FIFOs) for a failure message."""
+    import stat
+
+    for p in lab.net.run_root.rglob("*"):
+        try:
+            if p.is_file() and stat.S_ISREG(p.stat().st_mode) and "images" not in p.parts:
+                q = dest / p.relative_to(lab.net.run_root)
+                q.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(p, q)
+        except OSError:
+            pass
+    return str(dest)
+
+
+def explain_loss(lab: Lab, res, tmp_path, what: str) -> str:
+    """Everything useful when a probe lost packets: where, and the state around r1."""
+    import json
+
+    r1 = lab.r1
+    info = {"what": what, "probe": res.summary(), "started_at": res.started_at,
+            "gaps": [(round(g.start_s, 3), round(g.duration_ms), g.lost) for g in res.gaps],
+            "r1_at": r1.pr.name if r1.pr else None,
+            "hypervisor_errors": {f"{n}/{pr.name}": hv.errors for pr in lab.net.prs.values()
+                                  for n, hv in pr.hypervisors.items()},
+            "r1_neigh": r1.ns.ip("-4", "neigh", "show", check=False).stdout if r1.ns else "",
+            "history": [h.summary() for h in lab.net.history[-3:]],
+            "logs": keep_logs(lab, tmp_path)}
+    text = json.dumps(info, indent=1, default=str)
+    log.error("probe loss in %s:\n%s", what, text)
+    return text
 
 
 def probe(lab: Lab) -> Probe:
     return Probe(lab.net.namespaces["n1"], lab.net.namespaces["n2"], LO_N2, rate_pps=1000)
 
 
-def test_migration_loses_no_packet_and_keeps_every_adjacency(lab: Lab) -> None:
+def test_migration_loses_no_packet_and_keeps_every_adjacency(lab: Lab, tmp_path) -> None:
     net, r1 = lab.net, lab.r1
+    for d in (lab.n1, r1.daemon):  # OSPF state changes in the logs, should anything flap
+        d.birdc("debug ospf1 { states, events }")
     # the probe's path must be in place: n1 has learned n2's loopback through r1
     wait_for(lambda: any(f"nw_dst={LO_N2}" in f[2] for f in dump_flows(net.prs["A"].bridge_name)),
              20, "the route to n2's loopback on A")
     n1 = net.namespaces["n1"]
-    wait_for(lambda: n1.run(["ping", "-c1", "-W1", LO_N2], check=False).returncode == 0, 20,
-             "n1 -> n2's loopback through r1")
+    lab.wait_path()
     before = lab.state()
     old_ports = [p for (v, _), (_, p) in net.prs["A"].vr_ports.items() if v == "r1"]
     t_before = time.monotonic()
@@ -163,7 +220,7 @@ def test_migration_loses_no_packet_and_keeps_every_adjacency(lab: Lab) -> None:
     log.info("migration: %s", rep.summary())
     log.info("probe: %s", res.summary())
     assert rep.ok and r1.pr is net.prs["B"]
-    assert res.lost == 0, res.summary()
+    assert res.lost == 0, explain_loss(lab, res, tmp_path, "migration")
     assert rep.freeze_s is not None and rep.freeze_s < 2.0
     after = wait_for(lab.converged, 10, "adjacencies after the move")
     elapsed = time.monotonic() - t_before
@@ -214,7 +271,7 @@ def test_bad_input_is_refused_before_anything_changes(lab: Lab) -> None:
     assert lab.r1.pr.name == where and lab.converged()
 
 
-def test_failed_restore_rolls_back_and_the_vr_keeps_routing(lab: Lab) -> None:
+def test_failed_restore_rolls_back_and_the_vr_keeps_routing(lab: Lab, tmp_path) -> None:
     net, r1 = lab.net, lab.r1
     home = r1.pr.name
     other = "A" if home == "B" else "B"
@@ -241,7 +298,7 @@ def test_failed_restore_rolls_back_and_the_vr_keeps_routing(lab: Lab) -> None:
     assert not os.path.exists(f"/var/run/netns/{net.ns_name('r1', other)}")
     assert not net.prs[other].portmap.of("r1") and "r1" not in net.prs[other].hypervisors
     assert flows_of_vr(net.prs[other].bridge_name, r1.vr_id) == []
-    assert res.lost == 0, res.summary()
+    assert res.lost == 0, explain_loss(lab, res, tmp_path, "rollback")
     after = wait_for(lab.converged, 10, "adjacencies after the rollback")
     assert after["ext_bgp_ups"] == before["ext_bgp_ups"]
     # and a migration after the rollback works

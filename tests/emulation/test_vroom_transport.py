@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from typing import Iterator
 
 import pytest
@@ -53,22 +54,32 @@ def carrier_changes(ns: Netns, ifname: str) -> int:
     return int(r.stdout)
 
 
-def reaches(ns: Netns, ip: str) -> bool:
-    return ns.run(["ping", "-c1", "-W1", ip], check=False).returncode == 0
+def reaches(ns: Netns, ip: str, timeout: float = 8.0) -> bool:
+    """Whether `ns` gets a ping answer from `ip` within `timeout` (ARP may need retries)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if ns.run(["ping", "-c1", "-W1", ip], check=False).returncode == 0:
+            return True
+        if time.monotonic() > deadline:
+            return False
+
+
+def unreachable(ns: Netns, ip: str) -> bool:
+    return ns.run(["ping", "-c2", "-W1", ip], check=False).returncode != 0
 
 
 def test_repatch_moves_the_circuit_without_carrier_loss(setup) -> None:
     tr, ns, ports = setup
     n = ns["n"]
     n.ip("route", "add", "10.94.1.0/24", "via", "10.94.0.1")
-    assert not reaches(n, "10.94.0.1")  # no circuit yet: the transport delivers nothing
+    assert unreachable(n, "10.94.0.1")  # no circuit yet: the transport delivers nothing
     tr.patch("r:eth0", ports["n"], ports["ra"])
-    assert reaches(n, "10.94.1.1") and not reaches(n, "10.94.1.2")
+    assert reaches(n, "10.94.1.1") and unreachable(n, "10.94.1.2")
     before = carrier_changes(n, "eth0")
     secs = tr.repatch("r:eth0", ports["rb"])
     assert secs < 2
     n.ip("neigh", "flush", "dev", "eth0")  # rb has its own MAC in this test
-    assert reaches(n, "10.94.1.2") and not reaches(n, "10.94.1.1")
+    assert reaches(n, "10.94.1.2") and unreachable(n, "10.94.1.1")
     assert carrier_changes(n, "eth0") == before
     flows = {(f[2], f[3]) for f in dump_flows(tr.name)}
     assert (f"in_port={ports['n']}", f"output:{ports['rb']}") in flows

@@ -266,3 +266,14 @@ def test_master_slave_switches_master_when_outvoted(events):
 def test_modes_accept_their_names(mode):
     assert Mode(mode.value) is mode
     assert VoterConfig(mode.value, REPLICAS).quorum == 2
+
+
+def test_set_master_revotes_from_the_new_master():
+    v, clock, out = make(Mode.MASTER_SLAVE)
+    v.update("a", [("p", 1)])
+    v.update("b", [("p", 2)])
+    v.set_master("b")
+    assert v.master == "b" and v.output == {"p": 2}
+    v.set_voting("c", False)
+    v.set_master("c")  # not voting: refused
+    assert v.master == "b"

@@ -71,29 +71,38 @@ def snapshot() -> Snapshot:
         addresses=[Address("eth0", "10.0.0.1/30"), Address("eth1", "10.0.1.1/30")])
 
 
-def bindings(phys: dict[str, int], vr_ports: dict[str, int] | None) -> list[PortBinding]:
-    return [PortBinding(ifn, k, MACS[ifn], phys[ifn], (vr_ports or {}).get(ifn))
-            for k, ifn in enumerate(("eth0", "eth1"))]
+PHYS_A = {"eth0": 1, "eth1": 2}
+PHYS_B = {"eth0": 3, "eth1": 4}
 
 
-def tables(phys, vr_ports, tunnel, routes=True) -> Tables:
-    t = binding_flows(VR, bindings(phys, vr_ports), tunnel)
+def tables(router: str, here: set[str], tunnel: TunnelEnd | None, routes: bool = True) -> Tables:
+    """`router`'s flows for the VR; `here`: interfaces whose circuit is patched to it."""
+    phys, vr_ports = (PHYS_A, VRPORT_A) if router == "A" else (PHYS_B, VRPORT_B)
+    bs = [PortBinding(ifn, k, MACS[ifn], phys[ifn], vr_ports[ifn], ifn in here)
+          for k, ifn in enumerate(("eth0", "eth1"))]
+    t = binding_flows(VR, bs, tunnel)
     if routes:
         t = t.merged(route_tables(VR, {"eth0": 0, "eth1": 1}, snapshot(), NextHopGroups(VR)).tables)
     return t
 
 
 class World:
-    """A and B bridges, a tunnel between them and a transport patching neighbours."""
+    """A and B bridges, a tunnel between them and a transport patching neighbours.
 
-    def __init__(self, a: Tables, b: Tables | None, circuits: dict[str, tuple[str, int]]):
+    `fwd` maps a neighbour to the router port its frames enter; `rev` maps router ports to
+    the neighbour they reach (during make-before-break, two ports reach one neighbour)."""
+
+    def __init__(self, a: Tables, b: Tables | None, fwd: dict[str, tuple[str, int]],
+                 linger: dict[tuple[str, int], str] | None = None):
         self.t = {"A": a, "B": b}
-        self.circuits = circuits  # neighbour -> (router, physical port)
+        self.fwd = fwd
+        self.rev = {v: k for k, v in fwd.items()}
+        self.rev.update(linger or {})
 
     def send(self, nb: str, pkt: Packet, select: int = 0) -> list[tuple[str, object]]:
         """Inject from neighbour `nb`; returns where copies end: ("n0"|"n1", pkt) for
         neighbours, ("vrA"|"vrB", port) for VR ports."""
-        router, port = self.circuits[nb]
+        router, port = self.fwd[nb]
         return self._run(router, replace(pkt, in_port=port), select, 0)
 
     def _run(self, router: str, pkt: Packet, select: int, depth: int):
@@ -112,76 +121,97 @@ class World:
             if o.port in vr_ports.values():
                 out.append((f"vr{router}", o.port))
                 continue
-            nb = next((n for n, (r, p) in self.circuits.items() if (r, p) == (router, o.port)), None)
+            nb = self.rev.get((router, o.port))
             if nb is not None:  # an unpatched physical port delivers nowhere
                 assert o.packet.vlan is None
                 out.append((nb, o.packet))
         return out
 
 
-PHYS_A = {"eth0": 1, "eth1": 2}
-PHYS_B = {"eth0": 3, "eth1": 4}
+AT_A = {"n0": ("A", 1), "n1": ("A", 2)}
+AT_B = {"n0": ("B", 3), "n1": ("B", 4)}
+BOTH = {"eth0", "eth1"}
+
+
+def states():
+    """(label, world, where the control plane runs) for each moment of a migration A -> B,
+    including each step of moving eth0's circuit (make-before-break)."""
+    tun_a_local = TunnelEnd(TUN, accept=True)
+    tun_a_remote = TunnelEnd(TUN, punt=True, accept=True)
+    tun_b = TunnelEnd(TUN, accept=True)
+    n0_at_b = {"n0": ("B", 3), "n1": ("A", 2)}
+    return [
+        ("before", World(tables("A", BOTH, None), None, AT_A), "vrA"),
+        # remote control plane prepared, control plane still at A, B egresses via A
+        ("prepared", World(tables("A", BOTH, tun_a_local),
+                           tables("B", set(), tun_b, routes=False), AT_A), "vrA"),
+        # control plane at B; A punts through the tunnel; B cloned; both forward
+        ("double", World(tables("A", BOTH, tun_a_remote), tables("B", set(), tun_b), AT_A), "vrB"),
+        # eth0: 1. transport switched, old reverse path kept; bridges not yet told
+        ("eth0-switched", World(tables("A", BOTH, tun_a_remote), tables("B", set(), tun_b),
+                                n0_at_b, {("A", 1): "n0"}), "vrB"),
+        # 2. B egresses eth0 locally
+        ("eth0-b-local", World(tables("A", BOTH, tun_a_remote), tables("B", {"eth0"}, tun_b),
+                               n0_at_b, {("A", 1): "n0"}), "vrB"),
+        # 3. A egresses eth0 through the tunnel
+        ("eth0-a-tunnel", World(tables("A", {"eth1"}, tun_a_remote), tables("B", {"eth0"}, tun_b),
+                                n0_at_b, {("A", 1): "n0"}), "vrB"),
+        # 4. the old reverse path released
+        ("eth0-moved", World(tables("A", {"eth1"}, tun_a_remote), tables("B", {"eth0"}, tun_b),
+                             n0_at_b), "vrB"),
+        ("all-moved", World(tables("A", set(), tun_a_remote), tables("B", BOTH, tun_b), AT_B), "vrB"),
+        ("after", World(Tables(), tables("B", BOTH, None), AT_B), "vrB"),
+    ]
+
+
+IDS = [s[0] for s in states()]
 
 
 def data_from_n0(dst: str = "10.21.0.9") -> Packet:
     return Packet(in_port=0, eth_dst=MACS["eth0"], eth_src=N0, ip_dst=dst, ttl=9)
 
 
-def arp_from(nb: str) -> Packet:
-    return Packet(in_port=0, eth_type="arp")
+def data_from_n1(dst: str = "10.20.0.9") -> Packet:
+    return Packet(in_port=0, eth_dst=MACS["eth1"], eth_src=N1, ip_dst=dst, ttl=9)
 
 
 def bgp_to_vr() -> Packet:
     return Packet(in_port=0, eth_dst=MACS["eth0"], ip_dst="10.0.0.1", ttl=1)
 
 
-def states():
-    """(label, world) for each moment of a migration of the VR from A to B."""
-    before = World(tables(PHYS_A, VRPORT_A, None), None, {"n0": ("A", 1), "n1": ("A", 2)})
-    # remote control plane prepared, CP still at A
-    prepared = World(tables(PHYS_A, VRPORT_A, TunnelEnd(TUN, accept=True)),
-                     tables(PHYS_B, VRPORT_B, TunnelEnd(TUN, egress_copy=True), routes=False),
-                     {"n0": ("A", 1), "n1": ("A", 2)})
-    # CP at B; A punts through the tunnel; B cloned; both data planes forward
-    a_remote = tables(PHYS_A, VRPORT_A, TunnelEnd(TUN, punt=True, egress_copy=True))
-    b_home = tables(PHYS_B, VRPORT_B, TunnelEnd(TUN, egress_copy=True))
-    double = World(a_remote, b_home, {"n0": ("A", 1), "n1": ("A", 2)})
-    half = World(a_remote, b_home, {"n0": ("B", 3), "n1": ("A", 2)})
-    other_half = World(a_remote, b_home, {"n0": ("A", 1), "n1": ("B", 4)})
-    moved = World(a_remote, b_home, {"n0": ("B", 3), "n1": ("B", 4)})
-    after = World(Tables(), tables(PHYS_B, VRPORT_B, None), {"n0": ("B", 3), "n1": ("B", 4)})
-    return [("before", before, "vrA"), ("prepared", prepared, "vrA"), ("double", double, "vrB"),
-            ("half", half, "vrB"), ("other-half", other_half, "vrB"), ("moved", moved, "vrB"),
-            ("after", after, "vrB")]
-
-
-@pytest.mark.parametrize("label,world,cp", states(), ids=[s[0] for s in states()])
+@pytest.mark.parametrize("label,world,cp", states(), ids=IDS)
 def test_data_is_forwarded_exactly_once_in_every_state(label, world, cp) -> None:
-    got = world.send("n0", data_from_n0())
-    assert len(got) == 1, got
-    nb, pkt = got[0]
-    assert nb == "n1" and pkt.eth_dst == N1 and pkt.eth_src == MACS["eth1"] and pkt.ttl == 8
+    for src, pkt, dst, mac_dst, mac_src in (("n0", data_from_n0(), "n1", N1, MACS["eth1"]),
+                                            ("n1", data_from_n1(), "n0", N0, MACS["eth0"])):
+        got = world.send(src, pkt)
+        assert len(got) == 1, (src, got)
+        nb, out = got[0]
+        assert nb == dst and out.eth_dst == mac_dst and out.eth_src == mac_src and out.ttl == 8
 
 
-@pytest.mark.parametrize("label,world,cp", states(), ids=[s[0] for s in states()])
+@pytest.mark.parametrize("label,world,cp", states(), ids=IDS)
 def test_control_traffic_reaches_the_control_plane_where_it_runs(label, world, cp) -> None:
     for nb in ("n0", "n1"):
-        assert [d for d, _ in world.send(nb, arp_from(nb))] == [cp]
+        assert [d for d, _ in world.send(nb, Packet(in_port=0, eth_type="arp"))] == [cp]
     assert [d for d, _ in world.send("n0", bgp_to_vr())] == [cp]
 
 
-@pytest.mark.parametrize("label,world,cp", states(), ids=[s[0] for s in states()])
-def test_vr_packets_reach_the_neighbour_wherever_its_circuit_is(label, world, cp) -> None:
+@pytest.mark.parametrize("label,world,cp", states(), ids=IDS)
+def test_vr_packets_reach_each_neighbour_once_wherever_its_circuit_is(label, world, cp) -> None:
     router = cp[-1]
-    vr_port = (VRPORT_A if router == "A" else VRPORT_B)["eth1"]
-    pkt = Packet(in_port=vr_port, eth_src=MACS["eth1"], eth_dst=N1, ip_dst="10.0.1.2", ttl=1)
-    got = world._run(router, pkt, 0, 0)
-    assert [d for d, _ in got] == ["n1"]
+    vr_ports = VRPORT_A if router == "A" else VRPORT_B
+    for ifn, nb, mac in (("eth0", "n0", N0), ("eth1", "n1", N1)):
+        pkt = Packet(in_port=vr_ports[ifn], eth_src=MACS[ifn], eth_dst=mac, ip_dst="224.0.0.5",
+                     ttl=1)
+        assert [d for d, _ in world._run(router, pkt, 0, 0)] == [nb]
 
 
-def test_without_egress_copy_a_moved_link_is_unreachable_from_the_old_router() -> None:
-    """Why double data planes copy egress into the tunnel: A alone cannot reach a moved link."""
-    w = World(tables(PHYS_A, VRPORT_A, TunnelEnd(TUN, punt=True)),
-              tables(PHYS_B, VRPORT_B, TunnelEnd(TUN, egress_copy=True)),
-              {"n0": ("A", 1), "n1": ("B", 4)})
-    assert w.send("n0", data_from_n0()) == []
+def test_a_frame_can_only_take_one_way() -> None:
+    """No state of the migration outputs a frame on two paths (no duplicates by design)."""
+    for label, world, _ in states():
+        for t in world.t.values():
+            if t is None:
+                continue
+            for f in t.flows.values():
+                outs = [a for a in f.actions if a.startswith("output:") or a == "in_port"]
+                assert len(outs) <= 1, (label, f.text())

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import enum
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Hashable, Iterable
 
@@ -107,15 +106,22 @@ class Voter:
         self.pending.clear()
         self.revote()
 
+    def set_master(self, replica: str) -> None:
+        """Make a voting replica the master (to keep several voters on one master)."""
+        if replica in self.voting and replica != self.master:
+            self.master = replica
+            self.revote()
+
     def forget(self, replica: str) -> None:
         """Drop everything a replica said (it is being replaced); it stops voting."""
         self.set_voting(replica, False)
         self.update(replica, [(k, None) for k, v in list(self.values.items()) if replica in v])
 
     def revote(self) -> None:
-        """Decide every key again (after the voting set or the master changed)."""
+        """Decide again (after the voting set or the master changed) every key where some
+        replica differs from the output: where all agree with it, no vote can change."""
         now = self.clock()
-        for key in list(self.values.keys() | self.output.keys()):
+        for key in list(set().union(*self.mismatch.values())):
             self._decide(key, now)
         self._flush()
 
@@ -154,11 +160,14 @@ class Voter:
     def _majority(self, key: Key) -> tuple[Value, int, int]:
         """(most common value among the voting replicas, its count, number of voters)."""
         vals = self.values.get(key, {})
-        counts = Counter(vals.get(r) for r in self.voting)
+        counts: dict[Value, int] = {}
+        for r in self.voting:
+            v = vals.get(r)
+            counts[v] = counts.get(v, 0) + 1
         if not counts:
             return None, 0, 0
-        value, n = counts.most_common(1)[0]
-        return value, n, len(self.voting)
+        value = max(counts, key=counts.__getitem__)
+        return value, counts[value], len(self.voting)
 
     def _decide(self, key: Key, now: float) -> None:
         value, n, voters = self._majority(key)

@@ -1,0 +1,242 @@
+"""A VROOM network built from a routerlab topology file: every router a VR on its own
+physical router, hosts and external ASes as plain namespaces, every link on the transport.
+
+::
+
+    topo = load_topology("abilene")
+    with TopoNetwork(topo, "vr1a2b", impl={"NYCM": "bird"}, spare={"NYCM": "B"}) as tn:
+        tn.wait_converged()
+        tn.net.migrate("NYCM", "B")
+
+Physical routers get short names (``P1``, ``P2``, ... in node order; spares as given) so
+interface names stay within 15 characters. Routers keep the topology's daemon unless
+`impl` overrides it (live migration needs BIRD, see PLATFORM.md).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from routerlab.daemons import Daemon, driver_for
+from routerlab.errors import UserError
+from routerlab.netns import Netns
+from routerlab.network import Network, router_spec
+from routerlab.topology import Topology
+
+from .network import VroomNetwork
+
+log = logging.getLogger(__name__)
+
+
+class TopoNetwork:
+    """A `VroomNetwork` (``.net``) built from a `Topology`, with its hosts and externals."""
+
+    def __init__(self, topo: Topology, prefix: str, *, impl: dict[str, str] | None = None,
+                 spare: dict[str, str] | None = None, graceful: bool = False,
+                 extra_ports: int = 1, ports: dict[str, int] | None = None):
+        if topo.switches():
+            raise UserError(f"{topo.name}: VROOM networks do not support switch (LAN) nodes")
+        self.topo = topo
+        self.net = VroomNetwork(prefix)
+        self.impl = impl or {}
+        self.spare = spare or {}  # spare physical router name -> the VR it is meant for
+        self.graceful = graceful
+        self.extra_ports = extra_ports
+        self.port_override = ports or {}
+        self.home: dict[str, str] = {}  # VR -> its own physical router
+        self.hosts: dict[str, Netns] = {}
+        self.externals: dict[str, Daemon] = {}
+        self.started = False
+
+    # ------------------------------------------------------------------ build
+    def start(self, progress: Callable[[str], None] | None = None) -> "TopoNetwork":
+        say = progress or (lambda m: None)
+        try:
+            self._build(say)
+        except BaseException:
+            self.stop()
+            raise
+        self.started = True
+        return self
+
+    def _build(self, say: Callable[[str], None]) -> None:
+        topo, net = self.topo, self.net
+        routers = [n.name for n in topo.routers()]
+        needed = {r: len(topo.links_of(r)) for r in routers}
+        say(f"creating {len(routers)} physical routers and the transport")
+        for i, r in enumerate(routers, 1):
+            pr = f"P{i}"
+            net.add_physical_router(pr, ports=self.port_override.get(pr, needed[r] + self.extra_ports))
+            self.home[r] = pr
+        for pr, vr in self.spare.items():
+            net.add_physical_router(pr, ports=self.port_override.get(pr, needed.get(vr, 4)
+                                                                     + self.extra_ports))
+        for r in routers:
+            spec = router_spec(topo, r)
+            spec.graceful_restart = self.graceful
+            net.add_virtual_router(r, spec, impl=self.impl.get(r, topo.node(r).daemon or "bird"))
+        say("creating hosts and external routers")
+        for node in topo.nodes.values():
+            if node.role in ("host", "external"):
+                self.hosts[node.name] = net.add_namespace(node.name)
+        for ln in topo.links:
+            a, b = ln.a, ln.b
+            ra, rb = topo.node(a.node).role == "router", topo.node(b.node).role == "router"
+            if ra and rb:
+                net.connect_vrs(a.node, a.intf, b.node, b.intf)
+            elif ra or rb:
+                vr_end, other = (a, b) if ra else (b, a)
+                net.connect(vr_end.node, vr_end.intf, self.hosts[other.node], other.intf,
+                            address=str(other.address) if other.address else None)
+            else:
+                raise UserError(f"{topo.name}: link {ln.name} joins no router")
+        for node in topo.hosts():
+            if node.gateway:
+                self.hosts[node.name].ip("route", "add", "default", "via", str(node.gateway))
+        say("starting the routers")
+        for r in routers:
+            net.place(r, self.home[r])
+        for node in topo.externals():
+            spec = router_spec(topo, node.name)
+            spec.graceful_restart = self.graceful
+            d = driver_for(node.daemon or "frr")(spec)
+            d.start(self.hosts[node.name], net.run_root / node.name)
+            self.externals[node.name] = d
+
+    def stop(self) -> None:
+        for d in self.externals.values():
+            try:
+                d.stop()
+            except Exception as e:
+                log.warning("stopping %s: %s", d, e)
+        self.externals.clear()
+        self.net.stop()
+        self.hosts.clear()
+        self.started = False
+
+    def __enter__(self) -> "TopoNetwork":
+        return self.start() if not self.started else self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ lookups
+    def daemon(self, name: str) -> Daemon:
+        if name in self.net.vrs:
+            d = self.net.vrs[name].daemon
+            if d is None:
+                raise UserError(f"{name} runs no daemon")
+            return d
+        if name in self.externals:
+            return self.externals[name]
+        raise UserError(f"unknown router {name!r}")
+
+    def address(self, node: str) -> str:
+        a = self.topo.address_of(node)
+        if a is None:
+            raise UserError(f"{node} has no address")
+        return str(a)
+
+    # ------------------------------------------------------------------ convergence
+    def expected_ospf_neighbors(self, name: str) -> int:
+        # routerlab.network.Network's rule, which needs only the topology
+        return Network.expected_ospf_neighbors(SimpleNamespace(topo=self.topo), name)  # type: ignore[arg-type]
+
+    def convergence_state(self) -> tuple[bool, str]:
+        for name in list(self.net.vrs) + list(self.externals):
+            d = self.daemon(name)
+            if not d.is_running():
+                raise UserError(f"{name}: its daemon died: {d.log_tail(5)}")
+            want = self.expected_ospf_neighbors(name)
+            if want and d.implementation in ("frr", "bird"):
+                full = sum(1 for nb in d.ospf_neighbors() if nb.state == "Full")
+                if full < want:
+                    return False, f"{name}: {full}/{want} OSPF adjacencies Full"
+            sessions = self.topo.bgp_neighbors(name)
+            if sessions:
+                est = {s.peer for s in d.bgp_sessions() if s.established}
+                missing = [str(s.peer_address) for s in sessions if str(s.peer_address) not in est]
+                if missing:
+                    return False, f"{name}: BGP to {', '.join(missing)} not Established"
+        return True, "converged"
+
+    def wait_converged(self, timeout: float = 120.0) -> float:
+        t0 = time.monotonic()
+        while True:
+            ok, what = self.convergence_state()
+            if ok:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise TimeoutError(f"{self.topo.name} did not converge within {timeout:.0f} s: {what}")
+            time.sleep(0.3)
+
+    def wait_reachable(self, src: str, dst: str, timeout: float = 60.0) -> float:
+        """Until host `src` gets ping answers from host `dst`."""
+        ns, ip = self.hosts[src], self.address(dst)
+        t0 = time.monotonic()
+        while ns.run(["ping", "-c1", "-W1", ip], check=False).returncode != 0:
+            if time.monotonic() - t0 > timeout:
+                raise TimeoutError(f"{src} cannot reach {dst} ({ip}) after {timeout:.0f} s")
+        return time.monotonic() - t0
+
+    # ------------------------------------------------------------------ what neighbours see
+    def neighbour_view(self, vr: str) -> dict[str, dict[str, Any]]:
+        """How each neighbour of `vr` sees it: OSPF state/uptime, BGP state/uptime/count."""
+        node = self.topo.node(vr)
+        rid = str(node.router_id)
+        my_addrs = {str(i.address.ip) for i in self.topo.interfaces(vr) if i.address}
+        if node.loopback:
+            my_addrs.add(str(node.loopback.ip))
+        out: dict[str, dict[str, Any]] = {}
+        for nb in sorted(set(self.topo.neighbors(vr))):
+            if nb not in self.net.vrs and nb not in self.externals:
+                continue
+            d = self.daemon(nb)
+            view: dict[str, Any] = {}
+            try:
+                o = [x for x in d.ospf_neighbors() if x.router_id == rid]
+            except Exception as e:
+                o, view["ospf_error"] = [], str(e)
+            if o:
+                view["ospf_state"], view["ospf_uptime"] = o[0].state, o[0].uptime
+            elif self.expected_ospf_neighbors(nb) and any(
+                    i.peer == vr and i.ospf_area is not None and not i.ospf_passive
+                    for i in self.topo.interfaces(nb)):
+                view["ospf_state"] = "Down"
+            try:
+                b = [s for s in d.bgp_sessions() if s.peer in my_addrs]
+            except Exception as e:
+                b, view["bgp_error"] = [], str(e)
+            if b:
+                view["bgp_state"], view["bgp_uptime"] = b[0].state, b[0].uptime
+                view["bgp_connections"] = b[0].established_count
+            out[nb] = view
+        return out
+
+
+def sessions_reset(before: dict[str, dict], after: dict[str, dict], elapsed: float,
+                   slack: float = 1.5) -> list[str]:
+    """Which adjacencies/sessions did not survive between two `neighbour_view`s `elapsed`
+    seconds apart: not Full/Established any more, a new BGP connection, or an uptime that
+    did not keep growing."""
+    out = []
+    for nb, b in before.items():
+        a = after.get(nb, {})
+        if "ospf_state" in b:
+            if a.get("ospf_state") != "Full":
+                out.append(f"{nb} OSPF {a.get('ospf_state')}")
+            elif b.get("ospf_uptime") is not None and a.get("ospf_uptime") is not None and \
+                    a["ospf_uptime"] < b["ospf_uptime"] + elapsed - slack:
+                out.append(f"{nb} OSPF adjacency restarted")
+        if "bgp_state" in b:
+            if a.get("bgp_state") != "Established":
+                out.append(f"{nb} BGP {a.get('bgp_state')}")
+            elif (b.get("bgp_connections") is not None and a.get("bgp_connections") is not None
+                  and a["bgp_connections"] > b["bgp_connections"]):
+                out.append(f"{nb} BGP new connection")
+            elif b.get("bgp_uptime") is not None and a.get("bgp_uptime") is not None and \
+                    a["bgp_uptime"] < b["bgp_uptime"] + elapsed - slack:
+                out.append(f"{nb} BGP session restarted")
+    return out
