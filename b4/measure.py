@@ -61,6 +61,11 @@ class ThroughputResult:
     tunnel_bytes: dict[str, dict[str, int]]        # flow group -> tunnel path -> bytes at encap
     link_mbps: dict[str, float]                    # "A->B" -> Mbit/s on the wire
     extra: dict[str, Any] = field(default_factory=dict)
+    # Per flow ("FG/App"), packets in the window: what its rate asks for (nominal), what its
+    # sender offered (from the sequence numbers received) and what arrived.
+    nominal_pkts: dict[str, float] = field(default_factory=dict)
+    offered_pkts: dict[str, int] = field(default_factory=dict)
+    received_pkts: dict[str, int] = field(default_factory=dict)
 
     def tunnel_share(self, fg: str) -> dict[str, float]:
         t = self.tunnel_bytes.get(fg, {})
@@ -71,7 +76,62 @@ class ThroughputResult:
         return {"seconds": self.seconds, "flow_mbps": self.flow_mbps, "fg_mbps": self.fg_mbps,
                 "fg_sent_mbps": self.fg_sent_mbps, "tunnel_bytes": self.tunnel_bytes,
                 "tunnel_share": {fg: self.tunnel_share(fg) for fg in self.tunnel_bytes},
-                "link_mbps": self.link_mbps, **self.extra}
+                "link_mbps": self.link_mbps, "nominal_pkts": self.nominal_pkts,
+                "offered_pkts": self.offered_pkts, "received_pkts": self.received_pkts, **self.extra}
+
+
+@dataclass
+class DeliveryCheck:
+    """Whether a throughput window measured the network or the machine.
+
+    Only for traffic every link can carry (each flow at its share of a feasible allocation):
+    then a working network delivers what the senders offer, and a shortfall means packets were
+    lost to the machine -- ovs-vswitchd's main thread, which serves every userspace bridge on
+    the host, stalling while someone else reconfigures OVS; its shared send socket full; or
+    senders starved of CPU -- not to routing. Such a window says nothing about TE vs shortest
+    paths and must not be reported as if it did."""
+
+    offered_ratio: float      # packets the senders offered / what their rates ask for
+    delivered_ratio: float    # packets received / packets offered
+    worst_flow: str
+    worst_flow_delivered: float
+    lost_pkts: int
+    ok: bool
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"offered_ratio": round(self.offered_ratio, 4), "delivered_ratio": round(self.delivered_ratio, 4),
+                "worst_flow": self.worst_flow, "worst_flow_delivered": round(self.worst_flow_delivered, 4),
+                "lost_pkts": self.lost_pkts, "ok": self.ok, "reason": self.reason}
+
+
+MIN_DELIVERED = 0.97  # a 4 s window losing more than ~120 ms of traffic on every flow is not a measurement
+MIN_OFFERED = 0.95
+
+
+def check_delivery(r: ThroughputResult, min_delivered: float = MIN_DELIVERED,
+                   min_offered: float = MIN_OFFERED) -> DeliveryCheck:
+    """Judge a window of feasible traffic (see `DeliveryCheck`)."""
+    nominal = sum(r.nominal_pkts.values())
+    offered = sum(r.offered_pkts.values())
+    received = sum(min(r.received_pkts.get(f, 0), n) for f, n in r.offered_pkts.items())
+    off_ratio = offered / nominal if nominal else 0.0
+    del_ratio = received / offered if offered else 0.0
+    worst, worst_ratio = "-", 1.0
+    for f, n in r.offered_pkts.items():
+        ratio = min(r.received_pkts.get(f, 0), n) / n if n else 0.0
+        if ratio < worst_ratio:
+            worst, worst_ratio = f, ratio
+    why = []
+    if not offered:
+        why.append("no traffic offered in the window")
+    if off_ratio < min_offered:
+        why.append(f"senders offered only {100 * off_ratio:.1f}% of their rates (CPU-starved)")
+    if offered and del_ratio < min_delivered:
+        why.append(f"the datapath lost {100 * (1 - del_ratio):.1f}% of what was offered on traffic every link "
+                   f"can carry (worst flow {worst} {100 * worst_ratio:.1f}% delivered)")
+    return DeliveryCheck(off_ratio, del_ratio, worst, worst_ratio, offered - received, not why,
+                         "; ".join(why) or "ok")
 
 
 def tg_bucket_paths(dep: B4Deployment, show: dict[str, Any] | None = None) -> dict[str, tuple[Any, int, list[str]]]:
@@ -138,7 +198,10 @@ def measure_throughput(dep: B4Deployment, flows: list[FlowSpec], *, warmup: floa
     tunnel_bytes = {fg: {p: b1[fg][p] - b0[fg].get(p, 0) for p in b1[fg]} for fg in b1}
     link_mbps = {f"{x}->{y}": (l1[(x, y)] - l0[(x, y)]) * 8 / dt / 1e6 for (x, y) in l1}
     return ThroughputResult(dt, flow_mbps, fg_mbps, fg_sent, tunnel_bytes, link_mbps,
-                            {"sent": {names[k]: v for k, v in sent.items() if k in names}})
+                            {"sent": {names[k]: v for k, v in sent.items() if k in names}},
+                            nominal_pkts={f.name: f.pps * dt for f in flows},
+                            offered_pkts={f.name: w.offered.get(f.id, 0) for f in flows},
+                            received_pkts={f.name: w.packets.get(f.id, 0) for f in flows})
 
 
 def probe_tunnel(dep: B4Deployment, fg: str, seconds: float = 1.0) -> str | None:

@@ -51,6 +51,20 @@ log = logging.getLogger("b4.ofc")
 
 NOT_READY = "not_ready"
 RESYNC_TIMEOUT = 10.0
+RETAKE_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)  # between attempts to take a switch whose resync failed
+
+
+def of_error_text(type_: int, code: int) -> str:
+    """An OpenFlow error as op acks and logs carry it (the slave case is named: it means this
+    controller's role at the switch is not what it believes)."""
+    what = f"OpenFlow error type {type_} code {code}"
+    if (type_, code) == (ofproto_v1_3.OFPET_BAD_REQUEST, ofproto_v1_3.OFPBRC_IS_SLAVE):
+        what += " (is_slave)"
+    return what
+
+
+def _is_slave_error(err: str | None) -> bool:
+    return bool(err) and "(is_slave)" in err
 
 
 @dataclass
@@ -77,6 +91,21 @@ class SiteControllerApp(app_manager.OSKenApp):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         cfg = type(self).config
+        self._init_state(cfg)
+        self.rpc = RpcServer(int(cfg.get("rpc_port", 0)), self._rpc, name=f"{self.ident}-rpc").start()
+        self.elector = None
+        zk = cfg.get("zk")
+        if zk:
+            from b4.election import Elector
+
+            self.elector = Elector(zk["hosts"], zk["path"], f"{self.ident}@127.0.0.1:{self.rpc.port}",
+                                   self._become_master, self._become_standby,
+                                   session_timeout=float(zk.get("session_timeout", 2.0))).start()
+        else:
+            self._become_master(int(cfg.get("generation", 1)))
+
+    def _init_state(self, cfg: dict[str, Any]) -> None:
+        """Everything but the RPC server and the election (unit tests build the app from here)."""
         self.ident = cfg.get("id", f"ofc-{os.getpid()}")
         self.wan = WanConfig.from_json(cfg["wan"])
         sites = cfg.get("sites") or sorted(self.wan.sites)
@@ -91,17 +120,7 @@ class SiteControllerApp(app_manager.OSKenApp):
         self._xid_batch: dict[tuple[int, int], tuple[int, int]] = {}
         self._stats: dict[tuple[int, int], _Stats] = {}
         self._dp_locks: dict[int, threading.Lock] = {}
-        self.rpc = RpcServer(int(cfg.get("rpc_port", 0)), self._rpc, name=f"{self.ident}-rpc").start()
-        self.elector = None
-        zk = cfg.get("zk")
-        if zk:
-            from b4.election import Elector
-
-            self.elector = Elector(zk["hosts"], zk["path"], f"{self.ident}@127.0.0.1:{self.rpc.port}",
-                                   self._become_master, self._become_standby,
-                                   session_timeout=float(zk.get("session_timeout", 2.0))).start()
-        else:
-            self._become_master(int(cfg.get("generation", 1)))
+        self._taking: set[int] = set()         # dpids a take (claim + resync) is running for
 
     # ------------------------------------------------------------------ sending
     def _dp_lock(self, dp: Any) -> threading.Lock:
@@ -148,7 +167,7 @@ class SiteControllerApp(app_manager.OSKenApp):
         self.rpc.broadcast({"type": "event", "event": "role", "ofc": self.ident, "role": "master",
                             "generation": generation})
         for dp in dps:
-            threading.Thread(target=self._take_switch, args=(dp,), daemon=True).start()
+            self._start_take(dp)
 
     def _become_standby(self) -> None:
         with self.lock:
@@ -157,23 +176,63 @@ class SiteControllerApp(app_manager.OSKenApp):
         log.warning("%s: no longer master", self.ident)
         self.rpc.broadcast({"type": "event", "event": "role", "ofc": self.ident, "role": "standby"})
 
-    def _role_request(self, dp: Any, role: int, generation: int) -> None:
-        p = dp.ofproto_parser
-        with self._dp_lock(dp):
-            dp.send_msg(p.OFPRoleRequest(dp, role, generation))
+    def _claim_role(self, dp: Any, slave_generation: int = 0) -> bool:
+        """Send the switch a role request for the role this replica holds *now*; returns
+        whether that was MASTER.
 
-    def _take_switch(self, dp: Any) -> None:
-        """As master: claim the switch, read its state back, fix its pipeline (resync)."""
+        The role is read and the request sent under the switch's send lock, so requests reach
+        the switch in the order of role changes: a SLAVE request decided before this replica
+        was elected can never overtake the MASTER request sent after it (the switch would
+        then keep this replica as a slave while it believes it is master, and refuse every
+        flow mod with OFPBRC_IS_SLAVE). Nothing slow (ZooKeeper) happens under the lock."""
+        ofp, p = dp.ofproto, dp.ofproto_parser
+        with self._dp_lock(dp):
+            with self.lock:
+                master, gen = self.role == "master", self.generation
+            if master:
+                dp.send_msg(p.OFPRoleRequest(dp, ofp.OFPCR_ROLE_MASTER, gen))
+            else:
+                dp.send_msg(p.OFPRoleRequest(dp, ofp.OFPCR_ROLE_SLAVE, max(gen, slave_generation)))
+        return master
+
+    def _start_take(self, dp: Any, attempt: int = 0, delay: float = 0.0) -> None:
+        """Take a switch (claim MASTER, resync) in a thread, unless a take already runs."""
+        with self.lock:
+            if dp.id in self._taking:
+                return
+            self._taking.add(dp.id)
+
+        def run() -> None:
+            if delay:
+                time.sleep(delay)
+            try:
+                ok = self._take_switch(dp)
+            finally:
+                with self.lock:
+                    self._taking.discard(dp.id)
+            if ok is False:
+                with self.lock:
+                    again = self.role == "master" and dp in self.dps.values()
+                if again:
+                    self._start_take(dp, attempt + 1, RETAKE_DELAYS[min(attempt, len(RETAKE_DELAYS) - 1)])
+
+        threading.Thread(target=run, name=f"{self.ident}-take-{dp.id}", daemon=True).start()
+
+    def _take_switch(self, dp: Any) -> bool | None:
+        """As master: claim the switch, read its state back, fix its pipeline (resync).
+        Returns True when the switch is ready, False when the take failed and should be
+        retried, None when there is nothing to do (not master any more, switch gone)."""
         ofp, p = dp.ofproto, dp.ofproto_parser
         entry = self.site_of_dpid.get(dp.id)
         if entry is None:
-            return
+            return None
         site, sw = entry
         with self.lock:
             if self.role != "master":
-                return
+                return None
             gen = self.generation
-        self._role_request(dp, ofp.OFPCR_ROLE_MASTER, gen)
+        if not self._claim_role(dp):
+            return None
         try:
             flow_stats = self._collect(dp, p.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
                                                                  0, 0, p.OFPMatch()))
@@ -181,20 +240,31 @@ class SiteControllerApp(app_manager.OSKenApp):
             port_desc = self._collect(dp, p.OFPPortDescStatsRequest(dp, 0))
         except TimeoutError as e:
             log.error("%s: resync of %s failed: %s", self.ident, sw, e)
-            return
+            return False
         down = [pd.port_no for pd in port_desc
                 if pd.port_no < ofp.OFPP_MAX and (pd.state & ofp.OFPPS_LINK_DOWN or pd.config & ofp.OFPPC_PORT_DOWN)]
         done = threading.Event()
+        errs: list[str] = []
         with self.lock:
             if self.role != "master" or self.generation != gen or self.dps.get(sw) is not dp:
-                return
+                return None
             msgs = self.sites[site].switch_up(dp, sw, flow_stats, group_desc, down)
         log.info("%s: %s needs %d messages to match the pipeline", self.ident, sw, len(msgs))
-        self._send(dp, msgs, lambda err: (err and log.error("%s: pipeline of %s: %s", self.ident, sw, err), done.set()))
+        self._send(dp, msgs, lambda err: (err and errs.append(err), done.set()))
         if not done.wait(RESYNC_TIMEOUT):
-            log.error("%s: no barrier from %s after resync", self.ident, sw)
-            return
+            log.error("%s: no barrier from %s after resync; taking it again", self.ident, sw)
+            return False
+        if errs and _is_slave_error(errs[0]):
+            # The switch holds this replica as a slave: it refused the pipeline and would
+            # refuse every TE op. Not ready; claim it and resync again.
+            log.error("%s: pipeline of %s refused (%s); taking the switch again", self.ident, sw,
+                      _summarize(errs[0]))
+            return False
+        if errs:
+            log.error("%s: pipeline of %s: %s", self.ident, sw, _summarize(errs[0]))
         with self.lock:
+            if self.role != "master" or self.generation != gen or self.dps.get(sw) is not dp:
+                return None
             self.ready.add(sw)
             ted = ted_to_json(self.sites[site].installed())
             site_ready = all(s in self.ready for s in self.wan.sites[site].switches)
@@ -203,6 +273,20 @@ class SiteControllerApp(app_manager.OSKenApp):
         if site_ready:
             self.rpc.broadcast({"type": "event", "event": "ready", "ofc": self.ident, "site": site, "ted": ted,
                                 "generation": gen})
+        return True
+
+    def _retake(self, dp: Any, why: str) -> None:
+        """The switch says we are not its master although we believe we are: it is not ready
+        (the TE server gets not_ready until the take's ``ready`` event) and is taken again."""
+        entry = self.site_of_dpid.get(dp.id)
+        if entry is None:
+            return
+        with self.lock:
+            if self.role != "master" or self.dps.get(entry[1]) is not dp:
+                return
+            self.ready.discard(entry[1])
+        log.warning("%s: %s: %s while master; claiming the switch again", self.ident, entry[1], why)
+        self._start_take(dp)
 
     def _collect(self, dp: Any, req: Any) -> list:
         with self._dp_lock(dp):
@@ -237,10 +321,17 @@ class SiteControllerApp(app_manager.OSKenApp):
                 master, gen = self.role == "master", self.generation
             log.info("%s: switch %s (dpid %d) connected", self.ident, sw, dp.id)
             if master:
-                threading.Thread(target=self._take_switch, args=(dp,), daemon=True).start()
+                self._start_take(dp)
             else:
-                gen = self.elector.generation() if self.elector else gen
-                self._role_request(dp, dp.ofproto.OFPCR_ROLE_SLAVE, gen)
+                # The newest generation for the SLAVE request (a ZooKeeper read: slow, and the
+                # election may finish meanwhile; _claim_role sends whatever role we hold by then).
+                try:
+                    zk_gen = self.elector.generation() if self.elector else gen
+                except Exception as e:  # ZooKeeper trouble: the election will sort it out
+                    log.warning("%s: no generation from ZooKeeper (%s)", self.ident, e)
+                    zk_gen = gen
+                if self._claim_role(dp, zk_gen):
+                    self._start_take(dp)  # elected meanwhile (usually already under way)
         elif ev.state == DEAD_DISPATCHER and entry is not None:
             site, sw = entry
             with self.lock:
@@ -262,7 +353,7 @@ class SiteControllerApp(app_manager.OSKenApp):
         msg = ev.msg
         dp = msg.datapath
         ofp = dp.ofproto
-        what = f"OpenFlow error type {msg.type} code {msg.code}"
+        what = of_error_text(msg.type, msg.code)
         if msg.type == ofp.OFPET_ROLE_REQUEST_FAILED:
             log.error("%s: role request refused by dpid %s (%s); standing by", self.ident, dp.id, what)
             if self.elector is None or not self.elector.leading:
@@ -276,6 +367,8 @@ class SiteControllerApp(app_manager.OSKenApp):
                 batch.errors.append(what)
         if batch is None:
             log.warning("%s: dpid %s: %s (xid %d)", self.ident, dp.id, what, msg.xid)
+        if _is_slave_error(what):
+            self._retake(dp, what)
 
     def _stats_reply(self, ev: Any) -> None:
         msg = ev.msg
@@ -303,8 +396,12 @@ class SiteControllerApp(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
     def role_reply_handler(self, ev: Any) -> None:
-        log.info("%s: dpid %s role %d generation %d", self.ident, ev.msg.datapath.id, ev.msg.role,
-                 ev.msg.generation_id)
+        dp = ev.msg.datapath
+        log.info("%s: dpid %s role %d generation %d", self.ident, dp.id, ev.msg.role, ev.msg.generation_id)
+        with self.lock:
+            ours = self.role == "master" and ev.msg.generation_id == self.generation
+        if ours and ev.msg.role == dp.ofproto.OFPCR_ROLE_SLAVE and dp.id not in self._taking:
+            self._retake(dp, "role reply SLAVE")
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def port_status_handler(self, ev: Any) -> None:
@@ -406,8 +503,13 @@ class SiteControllerApp(app_manager.OSKenApp):
                     errors.append(f"{sw}: {err}")
                 if waiting:
                     return
+            err = "; ".join(errors) or None
             with self.lock:
-                a = logic.op_done(op, "; ".join(errors) or None)
+                a = logic.op_done(op, err)
+            if _is_slave_error(err):
+                # Not applied because the switch does not take this replica as master (it is
+                # being claimed again): the TE server pauses the site until it is ready.
+                a = ack_for(op, REJECTED, NOT_READY)
             conn.send(a.to_json())
 
         for sw, msgs in per_switch.items():
@@ -418,6 +520,14 @@ class SiteControllerApp(app_manager.OSKenApp):
         if self.elector is not None:
             self.elector.stop()
         self.rpc.stop()
+
+
+def _summarize(err: str, limit: int = 3) -> str:
+    """'E; E; E; ...' -> 'E (x18)' when one error repeats (a refused batch repeats it per message)."""
+    parts = err.split("; ")
+    if len(parts) > 1 and len(set(parts)) == 1:
+        return f"{parts[0]} (x{len(parts)})"
+    return "; ".join(parts[:limit]) + (f"; ... ({len(parts)} errors)" if len(parts) > limit else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,7 @@ def run_sender(flows: list[dict[str, Any]], stop: threading.Event) -> dict[str, 
 class Counter:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.flows: dict[int, list[int]] = {}  # id -> [packets, bytes]
+        self.flows: dict[int, list[int]] = {}  # id -> [packets, bytes, highest sequence number + 1]
         self.foreign = 0
 
     def snap(self) -> dict[str, Any]:
@@ -167,11 +167,13 @@ def run_receiver(port: int, counter: Counter, stop: threading.Event) -> None:
             except BlockingIOError:
                 break
             if len(data) >= HEADER.size and data[:4] == MAGIC:
-                fid = HEADER.unpack_from(data)[1]
+                _, fid, seq, _ = HEADER.unpack_from(data)
                 with counter.lock:
-                    c = counter.flows.setdefault(fid, [0, 0])
+                    c = counter.flows.setdefault(fid, [0, 0, 0])
                     c[0] += 1
                     c[1] += len(data) + IP_UDP_OVERHEAD
+                    if seq + 1 > c[2]:
+                        c[2] = seq + 1
             else:
                 with counter.lock:
                     counter.foreign += 1
@@ -240,11 +242,20 @@ def _readline(proc: subprocess.Popen, timeout: float, what: str) -> dict[str, An
 
 @dataclass
 class Window:
-    """Throughput per flow over a measurement window (Mbit/s, IP level)."""
+    """Throughput per flow over a measurement window (Mbit/s, IP level).
+
+    ``offered``: packets each flow's sender sent in the window, from the sequence numbers its
+    packets carry (the highest one received at the window's end minus the one at its start):
+    what the sender really managed to offer, stalls included. ``offered - packets`` is what
+    the network lost in the window."""
 
     seconds: float
     mbps: dict[int, float]
     packets: dict[int, int]
+    offered: dict[int, int] = field(default_factory=dict)
+
+    def lost(self, fid: int) -> int:
+        return max(0, self.offered.get(fid, 0) - self.packets.get(fid, 0))
 
 
 class FlowGroupTraffic:
@@ -292,19 +303,20 @@ class FlowGroupTraffic:
         for host, p in self.receivers.items():
             snap = _readline(p, 10, f"receiver in {host}")
             times.append(snap["time"])
-            for k, (n, b) in snap["flows"].items():
-                out[int(k)] = (n, b)
+            for k, c in snap["flows"].items():
+                out[int(k)] = tuple(c) if len(c) >= 3 else (c[0], c[1], 0)
         return {"time": sum(times) / len(times) if times else time.time(), "flows": out}
 
     @staticmethod
     def window(a: dict[str, Any], b: dict[str, Any]) -> Window:
         dt = b["time"] - a["time"]
-        mbps, pk = {}, {}
-        for fid, (n, by) in b["flows"].items():
-            n0, b0 = a["flows"].get(fid, (0, 0))
+        mbps, pk, offered = {}, {}, {}
+        for fid, (n, by, hi) in b["flows"].items():
+            n0, b0, hi0 = a["flows"].get(fid, (0, 0, 0))
             mbps[fid] = (by - b0) * 8 / dt / 1e6 if dt > 0 else 0.0
             pk[fid] = n - n0
-        return Window(dt, mbps, pk)
+            offered[fid] = hi - hi0
+        return Window(dt, mbps, pk, offered)
 
     def stop(self) -> dict[int, dict[str, int]]:
         """Stop senders, collect what they sent; receivers are stopped too."""

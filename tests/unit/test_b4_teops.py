@@ -350,3 +350,39 @@ def test_deletes_wait_for_the_drain_time():
     clk.t += 0.25
     tgs = s.poll()
     assert tgs and all(o.kind == TUNNEL_GROUP and o.action == DELETE for o in tgs)
+
+
+def test_site_that_loses_its_switch_role_pauses_then_converges():
+    """A controller whose switch holds it as a slave (b4-failures start-up race) answers
+    ``not_ready`` instead of an error ack and re-claims the switch; the server pauses the site
+    (as `b4.server` does on not_ready) and, when the controller reports the site ready with
+    what it read back from the switch, re-diffs and converges: no endless error retries."""
+    clk = Clock()
+    sched = OpScheduler(session=1, timeout=1.0, error_backoff=2.0, clock=clk)
+    sched.set_desired(example_desired(sched.meta))
+    sites = {s: SiteSim(s) for s in "ABCD"}
+    refused = {"A"}  # A's switch refuses everything until re-claimed
+    rejected = 0
+    for _ in range(200):
+        clk.t += 0.05
+        for op in sched.poll():
+            if op.site in refused:
+                res = sched.on_ack(ack_for(op, REJECTED, "not_ready"))
+                assert res == "retry"
+                sched.paused_sites.add(op.site)  # the server's _site_unready
+                rejected += 1
+                continue
+            ack = sites[op.site].handle(op)
+            if ack is not None:
+                sched.on_ack(ack)
+        if "A" in sched.paused_sites and rejected and clk.t > 1.0:
+            refused.clear()  # the re-take finished: "ready" with the TED read from the switch
+            sched.set_installed("A", dict(sites["A"].ted.entries))
+            sched.paused_sites.discard("A")
+        if sched.converged():
+            break
+    assert rejected > 0
+    assert sched.converged(), sched.dirty()[:3]
+    assert not sched.errors  # refusals are not logged as op failures
+    for s, sim in sites.items():
+        assert sim.ted.entries == sched.desired.get(s, {})
