@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import secrets
 import statistics
-import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -279,7 +278,9 @@ def verb_overhead(ctx: RunContext) -> Result:
                     f"single {impl}", load_timeout)
     for mode in modes:
         with bench(ctx, n, f"VERB {mode}") as b:
-            with verb_router(b, mode, 10.0, ctx.out_dir / f"hv-{mode}.log") as rr:
+            # the paper's "tens of seconds" of tolerated convergence: GoBGP can lag a full
+            # table load by more than ten seconds on a busy two-core machine
+            with verb_router(b, mode, 30.0, ctx.out_dir / f"hv-{mode}.log") as rr:
                 runs[mode] = _run_overhead(ctx, b, rr.processes, n_churn, rate, f"VERB {mode}",
                                            load_timeout)
                 st = rr.status()
@@ -321,7 +322,8 @@ def _overhead_report(ctx: RunContext, res: Result, runs: dict, n: int, n_churn: 
         "receive time). Baselines: one FRR (zebra, staticd, bgpd) or one BIRD in the same "
         "namespace; the added delay is taken against the faster of the two (FRR holds its "
         "route-processing queue about 50 ms, BIRD does not); CPU and memory against FRR. VERB: "
-        "the hypervisor process with FRR, BIRD and GoBGP replicas; CPU is user+system seconds "
+        "the hypervisor process with FRR, BIRD and GoBGP replicas (disagreement window 30 s, "
+        "the paper's tens of seconds: no faults here); CPU is user+system seconds "
         "of the whole process tree from the start of the table load to the end of the churn, "
         "memory the proportional set size after the load. The paper reports low overhead "
         "without a comparable figure; its trusted code was 514 lines."))
@@ -335,8 +337,8 @@ def _overhead_report(ctx: RunContext, res: Result, runs: dict, n: int, n_churn: 
             f"{cm['churn_cpu_s'] / base['churn_cpu_s']:.1f}x the CPU of one FRR; over the whole trace, "
             "whose table load dominates, the ratio is the headline's. The hypervisor is Python (the "
             "paper's was C/C++): per process, see raw.json `per_process_cpu_s`. Its time goes to "
-            "decoding every replica's UPDATEs towards every neighbour, netlink messages of two kernel "
-            "FIBs (pyroute2) and per-prefix voting."))
+            "decoding every replica's UPDATEs towards every neighbour, the route messages of two kernel "
+            "FIBs and GoBGP's RIB stream, and per-prefix voting."))
     series = {name: (list(range(len(r["fib_raw"]))), sorted(r["fib_raw"])) for name, r in runs.items()}
     plot(ctx.out_dir / "fib_delay.png", series, "FIB-update delay per churn event (sorted)",
          "event (sorted by delay)", "ms", logy=True)
@@ -541,7 +543,7 @@ def _run_fault(ctx: RunContext, b: Bench, rr: RemoteRouter, churn: ChurnThread, 
             "real FIB or a neighbour, for how long, and how long recovery took")
 def verb_masking(ctx: RunContext) -> Result:
     n = 2_000 if ctx.quick else 10_000
-    window = 3.0 if ctx.quick else 5.0
+    window = 3.0 if ctx.quick else 8.0
     modes = ctx.options.get("modes", MODES)
     res = Result("verb-masking")
     rows: list[dict] = []

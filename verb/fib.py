@@ -21,7 +21,6 @@ import ipaddress
 import json
 import logging
 import os
-import socket
 import subprocess
 import time
 from typing import Callable, Iterable

@@ -22,7 +22,6 @@ import ipaddress
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from routerlab.daemons import Daemon, driver_for
@@ -186,12 +185,24 @@ class ReplicaManager:
         for name in sorted(suspects, key=lambda n: -sum(v.disagreements(n) for v in self.router.voters())):
             if sum(r.state == "voting" for r in self.replicas.values()) <= quorum:
                 break
-            self.fault(name, "outvoted past the disagreement window")
+            self.fault(name, f"outvoted past the disagreement window ({self._why(name, now)})")
         for r in self.replicas.values():
             if r.state in ("voting", "syncing") and r.daemon is not None and not r.daemon.is_running():
                 self.fault(r.name, f"daemon exited ({', '.join(r.daemon._dead_procs())})")
             elif r.state == "syncing" and self._synced(r, now):
                 self._readmit(r)
+
+    def _why(self, name: str, now: float) -> str:
+        """The longest-standing disagreement of a suspect, for the record."""
+        worst = None
+        for kind, v in zip(("fib", "updates"), self.router.voters()):
+            for key, since in v.minority[name].items():
+                if worst is None or since < worst[2]:
+                    worst = (kind, key, since, v.values.get(key, {}).get(name), v.output.get(key))
+        if worst is None:
+            return "?"
+        kind, key, since, mine, voted = worst
+        return f"{kind} {key}: {mine} against {voted} for {now - since:.1f}s"
 
     def _synced(self, r: Replica, now: float) -> bool:
         """Caught up with every stream and agreeing with both voted outputs (or, after a

@@ -101,7 +101,7 @@ class Voter:
         self.revote()
 
     def set_mode(self, mode: Mode | str) -> None:
-        """Switch voting mode at run time; every key is decided again."""
+        """Switch voting mode at run time; keys are decided again where that can matter."""
         self.mode = Mode(mode)
         self.pending.clear()
         self.revote()
