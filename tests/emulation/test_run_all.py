@@ -43,7 +43,9 @@ def test_run_all_quick_writes_a_complete_report(tmp_path):
     r = subprocess.run(ROUTERLAB + ["run", "all", "--quick", "--out", str(out)], cwd=str(REPO),
                        env=env, capture_output=True, text=True, timeout=1400)
     combined = json.loads((out / "summary.json").read_text())
-    assert [s["experiment"].split(" ")[0] for s in combined["experiments"]] == headline
+    # (registration order depends on which test imported a system first: compare as sets)
+    ran = [s["experiment"].split(" ")[0] for s in combined["experiments"]]
+    assert sorted(ran) == sorted(headline)
     report = (out / "report.md").read_text()
     for name in headline:
         _check_experiment_dir(out / name, name)
