@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections import deque
 import os
 import select
 import socket
@@ -60,6 +61,8 @@ class SyncStats:
     install_s: float = 0.0  # ovs-ofctl bundle
     total_s: float = 0.0
     full: bool = False
+    unresolved: int = 0  # next-hop groups punting for lack of a resolved neighbour
+    at: float = 0.0  # wall-clock time of the sync (to line it up with probe gaps)
 
     def to_json(self) -> dict[str, Any]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -87,6 +90,7 @@ class DataPlaneHypervisor:
         self._binding = Tables()  # ingress, punt, egress and tunnel flows
         self.syncs = 0
         self.last: SyncStats | None = None
+        self.recent: deque[SyncStats] = deque(maxlen=50)  # the last syncs that changed something
         self.errors: list[str] = []
         self.on_sync: Callable[[SyncStats], None] | None = None
         self._lock = threading.RLock()  # one bridge update at a time
@@ -133,7 +137,7 @@ class DataPlaneHypervisor:
             st = SyncStats(routes=tr.routes, flows=len(tr.tables.flows) + len(binding.flows),
                            groups=len(tr.tables.groups), changes=n, read_s=t1 - t0,
                            translate_s=t2 - t1, install_s=install_s,
-                           total_s=time.monotonic() - t0)
+                           total_s=time.monotonic() - t0, unresolved=tr.unresolved)
             self._done(st)
             return st
 
@@ -154,7 +158,7 @@ class DataPlaneHypervisor:
             st = SyncStats(routes=tr.routes, flows=len(tr.tables.flows) + len(binding.flows),
                            groups=len(tr.tables.groups), changes=n, read_s=t1 - t0,
                            translate_s=t2 - t1, install_s=install_s,
-                           total_s=time.monotonic() - t0, full=True)
+                           total_s=time.monotonic() - t0, full=True, unresolved=tr.unresolved)
             self._done(st)
             log.info("%s: repopulated %d routes (%d flows, %d groups) in %.3f s "
                      "(read %.3f, translate %.3f, install %.3f)", self.name, tr.routes, st.flows,
@@ -178,6 +182,9 @@ class DataPlaneHypervisor:
     def _done(self, st: SyncStats) -> None:
         self.syncs += 1
         self.last = st
+        st.at = time.time()
+        if st.changes:
+            self.recent.append(st)
         if st.changes:
             log.debug("%s: sync %d: %d changes, %d flows in %.3f s", self.name, self.syncs,
                       st.changes, st.flows, st.total_s)

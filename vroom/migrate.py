@@ -33,8 +33,8 @@ from routerlab import criu as rlcriu
 from routerlab.netns import Netns
 
 from .binding import TunnelEnd
-from .cpmove import (ControlPlaneMove, CpMoveError, CpMoveResult, PriorityCriu, RouteWatch,
-                     copy_neighbours, copy_routes)
+from .cpmove import (ControlPlaneMove, CpMoveResult, MigrationLink, PriorityCriu,
+                     RouteWatch, copy_neighbours, copy_routes)
 from .hypervisor import DataPlaneHypervisor
 from .ofctl import flows_of_vr
 from .phases import MigrationFailed, Phase, PhaseRecord, PhaseRunner, Step
@@ -108,7 +108,8 @@ class Migration:
     def __init__(self, net: "VroomNetwork", vr: str, target: str, *,
                  criu: rlcriu.Criu | None = None, precopy: str = "auto",
                  link_pause_s: float = 0.0, hooks: dict[str, Hook] | None = None,
-                 features: dict[str, rlcriu.Feature] | None = None):
+                 features: dict[str, rlcriu.Feature] | None = None,
+                 page_server_mbps: float | None = None):
         self.net = net
         self.vr_name, self.target_name = vr, target
         self._criu = criu
@@ -116,6 +117,8 @@ class Migration:
         self.link_pause_s = link_pause_s
         self.hooks = hooks or {}
         self._features = features
+        self.page_server_mbps = page_server_mbps
+        self.link: MigrationLink | None = None
         self.report = MigrationReport(vr, "?", target)
         # filled as the steps run
         self.vr: VirtualRouter | None = None
@@ -226,6 +229,9 @@ class Migration:
             raise
         finally:
             self._close_watch()
+            if self.link is not None:
+                self.link.close()
+                self.link = None
             self.report.total_s = time.monotonic() - t0
             if self.move is not None:
                 self.report.cp = self.move.result
@@ -236,8 +242,7 @@ class Migration:
     def _prepare(self) -> dict:
         vr, src, dst = self.vr, self.src, self.dst
         assert vr and src and dst and self.src_ns
-        prefer = {i: p for i, p in src.portmap.of(vr.name).items()}
-        dst.portmap.bind(vr.name, [i.name for i in vr.interfaces], prefer=prefer)
+        dst.portmap.bind(vr.name, [i.name for i in vr.interfaces])
         self.dst_ns = prepare_namespace(vr, dst, self.net.ns_name(vr.name, dst.name))
         t0 = time.monotonic()
         self.route_watch = RouteWatch(self.src_ns)  # before the copy: nothing slips through
@@ -292,6 +297,8 @@ class Migration:
         vr = self.vr
         assert vr and vr.daemon and self.src_ns and self.dst_ns and vr.run_dir and self.hv_src
         feats = self.features()
+        if self.page_server_mbps:
+            self.link = MigrationLink(self.net.prefix, self.page_server_mbps)
         pre = {"on": True, "off": False}.get(self.precopy_mode,
                                               feats.get("soft_dirty") is not None
                                               and feats["soft_dirty"].ok)
@@ -299,24 +306,14 @@ class Migration:
             vr.daemon, self.src_ns, self.dst_ns, vr.run_dir / "images",
             {i.name: i.ifindex for i in vr.interfaces}, self.criu, precopy=pre,
             after_restore=self._punt_remote,
-            before_restore=lambda: self._hook("before-restore"), route_watch=self.route_watch)
-        try:
-            res = self.move.run()
-        except BaseException as e:
-            # a failed step undoes itself: the VR must run at A again before the error goes up
-            try:
-                if self.move.restored:
-                    self._undo_cp()
-                elif self.move.dumped:
-                    self.move.recover()
-            except Exception as e2:
-                raise CpMoveError(getattr(e, "stage", "control-plane-migration"),
-                                  f"{e}; and putting the VR back at {self.src.name} "  # type: ignore[union-attr]
-                                  f"failed too: {e2}") from e
-            raise
+            before_restore=lambda: self._hook("before-restore"), route_watch=self.route_watch,
+            link=self.link)
+        res = self.move.run()  # on failure the runner calls _undo_cp for this step too
         vr.ns, vr.pr = self.dst_ns, self.dst
         self._close_watch()
-        self.hv_src.follow(self.dst_ns.name)  # A's data plane follows the VR at B
+        # A's data plane follows the VR at B from now on; its flows already match (the FIB at
+        # B is a copy), so no full re-read here: its watcher catches any change
+        self.hv_src.follow(self.dst_ns.name, sync=False)
         return res.to_json()
 
     def _close_watch(self) -> None:
@@ -325,24 +322,27 @@ class Migration:
             self.route_watch = None
 
     def _undo_cp(self) -> None:
-        """The VR runs at B: move it back to A (a reverse control-plane move)."""
+        """Put the control plane back at A, whatever point the move reached: restored from
+        its dump if it stopped and never ran at B, moved back (a reverse control-plane
+        move) if it already ran at B. Idempotent."""
         vr, src = self.vr, self.src
         assert vr and src and vr.daemon and self.src_ns and self.dst_ns and vr.run_dir
         assert self.hv_src and self.tunnel_ports
-        if self.move is None or not self.move.restored:
-            return
-        if not vr.daemon.is_running():
-            self.move.recover()
-        else:
+        m = self.move
+        if m is not None and m.restored and vr.daemon.is_running():
             back = ControlPlaneMove(
                 vr.daemon, self.dst_ns, self.src_ns, vr.run_dir / "images-back",
                 {i.name: i.ifindex for i in vr.interfaces}, self.criu,
                 after_restore=lambda: self.hv_src.set_bindings(  # type: ignore[union-attr]
                     tunnel=TunnelEnd(self.tunnel_ports[0], accept=True)))  # type: ignore[index]
             back.run()
+            m.dumped = m.restored = False
+        elif m is not None and m.dumped:  # stopped at A, not (or no longer) running at B
+            m.recover()
         vr.ns, vr.pr = self.src_ns, src
         self.hv_src.set_bindings(tunnel=TunnelEnd(self.tunnel_ports[0], accept=True))
-        self.hv_src.follow(self.src_ns.name)
+        if self.hv_src.fib_ns != self.src_ns.name:
+            self.hv_src.follow(self.src_ns.name)
 
     # ------------------------------------------------------------------ 4. cloning
     def _clone(self) -> dict:
@@ -361,6 +361,8 @@ class Migration:
         if self.hv_dst is not None:
             self.hv_dst.stop()
             self.hv_dst.sync(routes=False)
+        if self.hv_src is not None:
+            self.hv_src.resume()
 
     # ------------------------------------------------------------------ 5. double DPs
     def _double(self) -> dict:
@@ -411,9 +413,9 @@ class Migration:
             if i and self.link_pause_s:
                 time.sleep(self.link_pause_s)  # asynchronous: links move one by one
             self._hook(f"link:{itf.name}")
+            self.moved_links.append(itf.name)  # before: the undo also covers a half move
             secs = self._move_link(itf.name, src, dst, self.here_src, self.here_dst,
                                    self.hv_src, self.hv_dst)
-            self.moved_links.append(itf.name)
             self.report.links.append({"interface": itf.name,
                                       "circuit": self.net.circuit(vr.name, itf.name),
                                       "seconds": round(secs, 4), "at": time.time()})
@@ -422,9 +424,18 @@ class Migration:
     def _undo_links(self) -> None:
         src, dst = self.src, self.dst
         assert src and dst and self.hv_src and self.hv_dst
+        tr = self.net.transport
         for ifname in reversed(self.moved_links):
-            self._move_link(ifname, dst, src, self.here_dst, self.here_src, self.hv_dst,
-                            self.hv_src)
+            c = tr.circuits[self.net.circuit(self.vr_name, ifname)]  # type: ignore[index]
+            tr.release(c.name)
+            if dst.transport_port(self.vr_name, ifname) in (c.a, c.b):  # it did move
+                self._move_link(ifname, dst, src, self.here_dst, self.here_src, self.hv_dst,
+                                self.hv_src)
+            else:  # the transport never switched: only the bindings may need restoring
+                self.here_src.add(ifname)
+                self.here_dst.discard(ifname)
+                self.hv_src.set_bindings(src.bindings(self.vr, here=self.here_src))  # type: ignore[arg-type]
+                self.hv_dst.set_bindings(dst.bindings(self.vr, here=self.here_dst))  # type: ignore[arg-type]
         self.moved_links = []
 
     # ------------------------------------------------------------------ 7. cleanup

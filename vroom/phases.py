@@ -2,10 +2,10 @@
 
 A migration is a list of `Step`s, each in one of the paper's phases, with an action and the
 action that undoes it. `PhaseRunner.run` executes them in order and records a
-`PhaseRecord` per step (seconds, details the step returned). If a step raises, the steps
-already done are undone in reverse order (each undo is attempted even if an earlier one
-failed) and `MigrationFailed` is raised saying which step failed, why, and how the
-rollback went. A step marked ``commit`` is the point of no return: after it, a failing step
+`PhaseRecord` per step (seconds, details the step returned). If a step raises, its own undo
+runs first (undos must accept a half-done step), then the steps already done are undone in
+reverse order (each undo is attempted even if an earlier one failed), and
+`MigrationFailed` is raised saying which step failed, why, and how the rollback went. A step marked ``commit`` is the point of no return: after it, a failing step
 is reported but nothing before it is undone (the migration has in effect happened).
 """
 from __future__ import annotations
@@ -74,7 +74,7 @@ class MigrationFailed(RuntimeError):
         self.step, self.phase, self.cause = step, phase, cause
         self.records = records
         self.rolled_back = rolled_back
-        undo_errors = [r for r in records if r.status is Status.UNDO_FAILED]
+        undo_errors = [r for r in records if r.undo_error]
         if not rolled_back:
             how = "past the point of no return: not rolled back"
         elif undo_errors:
@@ -109,6 +109,7 @@ class PhaseRunner:
                 rec.error = f"{type(e).__name__}: {e}"
                 log.error("%s: %s failed after %.3f s: %s", self.label, s.name, rec.seconds, e)
                 if not committed:
+                    self._undo_failed(s, rec)
                     self._rollback(steps, done)
                 raise MigrationFailed(s.name, s.phase, e, self.records,
                                       rolled_back=not committed) from e
@@ -121,6 +122,17 @@ class PhaseRunner:
             if s.commit:
                 committed = True
         return self.records
+
+    def _undo_failed(self, s: Step, rec: PhaseRecord) -> None:
+        """Undo what the failed step did before it failed (its status stays FAILED)."""
+        if s.undo is None:
+            return
+        log.warning("%s: undoing the failed %s", self.label, s.name)
+        try:
+            s.undo()
+        except BaseException as e:
+            rec.undo_error = f"{type(e).__name__}: {e}"
+            log.error("%s: undo of the failed %s failed: %s", self.label, s.name, e)
 
     def _rollback(self, steps: list[Step], done: list[int]) -> None:
         for i in reversed(done):

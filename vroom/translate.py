@@ -159,6 +159,7 @@ def route_tables(vr_id: int, ifindex: Mapping[str, int], snap: Snapshot,
     connected: list[tuple[ipaddress.IPv4Network, str]] = []
     punt = (f"goto_table:{T_PUNT}",)
     group_of: dict[GroupKey, tuple[str, ...]] = {}  # key -> ("group:N",), built once per key
+    fast: dict[tuple, Flow] = {}  # single-gateway routes, keyed as in Tables (one per prefix)
     for r in best_routes(snap.routes).values():
         prefix = r.prefix
         prio = PRIO_ROUTE_BASE + 2 * int(prefix[prefix.index("/") + 1:])
@@ -176,7 +177,11 @@ def route_tables(vr_id: int, ifindex: Mapping[str, int], snap: Snapshot,
                     if acts is None:
                         gid = used.setdefault(key, groups.id_for(key))
                         acts = group_of[key] = (f"group:{gid}",)
-                    flows.append(Flow(T_ROUTE, prio, (v, *nw_dst(prefix)), acts))
+                    if not prefix.endswith(("/0", "/32")):
+                        match = (v, "ip", "nw_dst=" + prefix)
+                    else:
+                        match = (v, *nw_dst(prefix))
+                    fast[(T_ROUTE, prio, match)] = Flow(T_ROUTE, prio, match, acts)
                     routes += 1
                     continue
             nhs = tuple(nh for nh in nhs if nh.dev in ifindex)
@@ -203,6 +208,7 @@ def route_tables(vr_id: int, ifindex: Mapping[str, int], snap: Snapshot,
     flows += _neighbour_flows(vr_id, snap.neighbours, connected, groups, used)
     out = Tables()
     table = out.flows
+    table.update(fast)
     for f in flows:
         k = (f.table, f.priority, f.match)
         if k in table:

@@ -61,6 +61,9 @@ class Transport:
         assert self.bridge is not None
         p = self.bridge.add_port(ifname)
         self.ports[ifname] = p
+        from .router import boost_rx_buffers  # (router imports this module's types)
+
+        boost_rx_buffers([ifname])
         return p
 
     def attach(self, ns: Netns, ifname: str, root_name: str, *, mac: str | None = None,

@@ -48,3 +48,12 @@ def test_restored_process_handle_reaps_its_child() -> None:
     assert h.poll() == h.returncode
     with pytest.raises(ChildProcessError):
         os.waitpid(p.pid, os.WNOHANG)  # reaped by the handle
+
+
+def test_predump_args_track_memory_and_keep_the_namespace_external(tmp_path) -> None:
+    from vroom.cpmove import predump_args
+
+    args = predump_args(4242, tmp_path / "pre", 4026532000)
+    assert args[:3] == ["pre-dump", "--tree", "4242"]
+    assert "--track-mem" in args and "--tcp-established" in args
+    assert args[args.index("--external") + 1] == "net[4026532000]:rlnet"

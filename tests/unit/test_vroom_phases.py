@@ -55,7 +55,9 @@ def test_failure_in_each_phase_undoes_the_done_steps_in_reverse(fail_at: str) ->
         runner.run(make_steps(log, fail_at=fail_at))
     i = [p.value for p in PHASES].index(fail_at)
     done = [p.value for p in PHASES[:i]]
-    assert log == [f"do {n}" for n in done + [fail_at]] + [f"undo {n}" for n in reversed(done)]
+    # the failed step cleans up after itself first, then the done ones in reverse
+    assert log == ([f"do {n}" for n in done + [fail_at]] + [f"undo {fail_at}"]
+                   + [f"undo {n}" for n in reversed(done)])
     e = ei.value
     assert e.step == fail_at and e.rolled_back
     assert str(e) == f"step {fail_at} ({PHASES[i].value}) failed: {fail_at} broke; rolled back"
@@ -69,12 +71,24 @@ def test_failed_undo_is_reported_and_the_rest_still_undone() -> None:
     with pytest.raises(MigrationFailed) as ei:
         PhaseRunner().run(make_steps(log, fail_at=Phase.LINK_MIGRATION.value,
                                      undo_fails=Phase.DP_CLONE.value))
-    assert log[-5:] == ["undo double-data-planes", "undo data-plane-cloning",
-                        "undo control-plane-migration", "undo remote-control-plane",
-                        "undo prepare-target"]
+    assert log[-6:] == ["undo link-migration", "undo double-data-planes",
+                        "undo data-plane-cloning", "undo control-plane-migration",
+                        "undo remote-control-plane", "undo prepare-target"]
     assert "rollback incomplete: undo of data-plane-cloning failed: OSError: undo broke" in str(ei.value)
     rec = {r.step: r for r in ei.value.records}
     assert rec["data-plane-cloning"].status is Status.UNDO_FAILED
+
+
+def test_a_failing_undo_of_the_failed_step_is_reported() -> None:
+    log: list[str] = []
+    with pytest.raises(MigrationFailed) as ei:
+        PhaseRunner().run(make_steps(log, fail_at=Phase.DP_CLONE.value,
+                                     undo_fails=Phase.DP_CLONE.value))
+    rec = {r.step: r for r in ei.value.records}
+    assert rec["data-plane-cloning"].status is Status.FAILED
+    assert rec["data-plane-cloning"].undo_error == "OSError: undo broke"
+    assert "rollback incomplete" in str(ei.value)
+    assert log[-1] == "undo prepare-target"  # the rest was still undone
 
 
 def test_nothing_is_undone_past_the_point_of_no_return() -> None:

@@ -1,0 +1,223 @@
+"""The interactive VROOM lab: routerlab's CLI over a VROOM network, with `migrate VR PR`.
+
+    python -m vroom.lab topologies/vroom-abilene.yaml      (as root)
+
+    routerlab> where                 # which physical router each VR runs on
+    routerlab> prs                   # physical routers: ports in use, VRs hosted
+    routerlab> migrate NYCM NY2      # live migration, phase by phase
+    routerlab> restart NYCM P8       # the baseline: move by restarting
+    routerlab> neighbors CHIN        # (routerlab's own commands work on VRs too)
+    routerlab> hLOSA ping -c3 10.1.8.2
+
+The topology's ``params: {vroom: {impl: {VR: bird}, spares: {PR: VR}}}`` chooses which
+routers run BIRD (needed to migrate them) and which spare physical routers exist; without
+it every router runs BIRD and one spare physical router ``S1`` is added.
+
+`LAB_EXTENSIONS["vroom"]` adds the same commands to `routerlab cli` for a network that is a
+`VroomLab` (routerlab's `run_lab` builds a Mininet network; see vroom/STATUS.md for the hook
+it needs to build a VROOM one instead).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from routerlab.errors import UserError
+from routerlab.lab import LAB_EXTENSIONS, RouterlabCLI, _table, lab_class
+
+from .migrate import MigrationRefused
+from .phases import MigrationFailed
+from .topo import TopoNetwork
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Router:
+    name: str
+    daemon: Any
+
+
+class VroomLab:
+    """What routerlab's CLI needs of a network, over a VROOM `TopoNetwork`."""
+
+    def __init__(self, tn: TopoNetwork):
+        self.tn = tn
+        self.net: dict[str, Any] = {}  # Mininet's CLI wants a node mapping; nodes run below
+
+    @property
+    def vroom(self):
+        return self.tn.net
+
+    def router(self, name: str) -> _Router:
+        try:
+            return _Router(name, self.tn.daemon(name))
+        except UserError:
+            known = sorted(list(self.tn.net.vrs) + list(self.tn.externals))
+            raise UserError(f"unknown router {name!r} (routers: {', '.join(known)})") from None
+
+    def host(self, name: str):
+        if name not in self.tn.hosts:
+            raise UserError(f"unknown host {name!r} (hosts: {', '.join(sorted(self.tn.hosts))})")
+        return self.tn.hosts[name]
+
+    def namespace(self, name: str):
+        if name in self.tn.hosts:
+            return self.tn.hosts[name]
+        vr = self.tn.net.vrs.get(name)
+        if vr is not None and vr.ns is not None:
+            return vr.ns
+        raise UserError(f"unknown node {name!r}")
+
+    def probe(self, src: str, dst: str, seconds: float, rate_pps: int = 1000):
+        from routerlab.traffic import measure
+
+        return measure(self.host(src), self.host(dst), self.tn.address(dst), seconds,
+                       rate_pps=rate_pps)
+
+    def stop(self) -> None:
+        self.tn.stop()
+
+
+def vroom_commands(base: type) -> type:
+    """A CLI class with VROOM's commands (registered in routerlab's LAB_EXTENSIONS)."""
+
+    class VroomCLI(base):  # type: ignore[misc, valid-type]
+        def _vroom(self):
+            v = getattr(self.network, "vroom", None)
+            if v is None:
+                raise UserError("this network has no physical routers (start it with "
+                                "`python -m vroom.lab TOPOLOGY`)")
+            return v
+
+        def do_migrate(self, line: str) -> None:
+            """migrate VR PR: live-migrate virtual router VR to physical router PR."""
+            def run() -> None:
+                args = line.split()
+                if len(args) != 2:
+                    raise UserError("usage: migrate VR PR")
+                try:
+                    rep = self._vroom().migrate(args[0], args[1])
+                except MigrationRefused as e:
+                    raise UserError(f"refused: {e}") from None
+                except MigrationFailed as e:
+                    raise UserError(str(e)) from None
+                rows = [{"phase": r.step, "seconds": f"{r.seconds:.3f}", "status": r.status.value}
+                        for r in rep.phases]
+                self.console.print(_table(f"{rep.vr}: {rep.source} -> {rep.target}", rows,
+                                          ["phase", "seconds", "status"]))
+                self.console.print(f"control-plane freeze {rep.freeze_s:.3f} s; data plane "
+                                   f"cloned ({rep.clone.get('routes', 0)} routes) in "
+                                   f"{rep.clone.get('total_s', 0):.3f} s; total {rep.total_s:.2f} s")
+            self._guard(run)
+
+        def do_restart(self, line: str) -> None:
+            """restart VR PR: move VR to PR by restarting its daemon there (the baseline)."""
+            def run() -> None:
+                args = line.split()
+                if len(args) != 2:
+                    raise UserError("usage: restart VR PR")
+                try:
+                    rep = self._vroom().restart_move(args[0], args[1])
+                except (MigrationRefused, MigrationFailed) as e:
+                    raise UserError(str(e)) from None
+                self.console.print(rep.summary())
+            self._guard(run)
+
+        def do_where(self, line: str) -> None:
+            """where [VR]: the physical router and namespace each virtual router runs in."""
+            def run() -> None:
+                net = self._vroom()
+                names = line.split() or sorted(net.vrs)
+                rows = []
+                for n in names:
+                    vr = net.vrs.get(n)
+                    if vr is None:
+                        raise UserError(f"unknown virtual router {n!r}")
+                    rows.append({"vr": n, "physical router": vr.pr.name if vr.pr else "-",
+                                 "namespace": vr.ns.name if vr.ns else "-", "daemon": vr.impl,
+                                 "pid": vr.pid, "migrations": vr.migrations})
+                self.console.print(_table("virtual routers", rows, list(rows[0]) if rows else ["vr"]))
+            self._guard(run)
+
+        def do_prs(self, line: str) -> None:
+            """prs: physical routers, their free ports and the VRs they host."""
+            def run() -> None:
+                net = self._vroom()
+                rows = [{"physical router": pr.name, "bridge": pr.bridge_name,
+                         "ports": pr.n_ports, "free": pr.free_ports(),
+                         "VRs": ", ".join(sorted(pr.hypervisors)) or "-"}
+                        for pr in net.prs.values()]
+                self.console.print(_table("physical routers", rows, list(rows[0])))
+            self._guard(run)
+
+        def default(self, line: str) -> None:
+            """NODE COMMAND: run COMMAND in a host's or VR's namespace."""
+            first, args, _ = self.parseline(line)
+            if getattr(self.network, "vroom", None) is None or not args:
+                return super().default(line)
+
+            def run() -> None:
+                ns = self.network.namespace(first)
+                r = ns.run(["sh", "-c", args], check=False, timeout=120)
+                self.console.print((r.stdout + r.stderr).rstrip(), highlight=False, markup=False)
+            self._guard(run)
+
+    return VroomCLI
+
+
+LAB_EXTENSIONS["vroom"] = vroom_commands
+
+
+def build(topology: str, prefix: str | None = None,
+          progress: Callable[[str], None] | None = None) -> VroomLab:
+    """Build and converge a VROOM network for a topology file (see the module docstring)."""
+    from routerlab.topology import load_topology
+
+    topo = load_topology(topology)
+    opts = topo.params.get("vroom") or {}
+    routers = [n.name for n in topo.routers()]
+    impl = opts.get("impl") or {r: "bird" for r in routers}
+    spares = opts.get("spares") or {"S1": routers[0]}
+    tn = TopoNetwork(topo, prefix or f"vl{secrets.token_hex(2)}", impl=impl, spare=spares)
+    tn.start(progress=progress)
+    try:
+        tn.wait_converged(timeout=180)
+    except BaseException:
+        tn.stop()
+        raise
+    return VroomLab(tn)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vroom.lab", description=__doc__.split("\n")[0])
+    ap.add_argument("topology")
+    ap.add_argument("--script", help="run these CLI commands instead of an interactive session")
+    ap.add_argument("--prefix", help="name prefix (at most 7 letters/digits)")
+    a = ap.parse_args(argv)
+    from rich.console import Console
+
+    console = Console()
+    try:
+        lab = build(a.topology, a.prefix, progress=lambda m: console.print(f"[dim]{m}[/]"))
+    except UserError as e:
+        console.print(f"[red]error:[/] {e}")
+        return 2
+    try:
+        console.print(f"{lab.tn.topo.name}: {len(lab.vroom.vrs)} virtual routers on "
+                      f"{len(lab.vroom.prs)} physical routers. Type `help`.")
+        cls = lab_class()
+        if not issubclass(cls, RouterlabCLI) or "vroom" not in LAB_EXTENSIONS:
+            cls = vroom_commands(RouterlabCLI)
+        cls(lab, console=console, script=a.script)
+    finally:
+        lab.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
