@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections import deque
 import os
 import select
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable

@@ -173,6 +173,22 @@ def vroom_commands(base: type) -> type:
 LAB_EXTENSIONS["vroom"] = vroom_commands
 
 
+def _network_for_lab(topo: Any, prefix: str) -> VroomLab:
+    """What `routerlab cli` would call for a topology with ``params: {system: vroom}``, once
+    routerlab.lab offers a LAB_NETWORKS registry (proposed; see vroom/STATUS.md)."""
+    ok = prefix.isalnum() and len(prefix) <= 7  # routerlab's default "rl-" is not
+    return build(str(topo.path or topo.source), prefix if ok else None)
+
+
+try:  # registered only if the substrate has the hook
+    from routerlab import lab as _rl_lab
+
+    if isinstance(getattr(_rl_lab, "LAB_NETWORKS", None), dict):
+        _rl_lab.LAB_NETWORKS["vroom"] = _network_for_lab  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    pass
+
+
 def build(topology: str, prefix: str | None = None,
           progress: Callable[[str], None] | None = None) -> VroomLab:
     """Build and converge a VROOM network for a topology file (see the module docstring)."""

@@ -289,7 +289,8 @@ class Migration:
 
     # ------------------------------------------------------------------ 3. control plane
     def _punt_remote(self) -> None:
-        """Right after the restore: A's punts go into the tunnel, to the VR at B."""
+        """Right before the dump: A's punts go into the tunnel, to the VR's (locked) place
+        at B, where it will be restored."""
         assert self.hv_src and self.tunnel_ports
         self.hv_src.set_bindings(tunnel=TunnelEnd(self.tunnel_ports[0], punt=True, accept=True))
 
@@ -305,7 +306,7 @@ class Migration:
         self.move = ControlPlaneMove(
             vr.daemon, self.src_ns, self.dst_ns, vr.run_dir / "images",
             {i.name: i.ifindex for i in vr.interfaces}, self.criu, precopy=pre,
-            after_restore=self._punt_remote,
+            redirect=self._punt_remote,
             before_restore=lambda: self._hook("before-restore"), route_watch=self.route_watch,
             link=self.link)
         res = self.move.run()  # on failure the runner calls _undo_cp for this step too
@@ -333,7 +334,7 @@ class Migration:
             back = ControlPlaneMove(
                 vr.daemon, self.dst_ns, self.src_ns, vr.run_dir / "images-back",
                 {i.name: i.ifindex for i in vr.interfaces}, self.criu,
-                after_restore=lambda: self.hv_src.set_bindings(  # type: ignore[union-attr]
+                redirect=lambda: self.hv_src.set_bindings(  # type: ignore[union-attr]
                     tunnel=TunnelEnd(self.tunnel_ports[0], accept=True)))  # type: ignore[index]
             back.run()
             m.dumped = m.restored = False

@@ -25,7 +25,6 @@ from routerlab import registry
 from routerlab.daemons import RouterSpec
 from routerlab.netns import Netns, check_ifname, create_veth, delete_link
 
-from .binding import TunnelEnd
 from .hypervisor import DataPlaneHypervisor
 from .router import TUNNEL_MTU, PhysicalRouter, VirtualRouter, add_ports, prepare_namespace
 from .translate import MAX_VR_ID

@@ -53,13 +53,16 @@ def wait_for(cond: Callable[[], object], timeout: float, what: str, every: float
         if v:
             return v
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            last = getattr(getattr(cond, "__self__", None), "last", None)
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
+                                 + (f"; last seen: {last}" if last else ""))
         time.sleep(every)
 
 
 class Lab:
     def __init__(self, net: VroomNetwork, n1: BirdDaemon, n2: FrrDaemon, ext: ExabgpDaemon):
         self.net, self.n1, self.n2, self.ext = net, n1, n2, ext
+        self.last: dict | None = None  # the state `converged` saw last
 
     @property
     def r1(self):
@@ -87,7 +90,7 @@ class Lab:
                  timeout, "n1 -> n2's loopback through r1")
 
     def converged(self) -> dict | None:
-        s = self.state()
+        s = self.last = self.state()
         ok = (s["n1_ospf"] == "Full" and s["n2_ospf"] == "Full" and s["ext_bgp"] == "Established"
               and s["r1_bgp"] == "Established")
         return s if ok else None
@@ -221,7 +224,8 @@ def test_migration_loses_no_packet_and_keeps_every_adjacency(lab: Lab, tmp_path)
     log.info("probe: %s", res.summary())
     assert rep.ok and r1.pr is net.prs["B"]
     assert res.lost == 0, explain_loss(lab, res, tmp_path, "migration")
-    assert rep.freeze_s is not None and rep.freeze_s < 2.0
+    # (the < 0.5 s goal is the experiment's; here: well inside the OSPF dead interval)
+    assert rep.freeze_s is not None and rep.freeze_s < 4.0, rep.cp.to_json()
     after = wait_for(lab.converged, 10, "adjacencies after the move")
     elapsed = time.monotonic() - t_before
     # no session reset: same number of BGP connections, uptime kept growing
