@@ -10,6 +10,7 @@ import json
 import logging
 import time
 
+from routerlab.daemons.base import wait_for
 from routerlab.experiments import RunContext, experiment
 from routerlab.network import Network
 from routerlab.report import Result, markdown_table, plot
@@ -19,17 +20,6 @@ from routerlab.traffic import Probe, arrival_series
 log = logging.getLogger(__name__)
 
 RATE_PPS = 1000
-
-
-def wait_for(cond, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def _tx_packets(node, intf: str) -> int:
@@ -69,7 +59,8 @@ def run_ospf_ring(ctx: RunContext) -> Result:
         conv_adj = net.wait_converged(timeout=90)
         h1, h2 = net.host("h1"), net.host("h2")
         dst = net.address("h2")
-        wait_for(lambda: "1 received" in h1.cmd(f"ping -c1 -W1 {dst}"), 60, "h1 to reach h2")
+        wait_for(lambda: "1 received" in h1.cmd(f"ping -c1 -W1 {dst}"), 60, interval=0.1,
+                 what="h1 to reach h2")
         convergence_s = time.monotonic() - net.daemon_start_time
         ctx.step(f"converged in {convergence_s:.1f} s; starting the probe", 0.4)
 
