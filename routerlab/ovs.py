@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from routerlab import registry
+from routerlab.errors import UserError
 from routerlab.netns import CommandError, run
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,18 @@ log = logging.getLogger(__name__)
 OF = "OpenFlow13"
 
 
+OVS_NOT_RUNNING = ("Open vSwitch is not running (ovs-vsctl cannot reach its database): "
+                   "run `scripts/setup.sh` (or `/usr/share/openvswitch/scripts/ovs-ctl start`)")
+
+
 def vsctl(*args: str, check: bool = True, timeout: float = 30) -> str:
-    return run(["ovs-vsctl", "-t", str(int(timeout)), *args], check=check, timeout=timeout + 5).stdout
+    try:
+        return run(["ovs-vsctl", "-t", str(int(timeout)), *args], check=check,
+                   timeout=timeout + 5).stdout
+    except CommandError as e:
+        if "database connection failed" in str(e):
+            raise UserError(OVS_NOT_RUNNING) from None
+        raise
 
 
 def ofctl(*args: str, check: bool = True, timeout: float = 120) -> str:
@@ -35,7 +46,7 @@ def ovs_running() -> bool:
     try:
         vsctl("show", timeout=3)
         return True
-    except (CommandError, OSError):
+    except (CommandError, UserError, OSError):
         return False
 
 

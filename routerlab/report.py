@@ -64,8 +64,13 @@ class Result:
 
     def summary(self) -> dict[str, Any]:
         ok = self.ok and self.error is None and all(m.met for m in self.metrics)
-        return {"experiment": self.experiment, "ok": ok,
-                "metrics": [m.to_json() for m in self.metrics]}
+        out: dict[str, Any] = {"experiment": self.experiment, "ok": ok,
+                               "metrics": [m.to_json() for m in self.metrics]}
+        if isinstance(self.raw, dict) and self.raw.get("elapsed_s") is not None:
+            out["elapsed_s"] = self.raw["elapsed_s"]  # wall-clock time of the whole run
+        if self.error:
+            out["error"] = self.error
+        return out
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

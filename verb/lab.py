@@ -1,14 +1,17 @@
 """VERB commands for `routerlab cli` (registered in `routerlab.lab.LAB_EXTENSIONS`).
 
-    verb start R [MODE]            R's daemon gives way to a bug-tolerant router (FRR, BIRD,
-                                   GoBGP replicas) with R's own spec, in R's namespace
-    verb status R                  replicas, masters, disagreements, sessions, recoveries
-    verb mode R MODE               master-slave | continuous-majority | wait-for-consensus
-    verb fault R FAULT REPLICA [k=v ...]   inject a bug (crash, hang, wrong-next-hop prefix=P
-                                   gateway=G, missing-route prefix=P, bogus-route prefix=P,
-                                   corrupt-update kind=as-path, malformed, withdraw-race,
-                                   slow); `verb clear R` switches the faults off
-    verb stop R                    back to R's original daemon
+    verb start R [MODE]        R's daemon gives way to a bug-tolerant router (FRR, BIRD and
+                               GoBGP replicas) with R's own configuration, in R's namespace;
+                               returns once every neighbour is Established again
+    verb status R [--json]     replicas, masters, disagreements, neighbours, recoveries
+    verb mode R MODE           master-slave | continuous-majority | wait-for-consensus
+    verb fault R FAULT REPLICA [key=value ...]
+                               inject a bug into REPLICA (r1, 1 or bird): crash, hang,
+                               wrong-next-hop prefix=P gateway=G, missing-route prefix=P,
+                               bogus-route prefix=P, corrupt-update kind=as-path, malformed,
+                               withdraw-race, slow
+    verb clear R               switch R's injected faults off
+    verb stop R                back to R's original daemon
 
 R must be a BGP-only router whose neighbours are on its connected subnets (the hypervisor
 interposes on BGP; GoBGP speaks no OSPF).
@@ -21,10 +24,16 @@ import secrets
 import shlex
 from typing import Any
 
+from routerlab.daemons.base import wait_for
+from routerlab.errors import UserError
+
 from .faults import FAULTS, Fault
 from .router import BugTolerantRouter, VerbConfig
 
 log = logging.getLogger(__name__)
+
+# How long `verb start` / `verb stop` wait for every neighbour's session to be Established.
+SESSION_DEADLINE_S = 90.0
 
 USAGE = ("usage: verb start R [MODE] | verb status R | verb mode R MODE | "
          "verb fault R FAULT REPLICA [key=value ...] | verb clear R | verb stop R")
@@ -49,6 +58,29 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _settled(cond: Any) -> bool:
+    """True once `cond` holds, False if it still does not after SESSION_DEADLINE_S."""
+    try:
+        wait_for(cond, SESSION_DEADLINE_S, interval=0.5, what="BGP sessions")
+        return True
+    except TimeoutError:
+        return False
+
+
+def _replica_name(router: BugTolerantRouter, word: str) -> str:
+    """A replica by name (r1), index (1) or daemon (bird)."""
+    impls = dict(zip(router.names, router.config.implementations))
+    if word in impls:
+        return word
+    if word.isdigit() and f"r{word}" in impls:
+        return f"r{word}"
+    by_impl = [r for r, impl in impls.items() if impl == word]
+    if len(by_impl) == 1:
+        return by_impl[0]
+    known = ", ".join(f"{r} ({impl})" for r, impl in impls.items())
+    raise UserError(f"unknown replica {word!r} (replicas: {known})")
+
+
 class VerbCommands:
     """The `verb` command (a mixin for the lab's CLI class)."""
 
@@ -61,32 +93,36 @@ class VerbCommands:
         return self._verb
 
     def do_verb(self, line: str) -> None:
-        """verb start|status|mode|fault|clear|stop R ...: a bug-tolerant router (VERB)."""
+        """verb start|status|mode|fault|clear|stop R ...: a bug-tolerant router (VERB);
+        `help verb` lists the subcommands."""
         def run() -> None:
             args = shlex.split(line)
             if len(args) < 2:
-                raise ValueError(USAGE)
+                raise UserError(USAGE)
             sub, name, rest = args[0], args[1], args[2:]
             handler = getattr(self, f"_verb_{sub}", None)
             if handler is None:
-                raise ValueError(USAGE)
-            handler(name, rest)
+                raise UserError(USAGE)
+            try:
+                handler(name, rest)
+            except ValueError as e:  # bad parameters, unknown mode or replica
+                raise UserError(str(e)) from None
         guard = getattr(self, "_guard", None)  # the lab CLI prints errors and goes on
         guard(run) if guard is not None else run()
 
     def _verb_router(self, name: str) -> BugTolerantRouter:
         st = self._verb_state().get(name)
         if st is None:
-            raise ValueError(f"{name} is not a bug-tolerant router (verb start {name})")
+            raise UserError(f"{name} is not a bug-tolerant router (verb start {name})")
         return st["router"]
 
     def _verb_start(self, name: str, rest: list[str]) -> None:
         if name in self._verb_state():
-            raise ValueError(f"{name} already runs VERB")
+            raise UserError(f"{name} already runs VERB")
         node = self.network.router(name)
         spec = node.daemon.spec
         if spec.ospf_enabled or not spec.bgp_neighbors:
-            raise ValueError(f"{name}: VERB needs a BGP-only router (it has "
+            raise UserError(f"{name}: VERB needs a BGP-only router (it has "
                              f"{'OSPF' if spec.ospf_enabled else 'no BGP neighbours'})")
         mode = rest[0] if rest else "continuous-majority"
         node.daemon.stop()
@@ -99,42 +135,86 @@ class VerbCommands:
             node.start_daemon(node.daemon.run_dir)
             raise
         self._verb_state()[name] = {"router": router, "faults": []}
+        # The neighbours' sessions were reset with the old daemon; ready means they are
+        # Established again through the hypervisor and every replica has caught up.
+        ready = _settled(lambda: self._verb_ready(router))
         self.console.print(f"{name}: bug-tolerant router up ({mode}; replicas "
-                           f"{', '.join(router.config.implementations)})")
+                           f"{', '.join(router.config.implementations)})"
+                           + ("; every neighbour Established" if ready else
+                              f"; [yellow]not every neighbour Established after "
+                              f"{SESSION_DEADLINE_S:.0f} s (see `verb status {name}`)[/]"))
+
+    @staticmethod
+    def _verb_ready(router: BugTolerantRouter) -> bool:
+        st = router.status()
+        return (all(n["established"] for n in st["neighbors"].values())
+                and all(e["caught_up"] for e in st["endpoints"].values()))
 
     def _verb_status(self, name: str, rest: list[str]) -> None:
+        """Replicas, voting, and the neighbours' sessions as tables (`--json` for everything)."""
         status = self._verb_router(name).status()
-        self.console.print_json(json.dumps(status, default=str))
+        if rest[:1] == ["--json"]:
+            self.console.print_json(json.dumps(status, default=str))
+            return
+        from rich.table import Table
+
+        t = Table("replica", "daemon", "state", "generation", "FIB disagreements",
+                  "update disagreements", title=f"{name}: {status['mode']}, FIB master "
+                  f"{status['master']['fib']}, update master {status['master']['updates']}")
+        for r, st in status["replicas"].items():
+            dis = status["disagreements"].get(r, {})
+            t.add_row(r, st.get("impl", ""), st.get("state", ""), str(st.get("generation", "")),
+                      str(dis.get("fib", 0)), str(dis.get("updates", 0)))
+        self.console.print(t)
+        n = Table("neighbour", "established", "connections", "updates in", "updates out",
+                  "advertised", "notifications sent", title=f"{name}: neighbours")
+        for peer, st in status["neighbors"].items():
+            n.add_row(peer, "yes" if st["established"] else "no", str(st["established_count"]),
+                      str(st["updates_in"]), str(st["updates_out"]), str(st["advertised"]),
+                      str(st["notifications_sent"]))
+        self.console.print(n)
+        self.console.print(f"voted FIB: {status['fib_routes']} routes ({status['fib_errors']} "
+                           f"install errors); recoveries: {len(status['recoveries'])}")
 
     def _verb_mode(self, name: str, rest: list[str]) -> None:
         if not rest:
-            raise ValueError("usage: verb mode R MODE")
+            raise UserError("usage: verb mode R MODE")
         self._verb_router(name).set_mode(rest[0])
         self.console.print(f"{name}: voting mode {rest[0]}")
 
     def _verb_fault(self, name: str, rest: list[str]) -> None:
         if len(rest) < 2 or rest[0] not in FAULTS:
-            raise ValueError(f"usage: verb fault R FAULT REPLICA [key=value ...]; faults: {', '.join(FAULTS)}")
+            raise UserError(f"usage: verb fault R FAULT REPLICA [key=value ...]; faults: {', '.join(FAULTS)}")
         router = self._verb_router(name)
-        f: Fault = FAULTS[rest[0]](router, rest[1], **parse_params(rest[2:])).inject()
+        replica = _replica_name(router, rest[1])
+        f: Fault = FAULTS[rest[0]](router, replica, **parse_params(rest[2:])).inject()
         self._verb_state()[name]["faults"].append(f)
-        self.console.print(f"{name}: {f.name} injected on {rest[1]} ({f.description})")
+        self.console.print(f"{name}: {f.name} injected on {replica} ({f.description})")
 
     def _verb_clear(self, name: str, rest: list[str]) -> None:
-        for f in self._verb_state()[name]["faults"]:
+        self._verb_router(name)
+        faults = self._verb_state()[name]["faults"]
+        for f in faults:
             f.clear()
         self._verb_state()[name]["faults"] = []
+        self.console.print(f"{name}: {len(faults)} fault(s) cleared")
 
     def _verb_stop(self, name: str, rest: list[str]) -> None:
         st = self._verb_state().pop(name, None)
         if st is None:
-            raise ValueError(f"{name} is not a bug-tolerant router")
+            raise UserError(f"{name} is not a bug-tolerant router")
         for f in st["faults"]:
             f.clear()
         st["router"].stop()
         node = self.network.router(name)
         node.start_daemon(node.daemon.run_dir)
-        self.console.print(f"{name}: back to its own {node.daemon.implementation}")
+        d = node.daemon
+        ready = _settled(lambda: all(s.state == "Established" for s in d.bgp_sessions()))
+        self.console.print(f"{name}: back to its own {d.implementation}"
+                           + ("; every neighbour Established" if ready else ""))
+
+
+VerbCommands.do_verb.__doc__ = __doc__  # `help verb` in the lab shows the whole usage
 
 
 def extend(cls: type) -> type:

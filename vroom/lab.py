@@ -1,6 +1,6 @@
 """The interactive VROOM lab: routerlab's CLI over a VROOM network, with `migrate VR PR`.
 
-    python -m vroom.lab topologies/vroom-abilene.yaml      (as root)
+    routerlab cli vroom                  (as root; or python -m vroom.lab TOPOLOGY)
 
     routerlab> where                 # which physical router each VR runs on
     routerlab> prs                   # physical routers: ports in use, VRs hosted
@@ -13,21 +13,21 @@ The topology's ``params: {vroom: {impl: {VR: bird}, spares: {PR: VR}}}`` chooses
 routers run BIRD (needed to migrate them) and which spare physical routers exist; without
 it every router runs BIRD and one spare physical router ``S1`` is added.
 
-`LAB_EXTENSIONS["vroom"]` adds the same commands to `routerlab cli` for a network that is a
-`VroomLab` (routerlab's `run_lab` builds a Mininet network; see vroom/STATUS.md for the hook
-it needs to build a VROOM one instead).
+`LAB_EXTENSIONS["vroom"]` adds these commands to `routerlab cli`, and `LAB_RUNNERS["vroom"]`
+builds the VROOM network for any topology with ``params: {system: vroom}``.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import secrets
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from routerlab.errors import UserError
-from routerlab.lab import LAB_EXTENSIONS, RouterlabCLI, _table, lab_class
+from routerlab.lab import LAB_EXTENSIONS, LAB_RUNNERS, RouterlabCLI, _table, lab_class
 
 from .migrate import MigrationRefused
 from .phases import MigrationFailed
@@ -90,8 +90,8 @@ def vroom_commands(base: type) -> type:
         def _vroom(self):
             v = getattr(self.network, "vroom", None)
             if v is None:
-                raise UserError("this network has no physical routers (start it with "
-                                "`python -m vroom.lab TOPOLOGY`)")
+                raise UserError("this network has no physical routers (open a VROOM lab: "
+                                "`routerlab cli vroom`)")
             return v
 
         def do_migrate(self, line: str) -> None:
@@ -173,28 +173,13 @@ def vroom_commands(base: type) -> type:
 LAB_EXTENSIONS["vroom"] = vroom_commands
 
 
-def _network_for_lab(topo: Any, prefix: str) -> VroomLab:
-    """What `routerlab cli` would call for a topology with ``params: {system: vroom}``, once
-    routerlab.lab offers a LAB_NETWORKS registry (proposed; see vroom/STATUS.md)."""
-    ok = prefix.isalnum() and len(prefix) <= 7  # routerlab's default "rl-" is not
-    return build(str(topo.path or topo.source), prefix if ok else None)
-
-
-try:  # registered only if the substrate has the hook
-    from routerlab import lab as _rl_lab
-
-    if isinstance(getattr(_rl_lab, "LAB_NETWORKS", None), dict):
-        _rl_lab.LAB_NETWORKS["vroom"] = _network_for_lab  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-    pass
-
-
-def build(topology: str, prefix: str | None = None,
+def build(topology: Any, prefix: str | None = None,
           progress: Callable[[str], None] | None = None) -> VroomLab:
-    """Build and converge a VROOM network for a topology file (see the module docstring)."""
-    from routerlab.topology import load_topology
+    """Build and converge a VROOM network for a topology (a loaded `Topology`, a file or a
+    shipped name; see the module docstring)."""
+    from routerlab.topology import Topology, load_topology
 
-    topo = load_topology(topology)
+    topo = topology if isinstance(topology, Topology) else load_topology(topology)
     opts = topo.params.get("vroom") or {}
     routers = [n.name for n in topo.routers()]
     impl = opts.get("impl") or {r: "bird" for r in routers}
@@ -202,11 +187,46 @@ def build(topology: str, prefix: str | None = None,
     tn = TopoNetwork(topo, prefix or f"vl{secrets.token_hex(2)}", impl=impl, spare=spares)
     tn.start(progress=progress)
     try:
+        if progress:
+            progress("waiting for OSPF adjacencies and BGP sessions")
         tn.wait_converged(timeout=180)
     except BaseException:
         tn.stop()
         raise
     return VroomLab(tn)
+
+
+def lab_prefix(prefix: str | None) -> str | None:
+    """VROOM's names allow at most 7 letters/digits: routerlab's ``rl-`` becomes ``rl``."""
+    if not prefix:
+        return None
+    return re.sub(r"[^A-Za-z0-9]", "", prefix)[:7] or None
+
+
+def run_vroom_lab(topo: Any, *, prefix: str = "rl-", console: Any = None,
+                  script: str | None = None) -> int:
+    """`routerlab cli` for a topology with ``params: {system: vroom}``: build, converge with a
+    progress display, open the CLI with VROOM's commands, tear everything down."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = console or Console()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(f"building {topo.name}")
+        lab = build(topo, lab_prefix(prefix),
+                    progress=lambda m: bar.update(task, description=str(m)))
+    try:
+        console.print(f"{topo.name}: {len(lab.vroom.vrs)} virtual routers on "
+                      f"{len(lab.vroom.prs)} physical routers. Type `help`; VROOM: migrate, "
+                      f"restart, where, prs.")
+        lab_class()(lab, console=console, script=script)
+    finally:
+        lab.stop()
+    return 0
+
+
+LAB_RUNNERS["vroom"] = run_vroom_lab
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console()
     try:
-        lab = build(a.topology, a.prefix, progress=lambda m: console.print(f"[dim]{m}[/]"))
+        lab = build(a.topology, lab_prefix(a.prefix), progress=lambda m: console.print(f"[dim]{m}[/]"))
     except UserError as e:
         console.print(f"[red]error:[/] {e}")
         return 2

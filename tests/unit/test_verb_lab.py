@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from routerlab.daemons import BgpNeighbor, Interface, RouterSpec
+from routerlab.errors import UserError
 from routerlab.lab import LAB_EXTENSIONS, RouterlabCLI
 from verb import lab
 
@@ -43,9 +44,9 @@ def test_usage_and_refusals():
     ospf = RouterSpec("r1", "10.255.0.1", 65001, interfaces=[Interface("e0", "10.0.0.1/24", ospf_area="0")],
                       bgp_neighbors=[BgpNeighbor("10.0.0.2", 65002)])
     c = _cmds(ospf)
-    with pytest.raises(ValueError, match="usage"):
+    with pytest.raises(UserError, match="usage"):
         c.do_verb("start")
-    with pytest.raises(ValueError, match="BGP-only"):
+    with pytest.raises(UserError, match="BGP-only"):
         c.do_verb("start r1")
-    with pytest.raises(ValueError, match="not a bug-tolerant router"):
+    with pytest.raises(UserError, match="not a bug-tolerant router"):
         c.do_verb("status r1")
