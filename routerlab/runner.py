@@ -52,9 +52,10 @@ class RunLock:
             self.f.close()
 
 
-def run_one(exp: Experiment, out_dir: Path, quick: bool, progress_fn) -> Result:
+def run_one(exp: Experiment, out_dir: Path, quick: bool, progress_fn, *,
+            part_of_all: bool = False) -> Result:
     """Run one experiment; any exception becomes a failed Result (the others go on)."""
-    ctx = RunContext(out_dir=out_dir, quick=quick, progress=progress_fn)
+    ctx = RunContext(out_dir=out_dir, quick=quick, progress=progress_fn, part_of_all=part_of_all)
     out_dir.mkdir(parents=True, exist_ok=True)
     fh = logging.FileHandler(out_dir / "run.log")
     fh.setLevel(logging.DEBUG)
@@ -97,7 +98,7 @@ def run_experiments(table: dict[str, Experiment], names: list[str], out: Path, *
                 progress.update(_t, description=msg[:70], **({"completed": frac} if frac is not None else {}))
 
             exp_dir = out if single else out / name
-            res = run_one(exp, exp_dir, quick, report)
+            res = run_one(exp, exp_dir, quick, report, part_of_all=label == "all" and not single)
             results.append(res)
             progress.update(task, completed=1.0,
                             description="[green]ok[/]" if res.summary()["ok"] else "[red]failed[/]")

@@ -333,6 +333,15 @@ class FrrDaemon(Daemon):
             return []
         return parse_ospf_neighbors(self.vtysh_json("show ip ospf neighbor json"))
 
+    def ospf_quiet_s(self) -> float:
+        """Seconds since this router last ran SPF or saw a new LSA instance (the smaller).
+
+        Once it exceeds the SPF and LSA throttles' longest hold (1 s here), the next event
+        is handled with the initial delays: the network is in steady state."""
+        status = self.vtysh_json("show ip ospf json")
+        db = self.vtysh_json("show ip ospf database json")
+        return ospf_quiet_s(status, db)
+
     def bgp_sessions(self) -> list[BgpSession]:
         if not self.spec.bgp_enabled:
             return []
@@ -354,6 +363,20 @@ class FrrDaemon(Daemon):
 # ----------------------------------------------------------------------------------------
 # Parsers (pure; unit-tested against recorded vtysh output)
 # ----------------------------------------------------------------------------------------
+
+def ospf_quiet_s(status: dict[str, Any], database: dict[str, Any]) -> float:
+    """From `show ip ospf json` and `show ip ospf database json`: seconds since the last SPF
+    run or the youngest LSA, whichever is more recent (0 when SPF never ran)."""
+    spf_ms = status.get("spfLastExecutedMsecs")
+    quiet = float(spf_ms) / 1000 if spf_ms is not None else 0.0
+    for area in (database.get("areas") or {}).values():
+        for key, lsas in area.items():
+            if isinstance(lsas, list):
+                for lsa in lsas:
+                    if isinstance(lsa, dict) and "lsaAge" in lsa:
+                        quiet = min(quiet, float(lsa["lsaAge"]))
+    return quiet
+
 
 def parse_ospf_neighbors(data: dict[str, Any]) -> list[OspfNeighbor]:
     """`show ip ospf neighbor json` -> OspfNeighbor list."""

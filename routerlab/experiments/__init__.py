@@ -31,6 +31,9 @@ class RunContext:
     quick: bool = False
     progress: ProgressFn = field(default=lambda msg, frac=None: None)
     options: dict = field(default_factory=dict)
+    # Part of `routerlab run all`, which must finish in 20 minutes on 2 cores: an experiment
+    # whose full size alone takes several minutes runs a stated, smaller variant.
+    part_of_all: bool = False
 
     def step(self, message: str, fraction: float | None = None) -> None:
         log.info("%s", message)

@@ -204,3 +204,13 @@ def test_exabgp_error_lines() -> None:
            "18:49:30 | 20475  | configuration   | invalid keyword \"peer-az\"\n")
     assert exabgp.exabgp_error(out) == ('syntax error in section neighbor | line 9: peer-az 65001 ; | '
                                        'invalid keyword "peer-az"')
+
+
+def test_frr_ospf_quiet_is_the_more_recent_of_spf_and_youngest_lsa():
+    status = {"spfLastExecutedMsecs": 4200, "holdtimeMaxMsecs": 1000}
+    db = {"routerId": "10.255.0.1", "areas": {"0.0.0.0": {
+        "routerLinkStates": [{"lsId": "10.255.0.1", "lsaAge": 9}, {"lsId": "10.255.0.2", "lsaAge": 3}],
+        "routerLinkStatesCount": 2}}}
+    assert frr.ospf_quiet_s(status, db) == 3.0          # a new LSA 3 s ago
+    assert frr.ospf_quiet_s({"spfLastExecutedMsecs": 250}, db) == 0.25  # SPF ran 250 ms ago
+    assert frr.ospf_quiet_s({}, db) == 0.0              # SPF never ran: not quiet
