@@ -163,6 +163,10 @@ def create_veth(a: str, b: str, *, ns_a: Netns | None = None, ns_b: Netns | None
         ns_a.run(args)
     else:
         run(args)
+    if ns_a is None:
+        registry.session().link_created(a)
+    elif ns_b is None:
+        registry.session().link_created(b)
     # The userspace datapath does not fill in checksums left to offload: turn it off.
     for name, ns in ((a, ns_a), (b, ns_b)):
         set_offload(name, ns)

@@ -137,11 +137,15 @@ class RegisteredLink(TCLink):
     @classmethod
     def makeIntfPair(cls, intfname1: str, intfname2: str, addr1=None, addr2=None,  # noqa: N802
                      node1: Node = None, node2: Node = None, deleteIntfs: bool = True):
-        for name, node in ((intfname1, node1), (intfname2, node2)):
-            if node is None or not node.inNamespace:
-                registry.session().add("link", name)
-        return super().makeIntfPair(intfname1, intfname2, addr1, addr2, node1, node2,
+        root_ends = [name for name, node in ((intfname1, node1), (intfname2, node2))
+                     if node is None or not node.inNamespace]
+        for name in root_ends:
+            registry.session().add("link", name)
+        pair = super().makeIntfPair(intfname1, intfname2, addr1, addr2, node1, node2,
                                     deleteIntfs=False)
+        for name in root_ends:
+            registry.session().link_created(name)
+        return pair
 
 
 def offload_off(node: Node) -> None:

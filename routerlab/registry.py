@@ -73,6 +73,13 @@ class Session:
         assert kind in KINDS, kind
         self._append({"op": "add", "kind": kind, "name": str(name), **attrs})
 
+    def link_created(self, name: str) -> None:
+        """Record a root-namespace link's ifindex once it exists: `clean` then removes only
+        that very link, not one created later under the same name by someone else."""
+        ifindex = link_ifindex(name)
+        if ifindex is not None:
+            self.add("link", name, ifindex=ifindex)
+
     def add_process(self, pid: int, name: str = "") -> None:
         """Record a started process with its start time (guards against pid reuse)."""
         self._append({"op": "add", "kind": "process", "name": name or str(pid), "pid": pid,
@@ -221,6 +228,21 @@ def link_exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
 
 
+def link_ifindex(name: str) -> int | None:
+    """The root-namespace link's interface index, or None if there is no such link."""
+    try:
+        return int(Path("/sys/class/net", name, "ifindex").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def link_is_ours(rec: dict[str, Any]) -> bool:
+    """A recorded link is still there and still the one we created (same ifindex, when the
+    record has one: a record written just before a crash may not)."""
+    ifindex = link_ifindex(rec["name"])
+    return ifindex is not None and rec.get("ifindex") in (None, ifindex)
+
+
 def remove_resources(resources: list[dict[str, Any]]) -> CleanReport:
     """Remove recorded resources (processes, bridges, links, namespaces, directories)."""
     rep = CleanReport()
@@ -245,7 +267,7 @@ def remove_resources(resources: list[dict[str, Any]]) -> CleanReport:
             (rep.removed["bridge"].append(r["name"]) if res.returncode == 0
              else rep.errors.append(f"bridge {r['name']}: {res.stderr.strip()}"))
     for r in reversed(by_kind["link"]):
-        if link_exists(r["name"]):
+        if link_is_ours(r):
             res = _run(["ip", "link", "del", r["name"]])
             (rep.removed["link"].append(r["name"]) if res.returncode == 0
              else rep.errors.append(f"link {r['name']}: {res.stderr.strip()}"))
@@ -297,7 +319,7 @@ def _still_there(r: dict[str, Any]) -> bool:
     if kind == "bridge":
         return ovs_bridge_exists(name)
     if kind == "link":
-        return link_exists(name)
+        return link_is_ours(r)
     if kind == "dir":
         return Path(name).exists()
     return False
