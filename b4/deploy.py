@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from routerlab import registry
+from routerlab.daemons.base import wait_for
 
 from b4.model import Wan
 from b4.rpc import RpcError, call, free_port
-from b4.wan import WanNetwork, wait_until
+from b4.wan import WanNetwork
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ class B4Deployment:
                 self._write_config(r)
                 self._spawn(r)
             for r in self.ofcs:
-                wait_until(lambda: _listening(r.rpc_port) or not r.alive, 30, f"{r.name} to listen")
+                wait_for(lambda: _listening(r.rpc_port) or not r.alive, 30, interval=0.05,
+                         what=f"{r.name} to listen")
                 if not r.alive:
                     raise RuntimeError(f"{r.name} died: {self.log_tail(r)}")
             self.net.set_controllers([r.ofp_port for r in self.ofcs])
@@ -177,7 +179,10 @@ class B4Deployment:
                 return call(r.rpc_port, {"type": "status"}, timeout=2).get("role") in ("standby", "leader")
             except (OSError, RpcError):
                 return False
-        wait_until(up, timeout, f"{r.name} to come back", 0.1)
+        # wait_for retries on the errors it swallows (OSError, ValueError, DaemonError,
+        # CommandError) but lets the plain RuntimeError above through: a dead replica fails
+        # the restart at once instead of after `timeout`
+        wait_for(up, timeout, interval=0.1, what=f"{r.name} to come back")
 
     def stop(self) -> None:
         for r in self.tes + self.ofcs:
@@ -228,7 +233,7 @@ class B4Deployment:
                 except (OSError, RpcError):
                     continue
             return None
-        return wait_until(find, timeout, "a TE server leader", 0.1)
+        return wait_for(find, timeout, interval=0.1, what="a TE server leader")
 
     def ofc_master(self, timeout: float = 10.0) -> Replica:
         def find() -> Replica | None:
@@ -241,7 +246,7 @@ class B4Deployment:
                 except (OSError, RpcError):
                     continue
             return None
-        return wait_until(find, timeout, "a master controller", 0.1)
+        return wait_for(find, timeout, interval=0.1, what="a master controller")
 
     def wait_converged(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -11,17 +11,21 @@ import logging
 import os
 import statistics
 import time
-from typing import Any, Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
+from routerlab.daemons.base import wait_for
 from routerlab.experiments import RunContext, experiment
 from routerlab.report import Result, markdown_table, plot
 from routerlab.traffic import Probe
 
-from b4.deploy import B4Deployment
+from b4.deploy import B4Deployment, Replica
 from b4.measure import (MIN_DELIVERED, MIN_OFFERED, DeliveryCheck, ThroughputResult, allocated_app_rates,
                         app_flows, attribute_loss, check_delivery, loss_ms, measure_throughput, probe_tunnel,
                         reference_probe)
 from b4.model import Wan, load_wan
+from b4.te.allocation import Allocation
 from b4.te.solve import solve
 
 log = logging.getLogger(__name__)
@@ -37,9 +41,27 @@ def _prefix(ctx: RunContext) -> str:
     return ctx.options.get("prefix") or os.environ.get("ROUTERLAB_B4_PREFIX", "rlb4")
 
 
-def _deploy(ctx: RunContext, wan: Wan, **kw: Any) -> B4Deployment:
-    prefix = _prefix(ctx)
-    return B4Deployment(wan, ctx.out_dir / "b4-run", prefix=prefix, progress=lambda m: ctx.step(m), **kw)
+@contextmanager
+def _deployment(ctx: RunContext, wan: Wan, *, converge_timeout: float = 60.0, run_dir: Path | None = None,
+                prefix_suffix: str = "", **kw: Any) -> Iterator[tuple[B4Deployment, float]]:
+    """The run's B4 deployment, started: yields it and the seconds it took to converge, and
+    stops it however the block ends. ``run_dir`` and ``prefix_suffix`` keep a second
+    deployment of the same run apart from the first; ``kw`` goes to `B4Deployment`."""
+    dep = B4Deployment(wan, run_dir or ctx.out_dir / "b4-run", prefix=_prefix(ctx) + prefix_suffix,
+                       progress=lambda m: ctx.step(m), **kw)
+    try:
+        t0 = time.monotonic()
+        dep.start(converge_timeout=converge_timeout)
+        yield dep, time.monotonic() - t0
+    finally:
+        dep.stop()
+
+
+def _load_with_allocations(topology: str) -> tuple[Wan, Allocation, Allocation]:
+    """The WAN and the two allocations its measurements are compared with: B4's TE and
+    max-min shortest-path routing."""
+    wan = load_wan(topology)
+    return wan, solve(wan.problem()), solve(wan.problem(), algorithm="shortest")
 
 
 def _pct(x: float) -> float:
@@ -53,14 +75,8 @@ def _pct(x: float) -> float:
 def run_b4_example(ctx: RunContext) -> Result:
     window = 4.0 if ctx.quick else 8.0
     res = Result("b4-example")
-    wan = load_wan("b4-example")
-    alloc = solve(wan.problem())
-    sp = solve(wan.problem(), algorithm="shortest")
-    dep = _deploy(ctx, wan)
-    try:
-        t0 = time.monotonic()
-        dep.start()
-        converge_s = time.monotonic() - t0
+    wan, alloc, sp = _load_with_allocations("b4-example")
+    with _deployment(ctx, wan) as (dep, converge_s):
         flows = app_flows(wan)
         ctx.step(f"measuring with TE ({window:.0f} s window)", 0.3)
         te = measure_throughput(dep, flows, warmup=2.0, seconds=window)
@@ -73,8 +89,6 @@ def run_b4_example(ctx: RunContext) -> Result:
         ctx.step("TE off and on again under 1,000 pps probes", 0.8)
         lost, probe_res, attribution = _te_toggle_probes(dep)
         ops = dep.op_stats()
-    finally:
-        dep.stop()
 
     fg_err = {fa.name: abs(te.fg_mbps.get(fa.name, 0.0) - fa.rate) / fa.rate for fa in alloc if fa.rate > 0}
     split_rows, split_err = [], {}
@@ -193,19 +207,14 @@ def _measure_valid(ctx: RunContext, what: str, measure: Callable[[], ThroughputR
             time.sleep(1.0)
     return r, chk, tries
 
+
 @experiment("b4-wan", "12-site B4-like WAN, oversubscribed: throughput and link utilization with TE vs "
                       "shortest-path routing (paper: +14%), TE op round trips")
 def run_b4_wan(ctx: RunContext) -> Result:
     window = 4.0 if ctx.quick else 8.0
     res = Result("b4-wan")
-    wan = load_wan("b4")
-    te_alloc = solve(wan.problem())
-    sp_alloc = solve(wan.problem(), algorithm="shortest")
-    dep = _deploy(ctx, wan)
-    try:
-        t0 = time.monotonic()
-        dep.start(converge_timeout=120)
-        converge_s = time.monotonic() - t0
+    wan, te_alloc, sp_alloc = _load_with_allocations("b4")
+    with _deployment(ctx, wan, converge_timeout=120) as (dep, converge_s):
         ctx.step(f"TE: every flow group at its allocation ({window:.0f} s)", 0.3)
         te_flows = app_flows(wan, allocated_app_rates(wan, te_alloc))
         te, te_chk, te_tries = _measure_valid(
@@ -228,8 +237,6 @@ def run_b4_wan(ctx: RunContext) -> Result:
         _wait_down(dep, busiest.name, False)
         dep.wait_converged(60)
         stats = dep.op_stats()
-    finally:
-        dep.stop()
 
     te_total, sp_total = sum(te.fg_mbps.values()), sum(sp.fg_mbps.values())
     gain = te_total / sp_total - 1 if sp_total else float("nan")
@@ -311,11 +318,9 @@ def run_b4_wan(ctx: RunContext) -> Result:
 
 
 def _wait_down(dep: B4Deployment, link: str, down: bool, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while (link in dep.status().get("down_links", [])) != down:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"TE server did not see link {link} {'down' if down else 'up'}")
-        time.sleep(0.05)
+    """Wait until the TE server sees ``link`` down (or up again); TimeoutError if it does not."""
+    wait_for(lambda: (link in dep.status().get("down_links", [])) == down, timeout, interval=0.05,
+             what=f"the TE server to see link {link} {'down' if down else 'up'}")
 
 
 # =========================================================================== b4-failures
@@ -348,11 +353,8 @@ def _encap_switch_failure(ctx: RunContext) -> tuple[dict[str, Any], str]:
     run_dir = ctx.out_dir / "b4-run-encap"
     run_dir.mkdir(parents=True, exist_ok=True)
     wan = load_wan(with_second_switch("b4-example", "A", "A2", run_dir / "b4-example-A2.yaml"))
-    prefix = _prefix(ctx) + "e"
-    dep = B4Deployment(wan, run_dir, prefix=prefix, progress=lambda m: ctx.step(m))
     failed: list[str] = []
-    try:
-        dep.start()
+    with _deployment(ctx, wan, run_dir=run_dir, prefix_suffix="e") as (dep, _):
         hA = dep.net.host("hA")
         uplinks = {sw: h.intf for sw, h in wan.host_ports("hA")}
 
@@ -369,8 +371,6 @@ def _encap_switch_failure(ctx: RunContext) -> tuple[dict[str, Any], str]:
         ev = _measure_event(dep, ["FG1", "FG2"], fail_encap)
         if failed:
             dep.net.set_switch(failed[0], True)
-    finally:
-        dep.stop()
     note = (f"site A made of two switches (A, A2; trunks split over both, host hA dual-homed with ECMP); the "
             f"encap switch carrying FG1's probe ({failed[0] if failed else '?'}) loses every link and the host's "
             f"kernel drops that uplink on carrier loss, as B4's cluster routers stop using a failed switch")
@@ -404,17 +404,30 @@ def _measure_event(dep: B4Deployment, fgs: list[str] | None, act: Callable[[], N
             "loss_ms_attributed": worst_attr, "repair_s": repaired_s}
 
 
+def _failover(dep: B4Deployment, leader: Callable[..., Replica], what: str) -> tuple[dict[str, Any], str]:
+    """Kill the replica ``leader(timeout)`` finds (SIGKILL) under probes with a reference, wait
+    for the standby to take over and TE to converge, then restart the killed replica as the
+    standby; returns the event's measurement and its note."""
+    old = leader()
+
+    def kill() -> None:
+        dep.kill(old)
+        leader(30)
+        dep.wait_converged(30)
+    ev = _measure_event(dep, ["FG1", "FG2"], kill, reference=True)
+    dep.restart(old)  # back as the standby before the next event
+    time.sleep(1.0)  # (its start-up is CPU-heavy; keep it out of the next probe window)
+    return ev, f"the {what} ({old.name}) is killed (SIGKILL); the standby takes over"
+
+
 @experiment("b4-failures", "B4 Table 5 in Mininet: probe loss (1,000 packets/s) through link, switch, "
                            "controller and TE-server failures and TE off/on")
 def run_b4_failures(ctx: RunContext) -> Result:
     res = Result("b4-failures")
     wan = load_wan("b4-example")
-    dep = _deploy(ctx, wan, ofc_replicas=2, te_replicas=2, te_period=30.0)
     events: dict[str, dict[str, Any]] = {}
     notes: dict[str, str] = {}
-    try:
-        dep.start(converge_timeout=90)
-
+    with _deployment(ctx, wan, converge_timeout=90, ofc_replicas=2, te_replicas=2, te_period=30.0) as (dep, _):
         ctx.step("single link failure", 0.2)
         tunnel = None
         probe = _fg_probes(dep, ["FG1"])["FG1"]
@@ -450,28 +463,10 @@ def run_b4_failures(ctx: RunContext) -> Result:
         dep.wait_converged(30)
 
         ctx.step("controller failover", 0.5)
-        old = dep.ofc_master()
-
-        def ofc_kill() -> None:
-            dep.kill(old)
-            dep.ofc_master(30)
-            dep.wait_converged(30)
-        events["ofc_failover"] = _measure_event(dep, ["FG1", "FG2"], ofc_kill, reference=True)
-        notes["ofc_failover"] = f"the master controller ({old.name}) is killed (SIGKILL); the standby takes over"
-        dep.restart(old)  # back as the standby before the next event
-        time.sleep(1.0)  # (its start-up is CPU-heavy; keep it out of the next probe window)
+        events["ofc_failover"], notes["ofc_failover"] = _failover(dep, dep.ofc_master, "master controller")
 
         ctx.step("TE server failover", 0.65)
-        leader = dep.te_leader()
-
-        def te_kill() -> None:
-            dep.kill(leader)
-            dep.te_leader(30)
-            dep.wait_converged(30)
-        events["te_failover"] = _measure_event(dep, ["FG1", "FG2"], te_kill, reference=True)
-        notes["te_failover"] = f"the leading TE server ({leader.name}) is killed (SIGKILL); the standby takes over"
-        dep.restart(leader)
-        time.sleep(1.0)
+        events["te_failover"], notes["te_failover"] = _failover(dep, dep.te_leader, "leading TE server")
 
         ctx.step("TE disable / enable", 0.8)
 
@@ -483,8 +478,6 @@ def run_b4_failures(ctx: RunContext) -> Result:
             dep.wait_converged(30)
         events["te_toggle"] = _measure_event(dep, ["FG1", "FG2"], toggle, reference=True)
         notes["te_toggle"] = "TE switched off (all TE entries removed: LPM routing) and on again"
-    finally:
-        dep.stop()
 
     ctx.step("encap switch failure (site A with two switches)", 0.9)
     ev, note = _encap_switch_failure(ctx)

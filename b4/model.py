@@ -496,20 +496,22 @@ def load_wan(source: str | Path | Topology) -> Wan:
     return wan
 
 
+def _first_port(wan: Wan, host: str) -> tuple[str, HostPort]:
+    """The first (switch, port) a host is attached to; KeyError for an unknown host."""
+    ports = wan.host_ports(host)
+    if not ports:
+        raise KeyError(host)
+    return ports[0]
+
+
 def host_address(wan: Wan, host: str) -> str:
-    for sw in wan.config.switches.values():
-        for h in sw.host_ports:
-            if h.host == host:
-                return h.ip
-    raise KeyError(host)
+    """The host's address."""
+    return _first_port(wan, host)[1].ip
 
 
 def site_of_host(wan: Wan, host: str) -> str:
-    for sw in wan.config.switches.values():
-        for h in sw.host_ports:
-            if h.host == host:
-                return sw.site
-    raise KeyError(host)
+    """The site the host belongs to."""
+    return wan.config.switches[_first_port(wan, host)[0]].site
 
 
 def prefix_contains(prefix: str, ip: str) -> bool:

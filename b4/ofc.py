@@ -23,8 +23,6 @@ Run as a process (one per replica)::
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import signal
@@ -42,7 +40,7 @@ from os_ken.ofproto import ofproto_v1_3
 
 from b4 import flows
 from b4.model import WanConfig
-from b4.rpc import Connection, RpcServer
+from b4.rpc import Connection, RpcServer, process_config
 from b4.site import SiteLogic
 from b4.ted import ted_to_json
 from b4.teops import NOT_MASTER, REJECTED, Op, OpFormatError, ack_for
@@ -531,18 +529,7 @@ def _summarize(err: str, limit: int = 3) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="B4 site controllers (os-ken)")
-    ap.add_argument("--config", required=True)
-    args = ap.parse_args(argv)
-    with open(args.config) as f:
-        cfg = json.load(f)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if cfg.get("log_file"):
-        handlers = [logging.FileHandler(cfg["log_file"])]
-    logging.basicConfig(level=logging.INFO, handlers=handlers,
-                        format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("kazoo").setLevel(logging.WARNING)
-    logging.getLogger("os_ken").setLevel(logging.WARNING)
+    cfg = process_config("B4 site controllers (os-ken)", argv, quiet=("kazoo", "os_ken"))
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     from os_ken import cfg as osken_cfg
 

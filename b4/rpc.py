@@ -4,14 +4,17 @@ Used between the TE server and the site controllers (ops, acks, hellos, topology
 and by the lab and experiments to drive the TE server. Every message is a JSON object with a
 ``type``. A line that is not a JSON object gets ``{"type": "error", ...}`` back and the
 connection stays up; a handler that raises gets the same, and the server stays up.
+`process_config` is the common start of both processes' ``main``.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import queue
 import socket
 import socketserver
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -260,3 +263,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOCALHOST, 0))
         return s.getsockname()[1]
+
+
+def process_config(description: str, argv: list[str] | None = None,
+                   quiet: tuple[str, ...] = ("kazoo",)) -> dict[str, Any]:
+    """Parse ``--config FILE``, load that JSON and set up logging (to the config's
+    ``log_file``, else stderr); returns the config. Loggers named in ``quiet`` log warnings
+    only: their INFO lines would drown the process's own."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--config", required=True)
+    args = ap.parse_args(argv)
+    with open(args.config) as f:
+        cfg = json.load(f)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if cfg.get("log_file"):
+        handlers = [logging.FileHandler(cfg["log_file"])]
+    logging.basicConfig(level=logging.INFO, handlers=handlers,
+                        format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return cfg

@@ -22,8 +22,6 @@ Admin RPC on 127.0.0.1:``rpc_port`` (`b4.rpc`): ``status``, ``show``, ``ops``, `
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import queue
@@ -34,7 +32,7 @@ import time
 from typing import Any
 
 from b4.model import Wan, load_wan
-from b4.rpc import Connection, RpcClient, RpcServer
+from b4.rpc import Connection, RpcClient, RpcServer, process_config
 from b4.te.solve import solve
 from b4.ted import FlowGroupSpec, build_desired, ted_from_json, ted_to_json
 from b4.teops import Ack, OpFormatError, OpScheduler, TedStore, new_session_id
@@ -431,17 +429,7 @@ class TeServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="B4 TE server")
-    ap.add_argument("--config", required=True)
-    args = ap.parse_args(argv)
-    with open(args.config) as f:
-        cfg = json.load(f)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if cfg.get("log_file"):
-        handlers = [logging.FileHandler(cfg["log_file"])]
-    logging.basicConfig(level=logging.INFO, handlers=handlers,
-                        format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("kazoo").setLevel(logging.WARNING)
+    cfg = process_config("B4 TE server", argv)
     server = TeServer(cfg).start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -245,15 +244,3 @@ def _tx_bytes(intf: str) -> int:
         return int(Path(f"/sys/class/net/{intf}/statistics/tx_bytes").read_text())
     except (OSError, ValueError):
         return 0
-
-
-def wait_until(cond, timeout: float, what: str, interval: float = 0.05):
-    """Poll ``cond`` until it returns something true; TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
