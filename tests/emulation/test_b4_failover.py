@@ -14,20 +14,7 @@ from b4.measure import reference_probe
 from b4.model import load_wan
 from routerlab.ovs import vsctl
 from routerlab.traffic import Probe
-from tests.emulation.conftest import wait_until
-
-
-def assert_hitless(r, refs, window=None) -> None:
-    """No outage the event caused: every gap with losses is one the unaffected reference probe
-    saw too (on this shared machine other jobs reconfiguring OVS stall every bridge for tens of
-    milliseconds; see `b4.measure.attribute_loss`)."""
-    from b4.measure import attribute_loss
-
-    att = attribute_loss(r, refs, window=window)
-    assert att["attributed"] == 0, (r.summary(), att, [x.summary() for x in refs])
-    # single drops outside any gap are background on a busy machine (the reference has them
-    # too); a systematic drop (say every other packet) would exceed this
-    assert att["isolated"] <= max(20, 0.02 * r.sent, 3 * max(att["reference_isolated"])), (r.summary(), att)
+from tests.emulation.conftest import assert_hitless, wait_until
 
 
 @pytest.fixture
