@@ -17,7 +17,7 @@ from mininet.net import Mininet
 
 from routerlab import registry
 from routerlab.daemons import driver_for
-from routerlab.daemons.base import DaemonError
+from routerlab.daemons.base import BgpSession, Daemon, DaemonError, OspfNeighbor
 from routerlab.daemons.spec import BgpNeighbor, Interface as SpecInterface, Network as SpecNetwork, RouterSpec
 from routerlab.errors import UserError
 from routerlab.nodes import HostNode, RegisteredLink, RouterNode, UserspaceSwitch
@@ -60,6 +60,101 @@ def router_spec(topo: Topology, name: str) -> RouterSpec:
         bgp_neighbors=neighbors,
         networks=[SpecNetwork(prefix=str(p)) for p in node.originate],
     )
+
+
+# ---------------------------------------------------------------------- convergence rules
+# Pure functions of the topology and what the daemons report, shared by every network built
+# from a Topology (this Mininet one, VROOM's).
+
+def expected_ospf_neighbors(topo: Topology, router: str) -> int:
+    """How many Full adjacencies `router` should have."""
+    if not topo.node(router).ospf:
+        return 0
+    n = 0
+    for i in topo.interfaces(router):
+        if i.ospf_area is None or i.ospf_passive:
+            continue
+        peer = topo.node(i.peer)
+        if i.lan:
+            n += sum(1 for j in topo.interfaces(peer.name)
+                     if j.peer != router and topo.node(j.peer).ospf)
+        elif peer.ospf:
+            n += 1
+    return n
+
+
+def ospf_prefixes(topo: Topology, router: str) -> set[str]:
+    """Prefixes OSPF router `router` advertises: its loopback and its OSPF subnets."""
+    node = topo.node(router)
+    out = {str(node.loopback.network)} if node.loopback and topo.loopback_area(router) is not None else set()
+    for i in topo.interfaces(router):
+        if i.ospf_area is not None and i.address is not None:
+            out.add(str(i.address.network))
+    return out
+
+
+def ospf_gap(topo: Topology, router: str, neighbors: list[OspfNeighbor]) -> str | None:
+    """What `router` lacks of its expected Full adjacencies, given its daemon's OSPF
+    neighbours (None: nothing)."""
+    want = expected_ospf_neighbors(topo, router)
+    full = sum(1 for nb in neighbors if nb.state == "Full")
+    return f"{router}: {full}/{want} OSPF adjacencies Full" if full < want else None
+
+
+def bgp_gap(topo: Topology, router: str, sessions: list[BgpSession]) -> str | None:
+    """Which of `router`'s configured BGP sessions its daemon does not report Established
+    (None: all are)."""
+    est = {s.peer for s in sessions if s.established}
+    missing = [str(s.peer_address) for s in topo.bgp_neighbors(router)
+               if str(s.peer_address) not in est]
+    return f"{router}: BGP to {', '.join(missing)} not Established" if missing else None
+
+
+def fib_gap(topo: Topology, router: str, fib: set[str], ospf_routers: list[str]) -> str | None:
+    """Which prefixes of the other OSPF routers are not yet in `router`'s kernel FIB
+    (destinations as `Network.kernel_routes` gives them; None: all are)."""
+    want = set().union(*(ospf_prefixes(topo, o) for o in ospf_routers if o != router))
+    missing = want - fib
+    if missing:
+        return f"{router}: {len(missing)} OSPF prefixes not yet in the FIB (e.g. {sorted(missing)[0]})"
+    return None
+
+
+def daemon_gap(topo: Topology, router: str, daemon: Daemon, *, ospf: bool = True) -> str | None:
+    """What `router`'s daemon still lacks (expected adjacencies Full, then sessions
+    Established), or None. The daemon is asked only what the topology expects of it
+    (queries cost a CLI round trip); `ospf` False skips the OSPF check."""
+    if ospf and expected_ospf_neighbors(topo, router):
+        gap = ospf_gap(topo, router, daemon.ospf_neighbors())
+        if gap:
+            return gap
+    if topo.bgp_neighbors(router):
+        return bgp_gap(topo, router, daemon.bgp_sessions())
+    return None
+
+
+def poll_converged(state: Callable[[], tuple[bool, str]], name: str, timeout: float, *,
+                   interval: float, say: Callable[[str], None] | None = None) -> None:
+    """Poll `state` (a `convergence_state`) until it says converged; TimeoutError naming
+    network `name` and what is still missing after `timeout` seconds."""
+    t0 = time.monotonic()
+    while True:
+        ok, what = state()
+        if ok:
+            return
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"{name} did not converge within {timeout:.0f} s: {what}")
+        if say is not None:
+            say(f"converging: {what}")
+        time.sleep(interval)
+
+
+def node_address(topo: Topology, name: str) -> str:
+    """Node `name`'s address from the topology's plan; UserError when it has none."""
+    a = topo.address_of(name)
+    if a is None:
+        raise UserError(f"{name} has no address")
+    return str(a)
 
 
 class Network:
@@ -183,36 +278,16 @@ class Network:
         return self.hosts[name]
 
     def address(self, name: str) -> str:
-        a = self.topo.address_of(name)
-        if a is None:
-            raise UserError(f"{name} has no address")
-        return str(a)
+        return node_address(self.topo, name)
 
     # ------------------------------------------------------------------ convergence
     def expected_ospf_neighbors(self, name: str) -> int:
         """How many Full adjacencies router `name` should have."""
-        if not self.topo.node(name).ospf:
-            return 0
-        n = 0
-        for i in self.topo.interfaces(name):
-            if i.ospf_area is None or i.ospf_passive:
-                continue
-            peer = self.topo.node(i.peer)
-            if i.lan:
-                n += sum(1 for j in self.topo.interfaces(peer.name)
-                         if j.peer != name and self.topo.node(j.peer).ospf)
-            elif peer.ospf:
-                n += 1
-        return n
+        return expected_ospf_neighbors(self.topo, name)
 
     def ospf_prefixes(self, name: str) -> set[str]:
         """Prefixes OSPF router `name` advertises: its loopback and its OSPF subnets."""
-        node = self.topo.node(name)
-        out = {str(node.loopback.network)} if node.loopback and self.topo.loopback_area(name) is not None else set()
-        for i in self.topo.interfaces(name):
-            if i.ospf_area is not None and i.address is not None:
-                out.add(str(i.address.network))
-        return out
+        return ospf_prefixes(self.topo, name)
 
     def kernel_routes(self, name: str) -> set[str]:
         """Destination prefixes in router `name`'s kernel FIB (as ip prints them, /32 kept)."""
@@ -236,38 +311,23 @@ class Network:
             d = r.daemon
             if not d.is_running():
                 raise UserError(f"router {name}: {d.implementation} died: {d.log_tail(5)}")
-            want = self.expected_ospf_neighbors(name)
-            if want:
-                full = sum(1 for nb in d.ospf_neighbors() if nb.state == "Full")
-                if full < want:
-                    return False, f"{name}: {full}/{want} OSPF adjacencies Full"
-            sessions = self.topo.bgp_neighbors(name)
-            if sessions:
-                est = {s.peer for s in d.bgp_sessions() if s.established}
-                missing = [str(s.peer_address) for s in sessions if str(s.peer_address) not in est]
-                if missing:
-                    return False, f"{name}: BGP to {', '.join(missing)} not Established"
+            gap = daemon_gap(self.topo, name, d)
+            if gap:
+                return False, gap
         ospf_routers = [n for n in self.routers if self.topo.node(n).ospf]
         for name in ospf_routers:
-            want = set().union(*(self.ospf_prefixes(o) for o in ospf_routers if o != name)) if len(ospf_routers) > 1 else set()
-            missing = want - self.kernel_routes(name)
-            if missing:
-                return False, f"{name}: {len(missing)} OSPF prefixes not yet in the FIB (e.g. {sorted(missing)[0]})"
+            gap = fib_gap(self.topo, name, self.kernel_routes(name), ospf_routers)
+            if gap:
+                return False, gap
         return True, "converged"
 
     def wait_converged(self, timeout: float = 90.0, progress: Progress | None = None) -> float:
         """Wait until every adjacency is Full and every session Established; returns the
         seconds since the daemons were started."""
         say = progress or (lambda m, f=None: None)
-        deadline = time.monotonic() + timeout
-        while True:
-            ok, what = self.convergence_state()
-            if ok:
-                return time.monotonic() - (self.daemon_start_time or time.monotonic())
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.topo.name} did not converge within {timeout:.0f} s: {what}")
-            say(f"converging: {what}", None)
-            time.sleep(0.2)
+        poll_converged(self.convergence_state, self.topo.name, timeout, interval=0.2,
+                       say=lambda m: say(m, None))
+        return time.monotonic() - (self.daemon_start_time or time.monotonic())
 
     # ------------------------------------------------------------------ traffic
     def probe(self, src: str, dst: str, seconds: float, rate_pps: int = 1000):

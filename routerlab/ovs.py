@@ -42,6 +42,29 @@ def ofctl(*args: str, check: bool = True, timeout: float = 120) -> str:
     return run(["ovs-ofctl", "-O", OF, *args], check=check, timeout=timeout).stdout
 
 
+def ofctl_file(verb: str, bridge: str, lines: Iterable[str], *, bundle: bool = False,
+               timeout: float = 600, skip_empty: bool = False) -> tuple[int, float]:
+    """``ovs-ofctl [--bundle] VERB BRIDGE FILE`` with `lines` written to FILE, one a line
+    (one call however many flows or groups). Returns (line count, seconds ovs-ofctl took).
+    With `skip_empty` no lines means no call (not for ``replace-flows``, where an empty file
+    empties the table)."""
+    fd, path = tempfile.mkstemp(prefix="routerlab-flows-", suffix=".txt")
+    n = 0
+    try:
+        with os.fdopen(fd, "w") as f:
+            for ln in lines:
+                f.write(ln)
+                f.write("\n")
+                n += 1
+        if n == 0 and skip_empty:
+            return 0, 0.0
+        t0 = time.monotonic()
+        ofctl(*(["--bundle"] if bundle else []), verb, bridge, path, timeout=timeout)
+        return n, time.monotonic() - t0
+    finally:
+        os.unlink(path)
+
+
 def ovs_running() -> bool:
     try:
         vsctl("show", timeout=3)
@@ -133,19 +156,7 @@ class Bridge:
         ofctl(*args)
 
     def _flows_from_file(self, verb: str, flows: Iterable[str], bundle: bool) -> int:
-        fd, path = tempfile.mkstemp(prefix="routerlab-flows-", suffix=".txt")
-        n = 0
-        try:
-            with os.fdopen(fd, "w") as f:
-                for fl in flows:
-                    f.write(fl)
-                    f.write("\n")
-                    n += 1
-            args = (["--bundle"] if bundle else []) + [verb, self.name, path]
-            ofctl(*args, timeout=600)
-        finally:
-            os.unlink(path)
-        return n
+        return ofctl_file(verb, self.name, flows, bundle=bundle, timeout=600)[0]
 
     def dump_flows(self, table: int | None = None) -> list["Flow"]:
         args = ["dump-flows", self.name]

@@ -17,13 +17,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from routerlab.daemons import BirdDaemon
-from routerlab.netns import Netns
 
 from .cpmove import copy_neighbours, copy_routes
 from .hypervisor import DataPlaneHypervisor
-from .migrate import MigrationRefused, MigrationReport
-from .phases import MigrationFailed, Phase, PhaseRunner, Step
-from .router import PhysicalRouter, VirtualRouter, prepare_namespace
+from .migrate import MigrationRefused, MigrationReport, VrMove
+from .phases import Phase, Step
 
 if TYPE_CHECKING:
     from .network import VroomNetwork
@@ -31,21 +29,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class RestartMove:
+class RestartMove(VrMove):
     """Move VR `vr` to `target` by stopping it at its old place and starting it anew."""
 
     def __init__(self, net: "VroomNetwork", vr: str, target: str, *,
                  graceful: bool | None = None):
-        self.net = net
-        self.vr_name, self.target_name = vr, target
+        super().__init__(net, vr, target)
         self.graceful = graceful
-        self.report = MigrationReport(vr, "?", target)
-        self.vr: VirtualRouter | None = None
-        self.src: PhysicalRouter | None = None
-        self.dst: PhysicalRouter | None = None
-        self.src_ns: Netns | None = None
-        self.dst_ns: Netns | None = None
-        self.hv_dst: DataPlaneHypervisor | None = None
         self.stopped_at: float | None = None
 
     def check(self) -> None:
@@ -66,52 +56,29 @@ class RestartMove:
 
     def run(self) -> MigrationReport:
         self.check()
-        self.vr = self.net.vrs[self.vr_name]
-        self.src, self.dst = self.vr.pr, self.net.prs[self.target_name]
-        assert self.src is not None
-        self.src_ns = self.vr.ns
-        self.report.source = self.src.name
+        self._resolve()
+        assert self.vr and self.src and self.dst
         if self.graceful is None:
             self.graceful = bool(self.vr.spec.graceful_restart) and isinstance(self.vr.daemon,
                                                                                BirdDaemon)
-        steps = [Step("prepare-target", Phase.PREPARE, self._prepare, self._unprepare),
+        steps = [Step("prepare-target", Phase.PREPARE, self._prepare, self._release_target),
                  Step("stop-daemon", Phase.CP_MIGRATION, self._stop),
                  Step("start-data-plane", Phase.DP_CLONE, self._data_plane),
                  Step("re-patch-links", Phase.LINK_MIGRATION, self._links, commit=True),
                  Step("start-daemon", Phase.CP_MIGRATION, self._start),
                  Step("cleanup", Phase.CLEANUP, self._cleanup)]
-        t0 = time.monotonic()
-        try:
-            self.report.phases = PhaseRunner(
-                label=f"restart {self.vr_name} {self.src.name}->{self.dst.name}").run(steps)
-            self.report.ok = True
-        except MigrationFailed as e:
-            self.report.phases, self.report.error = e.records, str(e)
-            self.report.rolled_back = e.rolled_back
-            raise
-        finally:
-            self.report.total_s = time.monotonic() - t0
+        self._run_steps(f"restart {self.vr_name} {self.src.name}->{self.dst.name}", steps)
         log.info("restart: %s", self.report.summary())
         return self.report
 
     def _prepare(self) -> dict:
-        vr, dst = self.vr, self.dst
-        assert vr and dst and self.src_ns
-        dst.portmap.bind(vr.name, [i.name for i in vr.interfaces])
-        self.dst_ns = prepare_namespace(vr, dst, self.net.ns_name(vr.name, dst.name))
+        assert self.src_ns
+        dst_ns = self._bind_target()
         out: dict[str, Any] = {"graceful": self.graceful}
         if self.graceful:  # the forwarding state survives a graceful restart
-            out["neighbours_copied"] = copy_neighbours(self.src_ns.name, self.dst_ns.name)
-            out["routes_copied"] = copy_routes(self.src_ns.name, self.dst_ns.name)
+            out["neighbours_copied"] = copy_neighbours(self.src_ns.name, dst_ns.name)
+            out["routes_copied"] = copy_routes(self.src_ns.name, dst_ns.name)
         return out
-
-    def _unprepare(self) -> None:
-        vr, dst = self.vr, self.dst
-        assert vr and dst
-        dst.del_vr_ports(vr)
-        dst.portmap.unbind(vr.name)
-        if self.dst_ns is not None:
-            self.dst_ns.delete()
 
     def _stop(self) -> dict:
         vr = self.vr

@@ -27,7 +27,6 @@ import ipaddress
 import logging
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -39,7 +38,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from routerlab import criu, registry
-from routerlab.daemons import Daemon
+from routerlab.daemons import Daemon, DaemonError
+from routerlab.daemons.base import pid_alive
 from routerlab.netns import Netns
 
 from . import fib
@@ -77,64 +77,10 @@ def subreaper() -> Iterator[None]:
     finally:
         _libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
-class RestoredProcess:
-    """A restored daemon process (our child through the subreaper), with the part of the
-    `subprocess.Popen` interface the daemon drivers use."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.returncode: int | None = None
-        self.args = [f"restored:{pid}"]
-
-    def __repr__(self) -> str:
-        return f"<RestoredProcess {self.pid}>"
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # not our child (or already reaped): alive?
-                if not _alive(self.pid):
-                    self.returncode = -1
-                return self.returncode
-            if pid == self.pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0)
-            time.sleep(0.01)
-        assert self.returncode is not None
-        return self.returncode
-
-    def send_signal(self, sig: int) -> None:
-        if self.poll() is None:
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
 
 def daemon_processes(d: Daemon) -> list[tuple[str, int]]:
     """(program name, pid) of a driver's running processes."""
-    return [(p.name, p.popen.pid) for p in d._procs if p.popen.poll() is None]  # noqa: SLF001
+    return list(d.pids.items())
 
 
 def reap_dumped(d: Daemon, timeout: float = 10.0) -> None:
@@ -147,19 +93,12 @@ def reap_dumped(d: Daemon, timeout: float = 10.0) -> None:
 
 
 def rebind_daemon(d: Daemon, ns: Netns, pids: dict[str, int]) -> None:
-    """Point a daemon driver at its restored processes in their new namespace.
-
-    The drivers keep `subprocess.Popen` handles for the processes they started; after a
-    restore the processes are new children of this process with the same pids."""
-    new = []
-    for p in d._procs:  # noqa: SLF001
-        pid = pids.get(p.name)
-        if pid is None:
-            raise CpMoveError("rebind", f"no restored process for {p.name}")
-        registry.session().add_process(pid, p.reg_name)
-        new.append(type(p)(p.name, RestoredProcess(pid), p.reg_name))
-    d._procs = new  # noqa: SLF001
-    d.ns = ns
+    """Point a daemon driver at its restored processes in their new namespace (after a
+    restore they are new children of this process with the same pids)."""
+    try:
+        d.adopt(ns, pids)
+    except DaemonError as e:
+        raise CpMoveError("rebind", str(e)) from None
 
 
 # --------------------------------------------------------------------------- FIB copy
@@ -624,7 +563,7 @@ class ControlPlaneMove:
         their pids stay taken and no later restore (at the source either) can fork them."""
         deadline = time.monotonic() + timeout
         for _, pid in self._dumped_pids:
-            while _alive(pid) or os.path.exists(f"/proc/{pid}"):
+            while pid_alive(pid) or os.path.exists(f"/proc/{pid}"):
                 try:
                     done, _ = os.waitpid(pid, os.WNOHANG)
                     if done:

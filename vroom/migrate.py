@@ -102,23 +102,14 @@ class MigrationReport:
         return f"{self.vr} {self.source} -> {self.target} in {self.total_s:.2f} s; {freeze}{ph}"
 
 
-class Migration:
-    """One migration of VR `vr` to physical router `target` (see the module docstring)."""
+class VrMove:
+    """What moving VR `vr` to physical router `target` involves whichever way it is done
+    (`Migration`, `vroom.baseline.RestartMove`): the routers and namespaces, the report,
+    preparing the target and undoing that, running the steps."""
 
-    def __init__(self, net: "VroomNetwork", vr: str, target: str, *,
-                 criu: rlcriu.Criu | None = None, precopy: str = "auto",
-                 link_pause_s: float = 0.0, hooks: dict[str, Hook] | None = None,
-                 features: dict[str, rlcriu.Feature] | None = None,
-                 page_server_mbps: float | None = None):
+    def __init__(self, net: "VroomNetwork", vr: str, target: str):
         self.net = net
         self.vr_name, self.target_name = vr, target
-        self._criu = criu
-        self.precopy_mode = precopy  # auto | on | off
-        self.link_pause_s = link_pause_s
-        self.hooks = hooks or {}
-        self._features = features
-        self.page_server_mbps = page_server_mbps
-        self.link: MigrationLink | None = None
         self.report = MigrationReport(vr, "?", target)
         # filled as the steps run
         self.vr: VirtualRouter | None = None
@@ -126,8 +117,71 @@ class Migration:
         self.dst: PhysicalRouter | None = None
         self.src_ns: Netns | None = None
         self.dst_ns: Netns | None = None
-        self.hv_src: DataPlaneHypervisor | None = None
         self.hv_dst: DataPlaneHypervisor | None = None
+
+    def _resolve(self) -> None:
+        """After the check: the VR, the router it runs at (A) and the target (B)."""
+        self.vr = self.net.vrs[self.vr_name]
+        self.src, self.dst = self.vr.pr, self.net.prs[self.target_name]
+        assert self.src is not None
+        self.src_ns = self.vr.ns
+        self.report.source = self.src.name
+
+    def _bind_target(self) -> Netns:
+        """Bind the VR's interfaces to free ports of B and make its namespace there."""
+        vr, dst = self.vr, self.dst
+        assert vr and dst
+        dst.portmap.bind(vr.name, [i.name for i in vr.interfaces])
+        self.dst_ns = prepare_namespace(vr, dst, self.net.ns_name(vr.name, dst.name))
+        return self.dst_ns
+
+    def _release_target(self) -> None:
+        """Undo `_bind_target`: B's ports for the VR and its namespace there."""
+        vr, dst = self.vr, self.dst
+        assert vr and dst
+        dst.del_vr_ports(vr)
+        dst.portmap.unbind(vr.name)
+        if self.dst_ns is not None:
+            self.dst_ns.delete()
+            self.dst_ns = None
+
+    def _run_steps(self, label: str, steps: list[Step]) -> None:
+        """Run `steps`, recording them in the report whether they succeed or roll back
+        (MigrationFailed is raised again)."""
+        t0 = time.monotonic()
+        try:
+            self.report.phases = PhaseRunner(label=label).run(steps)
+            self.report.ok = True
+        except MigrationFailed as e:
+            self.report.phases, self.report.error = e.records, str(e)
+            self.report.rolled_back = e.rolled_back
+            raise
+        finally:
+            self._finish()
+            self.report.total_s = time.monotonic() - t0
+
+    def _finish(self) -> None:
+        """Release what the steps may hold, however they ended (nothing here)."""
+
+
+class Migration(VrMove):
+    """One migration of VR `vr` to physical router `target` (see the module docstring)."""
+
+    def __init__(self, net: "VroomNetwork", vr: str, target: str, *,
+                 criu: rlcriu.Criu | None = None, precopy: str = "auto",
+                 link_pause_s: float = 0.0, hooks: dict[str, Hook] | None = None,
+                 features: dict[str, rlcriu.Feature] | None = None,
+                 page_server_mbps: float | None = None):
+        super().__init__(net, vr, target)
+        self._criu = criu
+        self.precopy_mode = precopy  # auto | on | off
+        self.link_pause_s = link_pause_s
+        self.hooks = hooks or {}
+        self._features = features
+        self.page_server_mbps = page_server_mbps
+        self.link: MigrationLink | None = None
+        # filled as the steps run
+        self.hv_src: DataPlaneHypervisor | None = None
         self.move: ControlPlaneMove | None = None
         self.tunnel_ports: tuple[int, int] | None = None
         self.moved_links: list[str] = []
@@ -209,57 +263,36 @@ class Migration:
         """Check, then run every phase; returns the report, raises MigrationFailed (after
         rolling back) or MigrationRefused (nothing touched)."""
         self.check()
-        net = self.net
-        self.vr = net.vrs[self.vr_name]
-        self.src, self.dst = self.vr.pr, net.prs[self.target_name]
-        assert self.src is not None
-        self.src_ns = self.vr.ns
+        self._resolve()
+        assert self.vr and self.src and self.dst
         self.hv_src = self.src.hypervisors[self.vr_name]
-        self.report.source = self.src.name
-        runner = PhaseRunner(label=f"migrate {self.vr_name} {self.src.name}->{self.dst.name}")
-        t0 = time.monotonic()
-        try:
-            self.report.phases = runner.run(self.steps())
-            self.report.ok = True
-            self.vr.migrations += 1
-        except MigrationFailed as e:
-            self.report.phases = e.records
-            self.report.error = str(e)
-            self.report.rolled_back = e.rolled_back
-            raise
-        finally:
-            self._close_watch()
-            if self.link is not None:
-                self.link.close()
-                self.link = None
-            self.report.total_s = time.monotonic() - t0
-            if self.move is not None:
-                self.report.cp = self.move.result
+        self._run_steps(f"migrate {self.vr_name} {self.src.name}->{self.dst.name}", self.steps())
+        self.vr.migrations += 1
         log.info("%s", self.report.summary())
         return self.report
 
+    def _finish(self) -> None:
+        self._close_watch()
+        if self.link is not None:
+            self.link.close()
+            self.link = None
+        if self.move is not None:
+            self.report.cp = self.move.result
+
     # ------------------------------------------------------------------ 1. prepare
     def _prepare(self) -> dict:
-        vr, src, dst = self.vr, self.src, self.dst
-        assert vr and src and dst and self.src_ns
-        dst.portmap.bind(vr.name, [i.name for i in vr.interfaces])
-        self.dst_ns = prepare_namespace(vr, dst, self.net.ns_name(vr.name, dst.name))
+        assert self.src_ns
+        dst_ns = self._bind_target()
         t0 = time.monotonic()
         self.route_watch = RouteWatch(self.src_ns)  # before the copy: nothing slips through
-        neigh = copy_neighbours(self.src_ns.name, self.dst_ns.name)
-        routes = copy_routes(self.src_ns.name, self.dst_ns.name)
-        return {"namespace": self.dst_ns.name, "routes_copied": routes,
+        neigh = copy_neighbours(self.src_ns.name, dst_ns.name)
+        routes = copy_routes(self.src_ns.name, dst_ns.name)
+        return {"namespace": dst_ns.name, "routes_copied": routes,
                 "neighbours_copied": neigh, "fib_copy_s": round(time.monotonic() - t0, 4)}
 
     def _unprepare(self) -> None:
-        vr, dst = self.vr, self.dst
-        assert vr and dst
         self._close_watch()
-        dst.del_vr_ports(vr)
-        dst.portmap.unbind(vr.name)
-        if self.dst_ns is not None:
-            self.dst_ns.delete()
-            self.dst_ns = None
+        self._release_target()
 
     # ------------------------------------------------------------------ 2. remote CP
     def _remote_cp(self) -> dict:

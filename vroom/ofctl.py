@@ -6,12 +6,9 @@ atomic transaction, which ``ovs-ofctl bundle`` (flows and groups, one commit) pr
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-import time
 from typing import Iterable
 
-from routerlab.ovs import ofctl
+from routerlab.ovs import ofctl, ofctl_file
 
 from .flows import flows_from_dump
 
@@ -25,24 +22,9 @@ def send_bundle(bridge: str, lines: Iterable[str], timeout: float = 600, *,
     `command` "add-flows" / "add-groups" sends plain flow or group lines with
     ``--bundle add-flows`` / ``--bundle add-groups`` instead: for a bulk install that is
     faster (250,000 LPM flows: 1.7-2.5 s against 2.6-2.8 s with ``bundle``, measured here)."""
-    fd, path = tempfile.mkstemp(prefix="routerlab-vroom-", suffix=".bundle")
-    n = 0
-    try:
-        with os.fdopen(fd, "w") as f:
-            for ln in lines:
-                f.write(ln)
-                f.write("\n")
-                n += 1
-        if n == 0:
-            return 0, 0.0
-        t0 = time.monotonic()
-        if command == "bundle":
-            ofctl("bundle", bridge, path, timeout=timeout)
-        else:
-            ofctl("--bundle", command, bridge, path, timeout=timeout)
-        return n, time.monotonic() - t0
-    finally:
-        os.unlink(path)
+    # ``bundle`` is atomic by itself; the other commands need --bundle to be
+    return ofctl_file(command, bridge, lines, bundle=command != "bundle", timeout=timeout,
+                      skip_empty=True)
 
 
 def apply_changes(bridge: str, lines: list[str], timeout: float = 600) -> tuple[int, float]:

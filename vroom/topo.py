@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import time
-from types import SimpleNamespace
 from typing import Any, Callable
 
 from routerlab.daemons import Daemon, driver_for
 from routerlab.errors import UserError
 from routerlab.netns import Netns
-from routerlab.network import Network, router_spec
+from routerlab.network import (daemon_gap, expected_ospf_neighbors, node_address,
+                               poll_converged, router_spec)
 from routerlab.topology import Topology
 
 from .network import VroomNetwork
@@ -134,43 +134,27 @@ class TopoNetwork:
         raise UserError(f"unknown router {name!r}")
 
     def address(self, node: str) -> str:
-        a = self.topo.address_of(node)
-        if a is None:
-            raise UserError(f"{node} has no address")
-        return str(a)
+        return node_address(self.topo, node)
 
     # ------------------------------------------------------------------ convergence
-    def expected_ospf_neighbors(self, name: str) -> int:
-        # routerlab.network.Network's rule, which needs only the topology
-        return Network.expected_ospf_neighbors(SimpleNamespace(topo=self.topo), name)  # type: ignore[arg-type]
-
     def convergence_state(self) -> tuple[bool, str]:
+        """(converged, what is still missing): every expected adjacency Full and every BGP
+        session Established, as the VRs' and externals' daemons report them."""
         for name in list(self.net.vrs) + list(self.externals):
             d = self.daemon(name)
             if not d.is_running():
                 raise UserError(f"{name}: its daemon died: {d.log_tail(5)}")
-            want = self.expected_ospf_neighbors(name)
-            if want and d.implementation in ("frr", "bird"):
-                full = sum(1 for nb in d.ospf_neighbors() if nb.state == "Full")
-                if full < want:
-                    return False, f"{name}: {full}/{want} OSPF adjacencies Full"
-            sessions = self.topo.bgp_neighbors(name)
-            if sessions:
-                est = {s.peer for s in d.bgp_sessions() if s.established}
-                missing = [str(s.peer_address) for s in sessions if str(s.peer_address) not in est]
-                if missing:
-                    return False, f"{name}: BGP to {', '.join(missing)} not Established"
+            # only FRR and BIRD speak OSPF here; an external on ExaBGP/GoBGP reports none
+            gap = daemon_gap(self.topo, name, d, ospf=d.implementation in ("frr", "bird"))
+            if gap:
+                return False, gap
         return True, "converged"
 
     def wait_converged(self, timeout: float = 120.0) -> float:
+        """Wait until `convergence_state` says converged; returns the seconds waited."""
         t0 = time.monotonic()
-        while True:
-            ok, what = self.convergence_state()
-            if ok:
-                return time.monotonic() - t0
-            if time.monotonic() - t0 > timeout:
-                raise TimeoutError(f"{self.topo.name} did not converge within {timeout:.0f} s: {what}")
-            time.sleep(0.3)
+        poll_converged(self.convergence_state, self.topo.name, timeout, interval=0.3)
+        return time.monotonic() - t0
 
     def wait_reachable(self, src: str, dst: str, timeout: float = 60.0) -> float:
         """Until host `src` gets ping answers from host `dst`."""
@@ -201,7 +185,7 @@ class TopoNetwork:
                 o, view["ospf_error"] = [], str(e)
             if o:
                 view["ospf_state"], view["ospf_uptime"] = o[0].state, o[0].uptime
-            elif self.expected_ospf_neighbors(nb) and any(
+            elif expected_ospf_neighbors(self.topo, nb) and any(
                     i.peer == vr and i.ospf_area is not None and not i.ospf_passive
                     for i in self.topo.interfaces(nb)):
                 view["ospf_state"] = "Down"

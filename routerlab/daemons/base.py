@@ -175,10 +175,68 @@ def wait_for(cond: Callable[[], T], timeout: float, interval: float = 0.2,
 # The driver base class
 # ----------------------------------------------------------------------------------------
 
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+class RestoredProcess:
+    """A daemon process this process did not start (restored by CRIU), known by its pid,
+    with the part of the `subprocess.Popen` interface the drivers use. When it is our
+    child (CRIU restored it while we were its child subreaper) its exit status is
+    collected; otherwise /proc tells whether it lives."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+        self.args = [f"restored:{pid}"]
+
+    def __repr__(self) -> str:
+        return f"<RestoredProcess {self.pid}>"
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # not our child (or already reaped): alive?
+                if not pid_alive(self.pid):
+                    self.returncode = -1
+                return self.returncode
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            time.sleep(0.01)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
 @dataclass
 class _Proc:
     name: str  # the daemon program's short name (zebra, bgpd, bird, ...)
-    popen: subprocess.Popen
+    popen: subprocess.Popen | RestoredProcess
     reg_name: str  # its registry key
 
 
@@ -368,11 +426,38 @@ class Daemon(abc.ABC):
         kwargs: dict[str, Any] = {}
         if env is not None:
             kwargs["env"] = {**os.environ, **env}
-        reg_name = f"{self.implementation}:{self.ns.name}:{self.spec.name}:{name}"
+        reg_name = self._reg_name(name)
         log.debug("starting %s: %s", reg_name, " ".join(args))
         p = self.ns.popen(args, name=reg_name, log_path=log_path, **kwargs)
         self._procs.append(_Proc(name, p, reg_name))
         return p
+
+    def _reg_name(self, name: str) -> str:
+        """Program `name`'s key in the registry (says what it is in `routerlab clean`'s list)."""
+        assert self.ns is not None
+        return f"{self.implementation}:{self.ns.name}:{self.spec.name}:{name}"
+
+    def adopt(self, ns: Netns, pids: dict[str, int]) -> None:
+        """Take over this daemon's processes as restored (by CRIU) into namespace `ns`:
+        {program name: pid}, one for every program the driver runs (any, if it runs none).
+
+        They replace the handles of the processes that were dumped, and are recorded in the
+        registry by pid and start time, as `_popen` records what it starts, so `routerlab
+        clean` can kill them and `stop`, `pids` and `is_running` act on them. The running
+        configuration and `started_at` are kept: it is the same daemon, moved."""
+        names = [p.name for p in self._procs] or list(pids)
+        missing = [n for n in names if n not in pids]
+        if missing:
+            raise DaemonError(f"{self.implementation} {self.spec.name}: no restored process "
+                              f"for {', '.join(missing)}")
+        self.ns = ns
+        procs = []
+        for name in names:
+            reg_name = self._reg_name(name)
+            registry.session().add_process(pids[name], reg_name)
+            procs.append(_Proc(name, RestoredProcess(pids[name]), reg_name))
+        self._procs = procs
+        log.debug("%s %s: adopted %s in %s", self.implementation, self.spec.name, pids, ns.name)
 
     def _dead_procs(self) -> list[str]:
         return [f"{p.name} (exit {p.popen.returncode})" for p in self._procs

@@ -1,13 +1,19 @@
-"""Control-plane move helpers that need no root: parsing and command building."""
+"""Control-plane move helpers that need no root: parsing, command building, process handles
+and `Daemon.adopt` (how a driver takes over its restored processes)."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from vroom.cpmove import RestoredProcess, _mreqn, _route_spec, parse_maddress
+from routerlab import registry
+from routerlab.daemons import Daemon, DaemonError, RouterSpec
+from routerlab.daemons.base import RestoredProcess
+from vroom.cpmove import _mreqn, _route_spec, parse_maddress
 
 
 def test_parse_maddress_skips_all_hosts() -> None:
@@ -57,3 +63,82 @@ def test_predump_args_track_memory_and_keep_the_namespace_external(tmp_path) -> 
     assert args[:3] == ["pre-dump", "--tree", "4242"]
     assert "--track-mem" in args and "--tcp-established" in args
     assert args[args.index("--external") + 1] == "net[4026532000]:rlnet"
+
+
+# --------------------------------------------------------------------------- Daemon.adopt
+
+class _FakeDaemon(Daemon):
+    """A driver with nothing to launch: only what `adopt` and `stop` need."""
+
+    implementation = "fake"
+
+    def render(self) -> dict[str, str]:
+        return {}
+
+    def _check_config(self, directory: Path) -> None:
+        pass
+
+    def _launch(self) -> None:
+        pass
+
+    def _ready(self) -> bool:
+        return True
+
+    def bgp_sessions(self) -> list:
+        return []
+
+    def routes(self) -> list:
+        return []
+
+    def cli(self, command: str) -> str:
+        return ""
+
+    @classmethod
+    def version(cls) -> str | None:
+        return None
+
+
+@pytest.fixture
+def session(tmp_path, monkeypatch) -> registry.Session:
+    """This test's own registry session (a file under tmp_path, not /run/routerlab)."""
+    s = registry.Session(tmp_path / "session.jsonl")
+    monkeypatch.setattr(registry, "_current", s)
+    return s
+
+
+def _sleeper() -> subprocess.Popen:
+    return subprocess.Popen(["sleep", "30"])
+
+
+def test_adopt_takes_over_processes_and_records_them(session: registry.Session) -> None:
+    d = _FakeDaemon(RouterSpec(name="r1", router_id="10.255.0.1"))
+    a, b = _sleeper(), _sleeper()
+    try:
+        d.adopt(SimpleNamespace(name="ns-b"), {"a": a.pid, "b": b.pid})  # type: ignore[arg-type]
+        assert d.ns.name == "ns-b" and d.pids == {"a": a.pid, "b": b.pid} and d.is_running()
+        live = {r["pid"]: r for r in registry.live_resources(session.path)}
+        assert live[a.pid]["name"] == "fake:ns-b:r1:a"
+        assert live[a.pid]["start"] == registry.proc_start_time(a.pid)  # pid reuse guard
+        # moved back: the same programs, now named in their new namespace
+        d.adopt(SimpleNamespace(name="ns-a"), {"a": a.pid, "b": b.pid})  # type: ignore[arg-type]
+        assert registry.live_resources(session.path)[0]["name"].startswith("fake:ns-a:")
+        d.stop()
+        assert not d.is_running() and a.poll() is not None and b.poll() is not None
+        assert registry.live_resources(session.path) == []
+    finally:
+        for p in (a, b):
+            p.kill()
+
+
+def test_adopt_refuses_a_missing_program_and_changes_nothing(session: registry.Session) -> None:
+    d = _FakeDaemon(RouterSpec(name="r1", router_id="10.255.0.1"))
+    a, b = _sleeper(), _sleeper()
+    try:
+        d.adopt(SimpleNamespace(name="ns-a"), {"a": a.pid, "b": b.pid})  # type: ignore[arg-type]
+        with pytest.raises(DaemonError, match="no restored process for b"):
+            d.adopt(SimpleNamespace(name="ns-b"), {"a": a.pid})  # type: ignore[arg-type]
+        assert d.ns.name == "ns-a" and d.pids == {"a": a.pid, "b": b.pid}
+        d.stop()
+    finally:
+        for p in (a, b):
+            p.kill()
