@@ -12,7 +12,7 @@ Modules, from the pure core outwards:
 - `cpmove`: control-plane migration with CRIU; `migrate`: the seven phases with rollback;
   `baseline`: migration by restart; `ospfwire`: OSPF retransmissions counted on the wire.
 - `experiments`: vroom-maintenance, vroom-core-failure, vroom-cloning, vroom-power;
-  `lab`: the interactive lab (`python -m vroom.lab TOPOLOGY`, command `migrate VR PR`).
+  `lab`: the interactive lab (`routerlab cli vroom`, or `python -m vroom.lab TOPOLOGY`; command `migrate VR PR`).
 
 See vroom/STATUS.md for what works and what was measured.
 """
