@@ -173,6 +173,16 @@ class KernelFib:
         if self._task is not None:
             self._task.cancel()
 
+    async def aclose(self) -> None:
+        """Stop following and wait until the watcher has ended (its sockets closed), so a
+        loop stopped right after does not destroy a still-pending task."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
 
 class GobgpFib:
     """GoBGP's candidate FIB: its best paths as `gobgp monitor global rib` streams them."""

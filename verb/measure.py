@@ -103,7 +103,7 @@ class FibRecorder(Recorder):
 
     def stop(self) -> None:
         if self.watcher is not None:
-            self.host.loop.call_soon_threadsafe(self.watcher.stop)
+            self.host.call(self.watcher.aclose(), 10)
 
 
 class AdvertRecorder(Recorder):

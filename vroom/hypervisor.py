@@ -18,6 +18,7 @@ its own ports and VLAN ids, and groups numbered ``VR << 24 | n``.
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import select
@@ -25,9 +26,10 @@ import socket
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from routerlab.criu import socket_in_netns
 
@@ -46,6 +48,35 @@ WATCH_GROUPS = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROU
 
 class HypervisorError(RuntimeError):
     pass
+
+
+_gc_pauses = 0  # how many gc_paused() blocks are running (any thread)
+_gc_was_enabled = True  # the collector's state when the first of them began
+_gc_lock = threading.Lock()
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a FIB is read and translated.
+
+    A 250,000-route table creates about a million small acyclic objects (routes, flows,
+    tuples); the allocation bursts trigger collections that rescan the growing heap, which
+    doubles the translation time (0.45 s without, 0.9-1.0 s with, measured here). Nothing
+    in it forms cycles, so no garbage is left for the collector. Nested and concurrent
+    pauses (several hypervisors) restore it only when the last one ends."""
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 @dataclass
@@ -121,7 +152,7 @@ class DataPlaneHypervisor:
     def sync(self, routes: bool = True) -> SyncStats:
         """Read the FIB now and send the bridge whatever differs. Without `routes` only the
         control path is installed (bindings and punts: what reaches the VR, no forwarding)."""
-        with self._lock:
+        with self._lock, gc_paused():
             t0 = time.monotonic()
             if routes:
                 snap = fib.read_snapshot(self.fib_ns)
@@ -144,7 +175,7 @@ class DataPlaneHypervisor:
     def repopulate(self) -> SyncStats:
         """Data-plane cloning: replace the VR's share of the bridge by a bulk install built
         from the FIB (one bundle: delete what was there, add everything)."""
-        with self._lock:
+        with self._lock, gc_paused():
             t0 = time.monotonic()
             snap = fib.read_snapshot(self.fib_ns)
             t1 = time.monotonic()

@@ -269,3 +269,33 @@ def test_flows_from_dump() -> None:
         " priority=100,in_port=1 actions=drop"])
     assert got == [(1, 1048, "ip,reg0=0x1,nw_dst=10.0.0.0/24", "group:5"),
                    (0, 100, "in_port=1", "drop")]
+
+
+def test_gc_paused_nests_and_restores_the_collector():
+    import gc
+
+    from vroom.hypervisor import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer pause still runs
+    assert gc.isenabled()
+    # two hypervisors' pauses overlapping, the first to begin ending first
+    first, second = gc_paused(), gc_paused()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+    # a collector that was off stays off
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
