@@ -23,7 +23,7 @@ from rich.table import Table
 
 from routerlab import registry
 from routerlab.errors import UserError
-from routerlab.lab import LAB_EXTENSIONS, LAB_RUNNERS, lab_class
+from routerlab.lab import LAB_EXTENSIONS, LAB_RUNNERS, lab_class, teardown_lab
 
 from b4.deploy import B4Deployment
 from b4.model import load_wan
@@ -213,14 +213,18 @@ def run_b4_lab(topo: Any, *, prefix: str = "rl-", console: Console | None = None
     registry.session().add("dir", str(run_dir))
     dep = B4Deployment(wan, run_dir, prefix=prefix, ofc_replicas=replicas, te_replicas=replicas,
                        progress=lambda m: console.print(f"[dim]{m}[/]"))
+    network = None
     try:
         t0 = time.monotonic()
         dep.start()
         console.print(f"{wan.name}: {len(wan.config.sites)} sites, {len(wan.flow_groups)} flow groups, "
                       f"{len(dep.ofcs)} controller and {len(dep.tes)} TE-server replicas; TE converged in "
                       f"{time.monotonic() - t0:.1f} s. Type `help`; B4: te, link, ofc, ops.")
-        lab_class()(B4LabNetwork(dep), console=console, script=script)
+        network = B4LabNetwork(dep)
+        lab_class()(network, console=console, script=script)
     finally:
+        if network is not None:
+            teardown_lab(network)
         dep.stop()
         import shutil
 

@@ -29,6 +29,9 @@ LAB_EXTENSIONS: dict[str, Callable[[type], type]] = {}
 # that system (e.g. B4's WAN with its controllers) instead of the generic Network:
 # runner(topo, prefix=..., console=..., script=...) -> exit code.
 LAB_RUNNERS: dict[str, Callable[..., int]] = {}
+# name -> callable(network) run when a lab ends, normally or not, before its network stops:
+# a system stops what its commands started there (VERB's bug-tolerant routers).
+LAB_TEARDOWNS: dict[str, Callable[[Any], None]] = {}
 # Modules that register extensions and runners; a system that is not built yet is absent.
 LAB_MODULES = ("b4.lab", "vroom.lab", "verb.lab")
 
@@ -141,6 +144,16 @@ class RouterlabCLI(CLI):
         self._guard(run)
 
 
+def teardown_lab(network: Any) -> None:
+    """Run every system's teardown for a lab's network (errors are logged, not raised:
+    the network must still be stopped)."""
+    for name, fn in LAB_TEARDOWNS.items():
+        try:
+            fn(network)
+        except Exception as e:
+            log.warning("%s teardown: %s", name, e)
+
+
 def lab_class() -> type:
     cls: type = RouterlabCLI
     for ext in LAB_EXTENSIONS.values():
@@ -174,5 +187,6 @@ def run_lab(topology: str, *, prefix: str = "rl-", console: Console | None = Non
                       f"{len(net.switches)} switches; converged in {secs:.1f} s. Type `help`.")
         lab_class()(net, console=console, script=script)
     finally:
+        teardown_lab(net)
         net.stop()
     return 0

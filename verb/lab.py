@@ -88,9 +88,9 @@ class VerbCommands:
     console: Any
 
     def _verb_state(self) -> dict:
-        if not hasattr(self, "_verb"):
-            self._verb: dict[str, dict] = {}
-        return self._verb
+        # Kept on the network, not the CLI: the lab's teardown (`stop_all`) must find the
+        # running routers even when the CLI ended with an exception.
+        return _routers(self.network)
 
     def do_verb(self, line: str) -> None:
         """verb start|status|mode|fault|clear|stop R ...: a bug-tolerant router (VERB);
@@ -214,6 +214,26 @@ class VerbCommands:
                            + ("; every neighbour Established" if ready else ""))
 
 
+def _routers(network: Any) -> dict[str, dict]:
+    """The bug-tolerant routers running in a lab's network: name -> {router, faults}."""
+    routers = getattr(network, "verb_routers", None)
+    if routers is None:
+        routers = {}
+        network.verb_routers = routers
+    return routers
+
+
+def stop_all(network: Any) -> None:
+    """Stop every bug-tolerant router a lab started (registered as its teardown)."""
+    routers = _routers(network)
+    while routers:
+        name, st = routers.popitem()
+        for f in st["faults"]:
+            f.clear()
+        log.info("%s: stopping the bug-tolerant router as the lab ends", name)
+        st["router"].stop()
+
+
 VerbCommands.do_verb.__doc__ = __doc__  # `help verb` in the lab shows the whole usage
 
 
@@ -222,8 +242,9 @@ def extend(cls: type) -> type:
 
 
 def register() -> None:
-    from routerlab.lab import LAB_EXTENSIONS
+    from routerlab.lab import LAB_EXTENSIONS, LAB_TEARDOWNS
     LAB_EXTENSIONS["verb"] = extend
+    LAB_TEARDOWNS["verb"] = stop_all
 
 
 register()

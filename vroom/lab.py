@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from routerlab.errors import UserError
-from routerlab.lab import LAB_EXTENSIONS, LAB_RUNNERS, RouterlabCLI, _table, lab_class
+from routerlab.lab import (LAB_EXTENSIONS, LAB_RUNNERS, RouterlabCLI, _table, lab_class,
+                           teardown_lab)
 
 from .migrate import MigrationRefused
 from .phases import MigrationFailed
@@ -222,6 +223,7 @@ def run_vroom_lab(topo: Any, *, prefix: str = "rl-", console: Any = None,
                       f"restart, where, prs.")
         lab_class()(lab, console=console, script=script)
     finally:
+        teardown_lab(lab)
         lab.stop()
     return 0
 

@@ -95,3 +95,10 @@ def test_verb_lab(tmp_path):
     assert "r is not a bug-tolerant router (verb start r)" in out          # status after stop
     assert "error: usage: verb start R" in out                              # unknown subcommand
     assert out.count("error:") == 3, out
+
+
+def test_verb_lab_ending_with_a_bug_tolerant_router_running_leaves_nothing(tmp_path):
+    # the user leaves the lab without `verb stop`: the lab's teardown stops the replicas
+    prefix = f"tb{uuid.uuid4().hex[:3]}-"
+    out = _run_lab("verb", prefix, "verb start r\n", tmp_path)
+    assert "bug-tolerant router up" in out
