@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import shutil
 import time
 from typing import Any
 
@@ -23,7 +24,7 @@ from rich.table import Table
 
 from routerlab import registry
 from routerlab.errors import UserError
-from routerlab.lab import LAB_EXTENSIONS, LAB_RUNNERS, lab_class, teardown_lab
+from routerlab.lab import LAB_EXTENSIONS, LAB_RUNNERS, serve_lab
 
 from b4.deploy import B4Deployment
 from b4.model import load_wan
@@ -213,24 +214,22 @@ def run_b4_lab(topo: Any, *, prefix: str = "rl-", console: Console | None = None
     registry.session().add("dir", str(run_dir))
     dep = B4Deployment(wan, run_dir, prefix=prefix, ofc_replicas=replicas, te_replicas=replicas,
                        progress=lambda m: console.print(f"[dim]{m}[/]"))
-    network = None
+
+    def stop() -> None:
+        dep.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        registry.session().release("dir", str(run_dir))
+
     try:
         t0 = time.monotonic()
         dep.start()
-        console.print(f"{wan.name}: {len(wan.config.sites)} sites, {len(wan.flow_groups)} flow groups, "
-                      f"{len(dep.ofcs)} controller and {len(dep.tes)} TE-server replicas; TE converged in "
-                      f"{time.monotonic() - t0:.1f} s. Type `help`; B4: te, link, ofc, ops.")
-        network = B4LabNetwork(dep)
-        lab_class()(network, console=console, script=script)
-    finally:
-        if network is not None:
-            teardown_lab(network)
-        dep.stop()
-        import shutil
-
-        shutil.rmtree(run_dir, ignore_errors=True)
-        registry.session().release("dir", str(run_dir))
-    return 0
+    except BaseException:
+        stop()
+        raise
+    console.print(f"{wan.name}: {len(wan.config.sites)} sites, {len(wan.flow_groups)} flow groups, "
+                  f"{len(dep.ofcs)} controller and {len(dep.tes)} TE-server replicas; TE converged in "
+                  f"{time.monotonic() - t0:.1f} s. Type `help`; B4: te, link, ofc, ops.")
+    return serve_lab(B4LabNetwork(dep), stop, console=console, script=script)
 
 
 LAB_RUNNERS["b4"] = run_b4_lab

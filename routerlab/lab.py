@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import shlex
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from mininet.cli import CLI
 from rich.console import Console
@@ -154,6 +155,30 @@ def teardown_lab(network: Any) -> None:
             log.warning("%s teardown: %s", name, e)
 
 
+@contextmanager
+def building(console: Console, title: str) -> Iterator[Callable[..., None]]:
+    """A transient progress display while a lab's network is built; yields the
+    ``progress(message, fraction=None)`` callable the builders take."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(f"building {title}")
+        yield lambda msg, frac=None: bar.update(task, description=str(msg))
+
+
+def serve_lab(network: Any, stop: Callable[[], None], *, console: Console,
+              script: str | None) -> int:
+    """Run the CLI over a built network; then, however it ends, the systems' teardowns and
+    `stop` (which removes the network)."""
+    try:
+        lab_class()(network, console=console, script=script)
+    finally:
+        teardown_lab(network)
+        stop()
+    return 0
+
+
 def lab_class() -> type:
     cls: type = RouterlabCLI
     for ext in LAB_EXTENSIONS.values():
@@ -164,8 +189,6 @@ def lab_class() -> type:
 def run_lab(topology: str, *, prefix: str = "rl-", console: Console | None = None,
             script: str | None = None) -> int:
     """Build the topology, converge it with a progress display, open the CLI, tear down."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from routerlab.topology import load_topology
 
     console = console or Console()
@@ -178,15 +201,12 @@ def run_lab(topology: str, *, prefix: str = "rl-", console: Console | None = Non
 
     net = Network(topo, prefix=prefix)
     try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=console, transient=True) as progress:
-            task = progress.add_task(f"building {topo.name}")
-            net.start(progress=lambda msg, frac=None: progress.update(task, description=msg))
-            secs = net.wait_converged(progress=lambda msg, frac=None: progress.update(task, description=msg))
-        console.print(f"{topo.name}: {len(net.routers)} routers, {len(net.hosts)} hosts, "
-                      f"{len(net.switches)} switches; converged in {secs:.1f} s. Type `help`.")
-        lab_class()(net, console=console, script=script)
-    finally:
-        teardown_lab(net)
+        with building(console, topo.name) as progress:
+            net.start(progress=progress)
+            secs = net.wait_converged(progress=progress)
+    except BaseException:
         net.stop()
-    return 0
+        raise
+    console.print(f"{topo.name}: {len(net.routers)} routers, {len(net.hosts)} hosts, "
+                  f"{len(net.switches)} switches; converged in {secs:.1f} s. Type `help`.")
+    return serve_lab(net, net.stop, console=console, script=script)

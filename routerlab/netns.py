@@ -144,10 +144,9 @@ def create_veth(a: str, b: str, *, ns_a: Netns | None = None, ns_b: Netns | None
     only need to be unique per namespace; a root-namespace end is registered as a link."""
     check_ifname(a)
     check_ifname(b)
-    if ns_a is None:
-        registry.session().add("link", a)
-    elif ns_b is None:
-        registry.session().add("link", b)
+    root_end = a if ns_a is None else b if ns_b is None else None
+    if root_end:
+        registry.session().add("link", root_end)
     args = ["ip", "link", "add", "name", a]
     if mac_a:
         args += ["address", mac_a]
@@ -163,10 +162,8 @@ def create_veth(a: str, b: str, *, ns_a: Netns | None = None, ns_b: Netns | None
         ns_a.run(args)
     else:
         run(args)
-    if ns_a is None:
-        registry.session().link_created(a)
-    elif ns_b is None:
-        registry.session().link_created(b)
+    if root_end:
+        registry.session().link_created(root_end)
     # The userspace datapath does not fill in checksums left to offload: turn it off.
     for name, ns in ((a, ns_a), (b, ns_b)):
         set_offload(name, ns)

@@ -155,6 +155,13 @@ def results_table(summaries: Sequence[dict[str, Any]]) -> str:
     return markdown_table(("experiment", "metric", "paper", "ours", "goal", "met"), rows)
 
 
+def run_time(summaries: Sequence[dict[str, Any]]) -> tuple[float, str]:
+    """Over several experiments' summaries: total wall-clock minutes and each one's
+    ("ospf-ring 0.3, b4-example 0.5")."""
+    times = [(sm["experiment"], (sm.get("elapsed_s") or 0.0) / 60) for sm in summaries]
+    return sum(t for _, t in times), ", ".join(f"{n} {t:.1f}" for n, t in times)
+
+
 def machine_description() -> str:
     """One line naming the machine the numbers were measured on."""
     try:

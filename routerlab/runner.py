@@ -14,7 +14,8 @@ from rich.table import Table
 from routerlab import registry
 from routerlab.errors import UserError
 from routerlab.experiments import Experiment, RunContext
-from routerlab.report import Result, fmt, machine_description, results_table, save_result, write_json
+from routerlab.report import (Result, fmt, machine_description, results_table, run_time, save_result,
+                              write_json)
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,8 @@ def _print_summary(console: Console, results: list[Result], out: Path) -> None:
             unit = f" {m.unit}" if m.unit else ""
             t.add_row(r.experiment, m.label, "-" if m.paper is None else f"{fmt(m.paper)}{unit}",
                       f"{fmt(m.ours)}{unit}", m.goal or "-", "[green]yes[/]" if m.met else "[red]no[/]")
-    total = sum(r.raw.get("elapsed_s") or 0 for r in results if isinstance(r.raw, dict))
-    t.caption = f"run time {total / 60:.1f} min on {machine_description()}"
+    total_min, _ = run_time([r.summary() for r in results])
+    t.caption = f"run time {total_min:.1f} min on {machine_description()}"
     console.print(t)
 
 
@@ -128,11 +129,9 @@ def write_combined_report(results: list[Result], out: Path) -> None:
     """``out/report.md`` and ``out/summary.json`` over several experiments."""
     summaries = [r.summary() for r in results]
     write_json(out / "summary.json", {"machine": machine_description(), "experiments": summaries})
-    total = sum(sm.get("elapsed_s") or 0 for sm in summaries)
-    times = ", ".join(f"{sm['experiment']} {(sm.get('elapsed_s') or 0) / 60:.1f}"
-                      for sm in summaries)
+    total_min, times = run_time(summaries)
     lines = ["# routerlab results", "", f"Machine: {machine_description()}", "",
-             f"Run time: {total / 60:.1f} min ({times} min).", "",
+             f"Run time: {total_min:.1f} min ({times} min).", "",
              results_table(summaries), ""]
     for r in results:
         lines += [f"## {r.experiment}", "", f"Full report: [{r.experiment}/report.md]({r.experiment}/report.md)", ""]

@@ -19,14 +19,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from routerlab.report import results_table  # noqa: E402
+from routerlab.report import results_table, run_time  # noqa: E402
 
 BEGIN = "<!-- run-all results: written by scripts/publish-results.py -->"
 END = "<!-- end of run-all results -->"
 COPIED = ("report.md", "summary.json")
 
 
-def publish(run_dir: Path, docs: Path, readme: Path) -> str:
+def publish(run_dir: Path, docs: Path) -> str:
     """Copy the run into `docs` and return the README block for it."""
     combined = json.loads((run_dir / "summary.json").read_text())
     docs.mkdir(parents=True, exist_ok=True)
@@ -40,12 +40,11 @@ def publish(run_dir: Path, docs: Path, readme: Path) -> str:
         for f in src.iterdir():
             if f.name in COPIED or f.suffix == ".png":
                 shutil.copy2(f, dst / f.name)
-    times = [(sm["experiment"], sm.get("elapsed_s") or 0.0) for sm in combined["experiments"]]
-    total_min = sum(t for _, t in times) / 60
+    total_min, times = run_time(combined["experiments"])
     failed = [sm["experiment"] for sm in combined["experiments"] if not sm["ok"]]
     lines = [BEGIN,
              f"Machine: {combined['machine']}. `routerlab run all` took {total_min:.1f} minutes "
-             f"({', '.join(f'{n} {t / 60:.1f}' for n, t in times)} min); "
+             f"({times} min); "
              + (f"experiments with a goal not met: {', '.join(failed)}." if failed
                 else "every goal was met."),
              "",
@@ -64,7 +63,7 @@ def main() -> int:
         print(f"publish-results: {a.run_dir} has no summary.json (not a `run all` directory)",
               file=sys.stderr)
         return 2
-    block = publish(a.run_dir, a.docs, a.readme)
+    block = publish(a.run_dir, a.docs)
     text = a.readme.read_text()
     if BEGIN not in text or END not in text:
         print(f"publish-results: {a.readme} lacks the markers {BEGIN!r} ... {END!r}", file=sys.stderr)

@@ -234,9 +234,14 @@ def parse_route_line(line: str, _cache: dict | None = None) -> Route | None:
 
 
 def parse_routes(text: str) -> list[Route]:
+    return parse_route_lines(text.splitlines())
+
+
+def parse_route_lines(lines: Iterable[str]) -> list[Route]:
+    """``ip -o -4 route show`` lines -> Route list (lines that do not parse are logged)."""
     out = []
     cache: dict = {}
-    for line in text.splitlines():
+    for line in lines:
         try:
             r = parse_route_line(line, cache)
         except (IndexError, ValueError) as e:
@@ -317,17 +322,8 @@ def read_routes(ns: str) -> list[Route]:
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          bufsize=1 << 20)
     assert p.stdout is not None
-    out: list[Route] = []
-    cache: dict = {}
     try:
-        for line in p.stdout:
-            try:
-                r = parse_route_line(line, cache)
-            except (IndexError, ValueError) as e:
-                log.warning("cannot parse route %r: %s", line, e)
-                continue
-            if r is not None:
-                out.append(r)
+        out = parse_route_lines(p.stdout)
     finally:
         p.stdout.close()
         err = p.stderr.read() if p.stderr else ""

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from routerlab.errors import UserError
-from routerlab.lab import (LAB_EXTENSIONS, LAB_RUNNERS, RouterlabCLI, _table, lab_class,
-                           teardown_lab)
+from routerlab.lab import (LAB_EXTENSIONS, LAB_RUNNERS, RouterlabCLI, _table, building,
+                           lab_class, serve_lab)
 
 from .migrate import MigrationRefused
 from .phases import MigrationFailed
@@ -209,23 +209,14 @@ def run_vroom_lab(topo: Any, *, prefix: str = "rl-", console: Any = None,
     """`routerlab cli` for a topology with ``params: {system: vroom}``: build, converge with a
     progress display, open the CLI with VROOM's commands, tear everything down."""
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     console = console or Console()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task(f"building {topo.name}")
-        lab = build(topo, lab_prefix(prefix),
-                    progress=lambda m: bar.update(task, description=str(m)))
-    try:
-        console.print(f"{topo.name}: {len(lab.vroom.vrs)} virtual routers on "
-                      f"{len(lab.vroom.prs)} physical routers. Type `help`; VROOM: migrate, "
-                      f"restart, where, prs.")
-        lab_class()(lab, console=console, script=script)
-    finally:
-        teardown_lab(lab)
-        lab.stop()
-    return 0
+    with building(console, topo.name) as progress:
+        lab = build(topo, lab_prefix(prefix), progress=progress)
+    console.print(f"{topo.name}: {len(lab.vroom.vrs)} virtual routers on "
+                  f"{len(lab.vroom.prs)} physical routers. Type `help`; VROOM: migrate, "
+                  f"restart, where, prs.")
+    return serve_lab(lab, lab.stop, console=console, script=script)
 
 
 LAB_RUNNERS["vroom"] = run_vroom_lab

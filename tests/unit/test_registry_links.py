@@ -21,7 +21,7 @@ def test_record_written_before_creation_falls_back_to_the_name():
     assert not registry.link_is_ours({"kind": "link", "name": "rl-no-such-link"})
 
 
-def test_the_ifindex_record_replaces_the_name_only_one(tmp_path, monkeypatch):
+def test_the_ifindex_record_replaces_the_name_only_one(tmp_path):
     path = tmp_path / "s.jsonl"
     s = registry.Session(path)
     s.add("link", "lo")               # before creation
