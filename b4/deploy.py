@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from routerlab import registry
-from routerlab.daemons.base import wait_for
+from routerlab.expect import wait_for
 
 from b4.model import Wan
 from b4.rpc import RpcError, call, free_port

@@ -15,14 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from routerlab.daemons.base import wait_for
+from routerlab.expect import wait_for
 from routerlab.experiments import RunContext, experiment
 from routerlab.report import Result, markdown_table, plot
-from routerlab.traffic import Probe
+from routerlab.traffic import Probe, attribute_loss, loss_ms, tx_packets
 
 from b4.deploy import B4Deployment, Replica
 from b4.measure import (MIN_DELIVERED, MIN_OFFERED, DeliveryCheck, ThroughputResult, allocated_app_rates,
-                        app_flows, attribute_loss, check_delivery, loss_ms, measure_throughput, probe_tunnel,
+                        app_flows, check_delivery, measure_throughput, probe_tunnel,
                         reference_probe)
 from b4.model import Wan, load_wan
 from b4.te.allocation import Allocation
@@ -336,13 +336,6 @@ REFERENCE_NOTE = (
     "remaining gaps, and the metrics count that.")
 
 
-def _host_tx_packets(node: Any, intf: str) -> int:
-    import json
-
-    out = node.netns.run(["ip", "-j", "-s", "link", "show", "dev", intf]).stdout
-    return int(json.loads(out)[0]["stats64"]["tx"]["packets"])
-
-
 def _encap_switch_failure(ctx: RunContext) -> tuple[dict[str, Any], str]:
     """B4's sites have several switches and their clusters spread traffic over them; when an
     encap switch fails the cluster stops using it. Here site A gets a second switch A2 (its
@@ -359,9 +352,9 @@ def _encap_switch_failure(ctx: RunContext) -> tuple[dict[str, Any], str]:
         uplinks = {sw: h.intf for sw, h in wan.host_ports("hA")}
 
         def fail_encap() -> None:
-            before = {sw: _host_tx_packets(hA, i) for sw, i in uplinks.items()}
+            before = {sw: tx_packets(hA, i) for sw, i in uplinks.items()}
             time.sleep(0.3)  # which uplink does the probe's flow hash onto?
-            used = max(uplinks, key=lambda sw: _host_tx_packets(hA, uplinks[sw]) - before[sw])
+            used = max(uplinks, key=lambda sw: tx_packets(hA, uplinks[sw]) - before[sw])
             failed.append(used)
             dep.net.set_switch(used, False)
             for ln in wan.config.links.values():

@@ -832,3 +832,56 @@ def iperf(server: Host, client: Host, server_ip: str, duration_s: float = 5.0,
           rate_mbps: float | None = None, udp: bool = False, **kwargs: Any) -> dict[str, Any]:
     """Run one iperf3 test and return its result as a dict (`IperfResult.to_json`)."""
     return Iperf(server, client, server_ip, duration_s, rate_mbps, udp, **kwargs).run().to_json()
+
+
+# --------------------------------------------------------------------------- loss analysis
+
+def loss_ms(result: Any) -> float:
+    """Packet-loss duration of a probe: lost packets x packet spacing (ms)."""
+    return result.lost * 1000.0 / result.rate_pps if result.rate_pps else 0.0
+
+
+def _gap_windows(r: Any, slack_s: float) -> list[tuple[float, float]]:
+    base = r.started_at + (r.min_delay_ms or 0.0) / 1000.0
+    return [(base + g.start_s - slack_s, base + g.end_s + slack_s) for g in r.gaps]
+
+
+def attribute_loss(event: Any, references: list[Any], slack_ms: float = 30.0,
+                   window: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Split an event probe's loss into the outage the event caused and background drops.
+
+    Open vSwitch's userspace datapath is served by ovs-vswitchd's main thread, shared by every
+    bridge on the machine; when anyone (re)configures OVS it stalls for tens of milliseconds
+    and probes everywhere lose packets together, and on a busy machine the odd packet is
+    dropped on its own. A reference probe on a path the event does not touch sees both. So:
+
+    * ``attributed``: packets lost in the event probe's gaps (silences longer than the
+      probe's gap threshold, 20 ms at 1,000 packets/s) that no reference gap overlaps: the
+      outage the event caused;
+    * ``stall_lost``: packets lost in gaps a reference probe saw too (datapath-wide stalls);
+    * ``isolated``: packets lost outside any gap (single drops), with the reference probes'
+      own isolated drops beside them for comparison;
+    * ``outside_lost``: with ``window`` (epoch seconds: the event's start and end), packets
+      lost in gaps entirely before or after it, which the event cannot have caused."""
+    slack = slack_ms / 1000.0
+    ref_windows = [w for r in references for w in _gap_windows(r, 0.0)]
+    explained, explained_lost, in_gaps, outside = [], 0, 0, 0
+    for g, (a, b) in zip(event.gaps, _gap_windows(event, slack)):
+        in_gaps += g.lost
+        if window is not None and (b < window[0] or a > window[1]):
+            outside += g.lost
+        elif any(a <= rb and ra <= b for ra, rb in ref_windows):
+            explained.append({"start_s": round(g.start_s, 3), "duration_ms": round(g.duration_ms, 1), "lost": g.lost})
+            explained_lost += g.lost
+    return {"lost": event.lost, "attributed": in_gaps - explained_lost - outside, "stall_lost": explained_lost,
+            "stall_gaps": explained, "isolated": event.lost - in_gaps, "outside_lost": outside,
+            "reference_lost": [r.lost for r in references],
+            "reference_isolated": [r.lost - sum(g.lost for g in r.gaps) for r in references]}
+
+
+def tx_packets(node: Any, intf: str) -> int:
+    """Packets sent so far by interface `intf` of a node living in a routerlab namespace
+    (``node.netns``). /sys/class/net shows the root namespace's devices: ask the
+    namespace's own netlink."""
+    out = node.netns.run(["ip", "-j", "-s", "link", "show", "dev", intf]).stdout
+    return int(json.loads(out)[0]["stats64"]["tx"]["packets"])

@@ -22,7 +22,8 @@ from typing import Any, Iterator
 
 import psutil
 
-from routerlab.daemons import Daemon, driver_for, wait_for
+from routerlab.daemons import Daemon, driver_for
+from routerlab.expect import wait_for
 from routerlab.experiments import RunContext, experiment
 from routerlab.report import Result, markdown_table, plot
 

@@ -24,7 +24,7 @@ import secrets
 import shlex
 from typing import Any
 
-from routerlab.daemons.base import wait_for
+from routerlab.expect import wait_for
 from routerlab.errors import UserError
 
 from .faults import FAULTS, Fault

@@ -188,7 +188,7 @@ class ReplicaManager:
             self.fault(name, f"outvoted past the disagreement window ({self._why(name, now)})")
         for r in self.replicas.values():
             if r.state in ("voting", "syncing") and r.daemon is not None and not r.daemon.is_running():
-                self.fault(r.name, f"daemon exited ({', '.join(r.daemon._dead_procs())})")
+                self.fault(r.name, f"daemon exited ({', '.join(r.daemon.dead_processes())})")
             elif r.state == "syncing" and self._synced(r, now):
                 self._readmit(r)
 

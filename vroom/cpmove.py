@@ -85,7 +85,7 @@ def daemon_processes(d: Daemon) -> list[tuple[str, int]]:
 
 def reap_dumped(d: Daemon, timeout: float = 10.0) -> None:
     """Wait for the processes a dump killed, so their pids are free for a restore."""
-    for p in d._procs:  # noqa: SLF001
+    for p in d.processes():
         try:
             p.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -581,7 +581,7 @@ class ControlPlaneMove:
         dump (the state it had when it stopped), re-join its groups, drop the lock."""
         if not self.dumped:
             return {}
-        for p in self.daemon._procs:  # noqa: SLF001  (anything half-restored at the target)
+        for p in self.daemon.processes():  # anything half-restored at the target
             if p.popen.poll() is None and self.restored:
                 p.popen.kill()
                 p.popen.wait(10)

@@ -13,7 +13,7 @@ queries as normalized records (`OspfNeighbor`, `BgpSession`, `Route`).
 from __future__ import annotations
 
 from .base import (BGP_STATES, OSPF_STATES, BgpSession, Daemon, DaemonError, NextHop,
-                   OspfNeighbor, Route, wait_for)
+                   OspfNeighbor, Route)
 from .bird import BirdDaemon
 from .exabgp import ExabgpDaemon
 from .frr import FrrDaemon
@@ -41,4 +41,4 @@ __all__ = ["ACCEPT_ALL", "BGP_STATES", "DAEMONS", "OSPF_STATES", "REJECT_ALL", "
            "BgpSession", "BirdDaemon", "Daemon", "DaemonError", "ExabgpDaemon", "FrrDaemon",
            "GobgpDaemon", "Interface", "Network", "NextHop", "OspfNeighbor", "Policy",
            "PolicyRule", "PrefixMatch", "Route", "RouterSpec", "SpecError", "StaticRoute",
-           "driver_for", "wait_for"]
+           "driver_for"]

@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar
 
 from routerlab import registry
 from routerlab.netns import CommandError, Netns
@@ -34,7 +34,6 @@ from .spec import RouterSpec, SpecError
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 # Unix socket paths are limited to 108 bytes (sun_path), including the final NUL.
 SUN_PATH_MAX = 107
@@ -153,24 +152,6 @@ class Route:
         return dataclasses.asdict(self)
 
 
-def wait_for(cond: Callable[[], T], timeout: float, interval: float = 0.2,
-             what: str = "condition") -> T:
-    """Poll `cond` until it returns a truthy value (returned) or raise TimeoutError."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            v = cond()
-            if v:
-                return v
-        except (DaemonError, CommandError, OSError, ValueError) as e:
-            last_exc = e
-        if time.monotonic() >= deadline:
-            extra = f" (last error: {last_exc})" if last_exc else ""
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
-        time.sleep(interval)
-
-
 # ----------------------------------------------------------------------------------------
 # The driver base class
 # ----------------------------------------------------------------------------------------
@@ -234,7 +215,7 @@ class RestoredProcess:
 
 
 @dataclass
-class _Proc:
+class DaemonProcess:
     name: str  # the daemon program's short name (zebra, bgpd, bird, ...)
     popen: subprocess.Popen | RestoredProcess
     reg_name: str  # its registry key
@@ -260,7 +241,7 @@ class Daemon(abc.ABC):
             raise DaemonError(f"{self.implementation}: {e}") from None
         self.ns: Netns | None = None
         self.run_dir: Path | None = None
-        self._procs: list[_Proc] = []
+        self._procs: list[DaemonProcess] = []
         self._started_at: float | None = None
         self._config_dir: Path | None = None
 
@@ -385,7 +366,7 @@ class Daemon(abc.ABC):
         """Wait until the daemon answers its control channel; DaemonError if it died or timed out."""
         deadline = time.monotonic() + timeout
         while True:
-            dead = self._dead_procs()
+            dead = self.dead_processes()
             if dead:
                 raise DaemonError(f"{self.implementation} {self.spec.name}: {', '.join(dead)} exited "
                                   f"during start: {self._failure_output()}")
@@ -429,7 +410,7 @@ class Daemon(abc.ABC):
         reg_name = self._reg_name(name)
         log.debug("starting %s: %s", reg_name, " ".join(args))
         p = self.ns.popen(args, name=reg_name, log_path=log_path, **kwargs)
-        self._procs.append(_Proc(name, p, reg_name))
+        self._procs.append(DaemonProcess(name, p, reg_name))
         return p
 
     def _reg_name(self, name: str) -> str:
@@ -455,17 +436,23 @@ class Daemon(abc.ABC):
         for name in names:
             reg_name = self._reg_name(name)
             registry.session().add_process(pids[name], reg_name)
-            procs.append(_Proc(name, RestoredProcess(pids[name]), reg_name))
+            procs.append(DaemonProcess(name, RestoredProcess(pids[name]), reg_name))
         self._procs = procs
         log.debug("%s %s: adopted %s in %s", self.implementation, self.spec.name, pids, ns.name)
 
-    def _dead_procs(self) -> list[str]:
+    def processes(self) -> list[DaemonProcess]:
+        """The daemon's processes (program name, process handle, registry key), alive or
+        not, in start order: what CRIU dumps and reaps."""
+        return list(self._procs)
+
+    def dead_processes(self) -> list[str]:
+        """"program (exit N)" for each process of this daemon that has exited."""
         return [f"{p.name} (exit {p.popen.returncode})" for p in self._procs
                 if p.popen.poll() is not None]
 
     def is_running(self) -> bool:
         """Whether every process of this daemon is alive."""
-        return bool(self._procs) and not self._dead_procs()
+        return bool(self._procs) and not self.dead_processes()
 
     @property
     def started_at(self) -> float | None:

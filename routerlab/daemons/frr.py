@@ -290,7 +290,7 @@ class FrrDaemon(Daemon):
                 # the other daemons retry ZAPI, but connecting at once keeps start-up short
                 deadline = time.monotonic() + 10
                 while not (self.run_dir / "zserv.api").exists() and time.monotonic() < deadline:
-                    if self._dead_procs():
+                    if self.dead_processes():
                         return
                     time.sleep(0.05)
 

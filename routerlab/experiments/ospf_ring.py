@@ -10,7 +10,7 @@ import json
 import logging
 import time
 
-from routerlab.daemons.base import wait_for
+from routerlab.expect import wait_for
 from routerlab.experiments import RunContext, experiment
 from routerlab.network import Network
 from routerlab.report import Result, markdown_table, plot
@@ -25,20 +25,14 @@ RATE_PPS = 1000
 QUIET_S = 1.5
 
 
-def _tx_packets(node, intf: str) -> int:
-    # /sys/class/net shows the root namespace's devices here: ask the namespace's netlink.
-    out = node.netns.run(["ip", "-j", "-s", "link", "show", "dev", intf]).stdout
-    return int(json.loads(out)[0]["stats64"]["tx"]["packets"])
-
-
 def used_ring_link(net: Network, router: str, seconds: float = 1.0) -> str:
     """The neighbour whose link carries the probe out of `router` (by tx counters, since
     equal-cost paths make the route table ambiguous)."""
     node = net.router(router)
     ifaces = [i for i in net.topo.interfaces(router) if net.topo.node(i.peer).role == "router"]
-    before = {i.name: _tx_packets(node, i.name) for i in ifaces}
+    before = {i.name: tx_packets(node, i.name) for i in ifaces}
     time.sleep(seconds)  # the counting window itself
-    delta = {i.peer: _tx_packets(node, i.name) - before[i.name] for i in ifaces}
+    delta = {i.peer: tx_packets(node, i.name) - before[i.name] for i in ifaces}
     peer, n = max(delta.items(), key=lambda kv: kv[1])
     if n < seconds * RATE_PPS * 0.5:
         raise RuntimeError(f"probe traffic not seen leaving {router} ({delta})")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from routerlab.traffic import attribute_loss
+
 REPO = Path(__file__).resolve().parents[2]
 ROUTERLAB = [sys.executable, "-m", "routerlab.cli"]
 
@@ -39,26 +41,10 @@ def uid() -> str:
     return uuid.uuid4().hex[:4]
 
 
-def wait_until(cond, timeout: float, what: str, interval: float = 0.2):
-    """Poll `cond` until truthy (returned) or fail the test with `what`."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-
-
 def assert_hitless(r, refs, window=None) -> None:
     """No outage the event caused: every gap with losses is one the unaffected reference probe
     saw too (on this shared machine other jobs reconfiguring OVS stall every bridge for tens of
-    milliseconds; see `b4.measure.attribute_loss`)."""
-    from b4.measure import attribute_loss
-
+    milliseconds; see `routerlab.traffic.attribute_loss`)."""
     att = attribute_loss(r, refs, window=window)
     assert att["attributed"] == 0, (r.summary(), att, [x.summary() for x in refs])
     # single drops outside any gap are background on a busy machine (the reference has them

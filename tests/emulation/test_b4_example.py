@@ -12,12 +12,13 @@ import uuid
 import pytest
 
 from b4.deploy import B4Deployment
-from b4.measure import app_flows, loss_ms, measure_throughput, probe_tunnel, reference_probe
+from b4.measure import app_flows, measure_throughput, probe_tunnel, reference_probe
 from b4.model import load_wan
 from b4.rpc import RpcClient, call
 from b4.te.solve import solve
-from routerlab.traffic import Probe
-from tests.emulation.conftest import assert_hitless, wait_until
+from routerlab.traffic import Probe, loss_ms
+from routerlab.expect import wait_for
+from tests.emulation.conftest import assert_hitless
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +103,10 @@ def test_single_link_failure_is_repaired(b4):
     probe.start()
     a = b = None
     try:
-        path = wait_until(lambda: probe_tunnel(b4, "FG1", 0.5), 10, "the probe's tunnel")
+        path = wait_for(lambda: probe_tunnel(b4, "FG1", 0.5), 10, what="the probe's tunnel")
         a, b = path.split("-")[:2]
         link = b4.net.set_link(a, b, False)
-        wait_until(lambda: link in b4.status().get("down_links", []), 10, "the TE server to see the failure")
+        wait_for(lambda: link in b4.status().get("down_links", []), 10, what="the TE server to see the failure")
         assert b4.wait_converged(20)
         shares = {p for p in (probe_tunnel(b4, "FG1", 0.5),) if p}
         assert shares and not any(f"{a}-{b}" in p for p in shares)
@@ -114,7 +115,7 @@ def test_single_link_failure_is_repaired(b4):
         res = probe.stop()
         if a is not None:
             b4.net.set_link(a, b, True)
-    wait_until(lambda: not b4.status().get("down_links"), 10, "the link to come back")
+    wait_for(lambda: not b4.status().get("down_links"), 10, what="the link to come back")
     assert b4.wait_converged(20)
     # The encap switch skips the dead tunnel in its data plane (group liveness): the loss is
     # what was in flight, not a control-plane round trip.

@@ -14,7 +14,8 @@ from b4.measure import reference_probe
 from b4.model import load_wan
 from routerlab.ovs import vsctl
 from routerlab.traffic import Probe
-from tests.emulation.conftest import assert_hitless, wait_until
+from routerlab.expect import wait_for
+from tests.emulation.conftest import assert_hitless
 
 
 @pytest.fixture
@@ -72,15 +73,15 @@ def test_controller_failover_loses_no_packet(b4):
     old = b4.ofc_master()
     standby = next(r for r in b4.ofcs if r is not old)
     # (OVS refreshes the Controller table's role column every few seconds)
-    wait_until(lambda: _switch_roles(b4, "A") == {old.ofp_port: "master", standby.ofp_port: "slave"}, 20,
-               "switch A to report one master and one slave")
+    wait_for(lambda: _switch_roles(b4, "A") == {old.ofp_port: "master", standby.ofp_port: "slave"}, 20,
+             what="switch A to report one master and one slave")
     with _hitless(b4):
         b4.kill(old)
-        new = wait_until(lambda: b4.ofc_master(2), 20, "the standby controller to become master")
+        new = wait_for(lambda: b4.ofc_master(2), 20, what="the standby controller to become master")
         assert new is standby
         for sw in b4.wan.config.switches:
-            wait_until(lambda sw=sw: _switch_roles(b4, sw).get(standby.ofp_port) == "master", 20,
-                       f"{sw} to see the new master")
+            wait_for(lambda sw=sw: _switch_roles(b4, sw).get(standby.ofp_port) == "master", 20,
+                     what=f"{sw} to see the new master")
         assert b4.wait_converged(30)
         # the new master took over the installed TE state: toggling TE still works through it
         b4.te(False)
@@ -96,7 +97,7 @@ def test_te_server_failover_loses_no_packet(b4):
     session = b4.status()["session"]
     with _hitless(b4):
         b4.kill(old)
-        new = wait_until(lambda: b4.te_leader(2), 20, "the standby TE server to lead")
+        new = wait_for(lambda: b4.te_leader(2), 20, what="the standby TE server to lead")
         assert new is standby
         assert b4.wait_converged(30)
         st = b4.status()

@@ -11,7 +11,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.emulation.conftest import REPO, ROUTERLAB, wait_until
+from routerlab.expect import wait_for
+from tests.emulation.conftest import REPO, ROUTERLAB
 
 BAD = REPO / "tests" / "data" / "topologies"
 PROMPT = "routerlab> "
@@ -94,7 +95,7 @@ def test_clean_after_sigkilled_cli_removes_only_ours(uid, tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         assert not {n for n in _netns() if n.startswith(f"tc{uid}-")}
-        wait_until(lambda: not [p for p in pids if _alive(p)], 10, "recorded processes to exit")
+        wait_for(lambda: not [p for p in pids if _alive(p)], 10, what="recorded processes to exit")
         assert not list((tmp_path / "sessions").glob("*.jsonl"))
         # ... and the foreign ones are untouched
         assert foreign_ns in _netns()

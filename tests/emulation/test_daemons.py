@@ -21,7 +21,8 @@ import pytest
 from routerlab import registry
 from routerlab.daemons import (BgpNeighbor, BirdDaemon, Daemon, DaemonError, ExabgpDaemon,
                                FrrDaemon, GobgpDaemon, Interface, Network, Policy, PolicyRule,
-                               PrefixMatch, RouterSpec, driver_for, wait_for)
+                               PrefixMatch, RouterSpec, driver_for)
+from routerlab.expect import wait_for
 from routerlab.netns import Netns, create_veth
 
 pytestmark = [

@@ -5,7 +5,7 @@ import pytest
 
 from routerlab.network import Network
 from routerlab.topology import load_topology
-from tests.emulation.conftest import wait_until
+from routerlab.expect import wait_for
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_frr_ring_converges_and_loopbacks_ping(ring_net):
     for name, r in ring_net.routers.items():
         nbs = r.daemon.ospf_neighbors()
         assert len(nbs) == 2 and all(nb.state == "Full" for nb in nbs), (name, nbs)
-    wait_until(lambda: not _all_loopbacks_ping(ring_net), 60, "every router to ping every loopback")
+    wait_for(lambda: not _all_loopbacks_ping(ring_net), 60, what="every router to ping every loopback")
 
 
 @pytest.mark.parametrize("ring_net", [{"r2": "bird", "r4": "bird"}], indirect=True)
@@ -50,7 +50,7 @@ def test_mixed_frr_bird_ring_converges(ring_net):
     ring_net.wait_converged(timeout=90)
     for name, r in ring_net.routers.items():
         assert sum(nb.state == "Full" for nb in r.daemon.ospf_neighbors()) == 2, name
-    wait_until(lambda: not _all_loopbacks_ping(ring_net), 60, "every router to ping every loopback")
+    wait_for(lambda: not _all_loopbacks_ping(ring_net), 60, what="every router to ping every loopback")
     # hosts behind r1 and r3 reach each other across the mixed ring
     h1 = ring_net.host("h1")
     assert "1 received" in h1.cmd(f"ping -c1 -W2 {ring_net.address('h2')}")
@@ -79,7 +79,7 @@ def test_switch_lan_with_frr_and_bird(uid):
         h1 = net.host("h1")
         for r in ("r1", "r2"):
             ip = str(topo.node(r).loopback.ip)
-            wait_until(lambda: "1 received" in h1.cmd(f"ping -c1 -W1 {ip}"), 30, f"h1 to ping {r}")
+            wait_for(lambda: "1 received" in h1.cmd(f"ping -c1 -W1 {ip}"), 30, what=f"h1 to ping {r}")
     finally:
         net.stop()
     assert not registry.ovs_bridge_exists(bridge)

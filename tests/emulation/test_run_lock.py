@@ -5,7 +5,8 @@ import os
 import signal
 import subprocess
 
-from tests.emulation.conftest import REPO, ROUTERLAB, wait_until
+from routerlab.expect import wait_for
+from tests.emulation.conftest import REPO, ROUTERLAB
 
 
 def test_second_run_refused_and_interrupt_cleans_up(tmp_path):
@@ -15,8 +16,8 @@ def test_second_run_refused_and_interrupt_cleans_up(tmp_path):
                              text=True)
     try:
         # wait until the first run holds the lock and has created its namespaces
-        wait_until(lambda: list((tmp_path / "state" / "sessions").glob("*.jsonl"))
-                   if (tmp_path / "state" / "sessions").exists() else None, 60, "the first run to start")
+        wait_for(lambda: list((tmp_path / "state" / "sessions").glob("*.jsonl"))
+                   if (tmp_path / "state" / "sessions").exists() else None, 60, what="the first run to start")
         second = subprocess.run(ROUTERLAB + ["run", "ospf-ring", "--out", str(tmp_path / "b")],
                                 cwd=str(REPO), env=env, capture_output=True, text=True, timeout=60)
         assert second.returncode == 2

@@ -23,7 +23,7 @@ from typing import Iterator
 
 import pytest
 
-from routerlab.daemons import wait_for
+from routerlab.expect import wait_for
 from verb import bgp, faults, testbed
 from verb.fib import via
 from verb.measure import AdvertRecorder, FibRecorder

@@ -27,7 +27,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
 from routerlab.daemons import (BgpNeighbor, BirdDaemon, ExabgpDaemon, FrrDaemon,  # noqa: E402
-                               GobgpDaemon, Interface, Network, RouterSpec, wait_for)
+                               GobgpDaemon, Interface, Network, RouterSpec)
+from routerlab.expect import wait_for  # noqa: E402
 from routerlab.netns import Netns, create_veth  # noqa: E402
 
 
