@@ -43,7 +43,7 @@ def load_lab_modules() -> None:
     import_present(LAB_MODULES)
 
 
-def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+def table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
     t = Table(*columns, title=title)
     for r in rows:
         t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
@@ -96,7 +96,7 @@ class RouterlabCLI(CLI):
                 row["via"] = ", ".join(
                     f"{n.get('address') or ''}{('@' + n['interface']) if n.get('interface') else ''}"
                     if isinstance(n, dict) else str(n) for n in (self._as_dict(n) for n in nhs))
-            self.console.print(_table(f"routes of {r.name} ({len(rows)})", rows,
+            self.console.print(table(f"routes of {r.name} ({len(rows)})", rows,
                                       ["prefix", "protocol", "via", "metric"]))
         self._guard(run)
 
@@ -107,7 +107,7 @@ class RouterlabCLI(CLI):
             if not rows:
                 self.console.print(f"{r.name}: no {what}")
                 return
-            self.console.print(_table(f"{what} of {r.name}", rows, cols))
+            self.console.print(table(f"{what} of {r.name}", rows, cols))
         self._guard(run)
 
     def do_neighbors(self, line: str) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from routerlab.errors import UserError
-from routerlab.lab import (LAB_EXTENSIONS, LAB_RUNNERS, RouterlabCLI, _table, building,
+from routerlab.lab import (LAB_EXTENSIONS, LAB_RUNNERS, RouterlabCLI, building, table,
                            lab_class, serve_lab)
 
 from .migrate import MigrationRefused
@@ -109,7 +109,7 @@ def vroom_commands(base: type) -> type:
                     raise UserError(str(e)) from None
                 rows = [{"phase": r.step, "seconds": f"{r.seconds:.3f}", "status": r.status.value}
                         for r in rep.phases]
-                self.console.print(_table(f"{rep.vr}: {rep.source} -> {rep.target}", rows,
+                self.console.print(table(f"{rep.vr}: {rep.source} -> {rep.target}", rows,
                                           ["phase", "seconds", "status"]))
                 self.console.print(f"control-plane freeze {rep.freeze_s:.3f} s; data plane "
                                    f"cloned ({rep.clone.get('routes', 0)} routes) in "
@@ -142,7 +142,7 @@ def vroom_commands(base: type) -> type:
                     rows.append({"vr": n, "physical router": vr.pr.name if vr.pr else "-",
                                  "namespace": vr.ns.name if vr.ns else "-", "daemon": vr.impl,
                                  "pid": vr.pid, "migrations": vr.migrations})
-                self.console.print(_table("virtual routers", rows, list(rows[0]) if rows else ["vr"]))
+                self.console.print(table("virtual routers", rows, list(rows[0]) if rows else ["vr"]))
             self._guard(run)
 
         def do_prs(self, line: str) -> None:
@@ -153,7 +153,7 @@ def vroom_commands(base: type) -> type:
                          "ports": pr.n_ports, "free": pr.free_ports(),
                          "VRs": ", ".join(sorted(pr.hypervisors)) or "-"}
                         for pr in net.prs.values()]
-                self.console.print(_table("physical routers", rows, list(rows[0])))
+                self.console.print(table("physical routers", rows, list(rows[0])))
             self._guard(run)
 
         def default(self, line: str) -> None:
