@@ -238,3 +238,17 @@ def plot(path: str | os.PathLike, series: dict[str, tuple[Sequence[float], Seque
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def format_duration(seconds: float | None) -> str:
+    """A duration as people read it: "1.2 s", "3 min 05 s", "2 h 03 min" ("" for None)."""
+    if seconds is None:
+        return ""
+    s = float(seconds)
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        m, sec = divmod(int(round(s)), 60)
+        return f"{m} min {sec:02d} s"
+    h, rest = divmod(int(round(s)), 3600)
+    return f"{h} h {rest // 60:02d} min"
