@@ -24,7 +24,7 @@ from rich.table import Table
 
 from routerlab import registry
 from routerlab.errors import UserError
-from routerlab.lab import LAB_EXTENSIONS, LAB_RUNNERS, serve_lab
+from routerlab.lab import serve_lab
 
 from b4.deploy import B4Deployment
 from b4.model import load_wan
@@ -196,8 +196,6 @@ def extension(base: type) -> type:
     return B4Commands
 
 
-LAB_EXTENSIONS["b4"] = extension
-
 
 def run_b4_lab(topo: Any, *, prefix: str = "rl-", console: Console | None = None, script: str | None = None) -> int:
     """Build the WAN with two controller and two TE-server replicas (one of each without
@@ -229,7 +227,5 @@ def run_b4_lab(topo: Any, *, prefix: str = "rl-", console: Console | None = None
     console.print(f"{wan.name}: {len(wan.config.sites)} sites, {len(wan.flow_groups)} flow groups, "
                   f"{len(dep.ofcs)} controller and {len(dep.tes)} TE-server replicas; TE converged in "
                   f"{time.monotonic() - t0:.1f} s. Type `help`; B4: te, link, ofc, ops.")
-    return serve_lab(B4LabNetwork(dep), stop, console=console, script=script)
+    return serve_lab(B4LabNetwork(dep), stop, console=console, script=script, system="b4")
 
-
-LAB_RUNNERS["b4"] = run_b4_lab

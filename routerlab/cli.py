@@ -15,24 +15,12 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from routerlab import registry
+from routerlab import registry, systems
 from routerlab.errors import UserError
 
 log = logging.getLogger("routerlab")
 console = Console()
 err_console = Console(stderr=True)
-
-
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean bad input or a fixable prerequisite: one line, exit 2."""
-    types: list[type[BaseException]] = [UserError]
-    for mod, name in (("routerlab.topology", "TopologyError"), ("routerlab.daemons", "DaemonError"),
-                      ("b4.te.cli", "ProblemError")):
-        try:
-            types.append(getattr(__import__(mod, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(types)
 
 
 def _setup_logging(verbose: int, log_file: Path | None = None) -> None:
@@ -165,12 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stale", action="store_true", help="only resources of runs that are no longer alive")
     sp.set_defaults(func=cmd_clean)
 
-    try:
-        from b4.te.cli import add_te_parser
-    except ImportError:
-        pass
-    else:
-        add_te_parser(sub)
+    systems.add_cli(sub)  # the installed systems' own subcommands (B4's `te`)
     return p
 
 
@@ -193,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _interrupt)
     try:
         return int(args.func(args) or 0)
-    except _user_error_types() as e:
+    except UserError as e:
         err_console.print(f"routerlab: error: {e}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:

@@ -6,48 +6,55 @@ Extra commands (see `help` inside the CLI):
   sessions R      R's BGP sessions (state, uptime, connections)
   daemon R CMD    run CMD in R's own CLI (vtysh, birdc, gobgp)
   probe A B [S]   a 1,000 packets/s probe from host A to host B for S seconds (default 3)
-Systems add their own commands by registering a mixin in `LAB_EXTENSIONS`.
+A topology whose ``params: {system: NAME}`` names an installed system
+(`routerlab.systems`) is built by that system, and its lab gets that system's commands.
 """
 from __future__ import annotations
 
 import logging
 import shlex
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 from mininet.cli import CLI
 from rich.console import Console
 from rich.table import Table
 
+from routerlab import systems
 from routerlab.errors import UserError
+from routerlab.report import format_duration
 
 log = logging.getLogger(__name__)
 
-# name -> callable(cli_class) returning a subclass with more do_* commands (VROOM's migrate,
-# B4's te/link/ofc/ops); registered by the systems' lab modules.
-LAB_EXTENSIONS: dict[str, Callable[[type], type]] = {}
-# A topology whose `params: {system: NAME}` names a registered runner is built and run by
-# that system (e.g. B4's WAN with its controllers) instead of the generic Network:
-# runner(topo, prefix=..., console=..., script=...) -> exit code.
-LAB_RUNNERS: dict[str, Callable[..., int]] = {}
-# name -> callable(network) run when a lab ends, normally or not, before its network stops:
-# a system stops what its commands started there (VERB's bug-tolerant routers).
-LAB_TEARDOWNS: dict[str, Callable[[Any], None]] = {}
-# Modules that register extensions and runners; a system that is not built yet is absent.
-LAB_MODULES = ("b4.lab", "vroom.lab", "verb.lab")
+class LabNetwork(Protocol):
+    """What the lab needs of a running network: Mininet's object for Mininet's own commands,
+    and routers, hosts and probes by name (unknown names raise `UserError`)."""
 
+    net: Any
 
-def load_lab_modules() -> None:
-    from routerlab.experiments import import_present
+    def router(self, name: str) -> Any: ...
 
-    import_present(LAB_MODULES)
+    def probe(self, src: str, dst: str, seconds: float) -> Any: ...
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
     t = Table(*columns, title=title)
     for r in rows:
-        t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+        t.add_row(*(_cell(c, r.get(c)) for c in columns))
     return t
+
+
+def _cell(column: str, value: Any) -> str:
+    """A table cell: durations (uptime, age, ... in seconds) as people read them."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and column in DURATION_COLUMNS:
+        return format_duration(value)
+    return str(value)
+
+
+#: columns whose numbers are seconds
+DURATION_COLUMNS = frozenset({"uptime", "age", "elapsed", "duration", "since"})
 
 
 class RouterlabCLI(CLI):
@@ -55,7 +62,7 @@ class RouterlabCLI(CLI):
 
     prompt = "routerlab> "
 
-    def __init__(self, network: Any, console: Console | None = None, **kwargs: Any):
+    def __init__(self, network: LabNetwork, console: Console | None = None, **kwargs: Any):
         self.network = network
         self.console = console or Console()
         super().__init__(network.net, **kwargs)
@@ -73,7 +80,8 @@ class RouterlabCLI(CLI):
         except UserError as e:
             self.console.print(f"[red]error:[/] {e}")
         except Exception as e:  # a failing query must not end the session
-            self.console.print(f"[red]error:[/] {type(e).__name__}: {e}")
+            log.debug("lab command failed", exc_info=True)
+            self.console.print(f"[red]error:[/] {e or type(e).__name__} (details with -vv)")
 
     @staticmethod
     def _as_dict(x: Any) -> dict[str, Any]:
@@ -145,14 +153,15 @@ class RouterlabCLI(CLI):
         self._guard(run)
 
 
-def teardown_lab(network: Any) -> None:
-    """Run every system's teardown for a lab's network (errors are logged, not raised:
-    the network must still be stopped)."""
-    for name, fn in LAB_TEARDOWNS.items():
-        try:
-            fn(network)
-        except Exception as e:
-            log.warning("%s teardown: %s", name, e)
+def teardown_lab(network: Any, system: systems.System | None) -> None:
+    """Run the teardown of the system that built a lab (errors are logged, not raised: the
+    network must still be stopped)."""
+    if system is None or system.lab_teardown is None:
+        return
+    try:
+        system.lab_teardown(network)
+    except Exception as e:
+        log.warning("%s teardown: %s", system.name, e)
 
 
 @contextmanager
@@ -168,35 +177,37 @@ def building(console: Console, title: str) -> Iterator[Callable[..., None]]:
 
 
 def serve_lab(network: Any, stop: Callable[[], None], *, console: Console,
-              script: str | None) -> int:
-    """Run the CLI over a built network; then, however it ends, the systems' teardowns and
-    `stop` (which removes the network)."""
+              script: str | None, system: str | None = None, **cli_options: Any) -> int:
+    """Run the CLI over a built network with the commands of `system` (the name of the
+    system that built it, None for a plain network); then, however it ends, that system's
+    teardown and `stop` (which removes the network). `cli_options` go to Mininet's CLI."""
+    sys_ = systems.get(system) if system else None
     try:
-        lab_class()(network, console=console, script=script)
+        lab_class(sys_)(network, console=console, script=script, **cli_options)
     finally:
-        teardown_lab(network)
+        teardown_lab(network, sys_)
         stop()
     return 0
 
 
-def lab_class() -> type:
-    cls: type = RouterlabCLI
-    for ext in LAB_EXTENSIONS.values():
-        cls = ext(cls)
-    return cls
+def lab_class(system: systems.System | None = None) -> type:
+    """The CLI class of a lab: routerlab's commands plus those of the system that built it."""
+    if system is None or system.lab_commands is None:
+        return RouterlabCLI
+    return system.lab_commands(RouterlabCLI)
 
 
 def run_lab(topology: str, *, prefix: str = "rl-", console: Console | None = None,
             script: str | None = None) -> int:
-    """Build the topology, converge it with a progress display, open the CLI, tear down."""
+    """Build the topology (by the system it names, if any), converge it with a progress
+    display, open the CLI, tear down."""
     from routerlab.topology import load_topology
 
     console = console or Console()
     topo = load_topology(topology)  # bad input fails here, before anything is created
-    load_lab_modules()
-    system = topo.params.get("system") if isinstance(topo.params, dict) else None
-    if system in LAB_RUNNERS:
-        return LAB_RUNNERS[system](topo, prefix=prefix, console=console, script=script)
+    system = systems.for_topology(topo)
+    if system is not None and system.run_lab is not None:
+        return system.run_lab(topo, prefix=prefix, console=console, script=script)
     from routerlab.network import Network
 
     net = Network(topo, prefix=prefix)
@@ -209,4 +220,5 @@ def run_lab(topology: str, *, prefix: str = "rl-", console: Console | None = Non
         raise
     console.print(f"{topo.name}: {len(net.routers)} routers, {len(net.hosts)} hosts, "
                   f"{len(net.switches)} switches; converged in {secs:.1f} s. Type `help`.")
-    return serve_lab(net, net.stop, console=console, script=script)
+    return serve_lab(net, net.stop, console=console, script=script,
+                     system=system.name if system else None)

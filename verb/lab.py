@@ -1,15 +1,18 @@
-"""VERB commands for `routerlab cli` (registered in `routerlab.lab.LAB_EXTENSIONS`).
+"""VERB commands for `routerlab cli verb` (VERB's lab commands in `verb.system`).
 
     verb start R [MODE]        R's daemon gives way to a bug-tolerant router (FRR, BIRD and
                                GoBGP replicas) with R's own configuration, in R's namespace;
                                returns once every neighbour is Established again
-    verb status R [--json]     replicas, masters, disagreements, neighbours, recoveries
+    verb status R [--json]     replicas (uptime), masters, disagreements, neighbours,
+                               injected faults, recoveries (how long each took)
     verb mode R MODE           master-slave | continuous-majority | wait-for-consensus
     verb fault R FAULT REPLICA [key=value ...]
                                inject a bug into REPLICA (r1, 1 or bird): crash, hang,
                                wrong-next-hop prefix=P gateway=G, missing-route prefix=P,
-                               bogus-route prefix=P, corrupt-update kind=as-path, malformed,
-                               withdraw-race, slow
+                               bogus-route prefix=P [gateway=G],
+                               corrupt-update [kind=as-path|next-hop] [next_hop=A],
+                               malformed, withdraw-race [prefixes=P,...],
+                               slow [stop_s=S] [run_s=S]
     verb clear R               switch R's injected faults off
     verb stop R                back to R's original daemon
 
@@ -22,12 +25,18 @@ import json
 import logging
 import secrets
 import shlex
+import time
 from typing import Any
 
-from routerlab.expect import wait_for
-from routerlab.errors import UserError
+from rich.table import Table
 
-from .faults import FAULTS, Fault
+from routerlab.errors import UserError
+from routerlab.expect import wait_for
+from routerlab.netns import CommandError
+from routerlab.report import format_duration
+
+from .core import Mode
+from .faults import FAULTS, Fault, FaultError
 from .router import BugTolerantRouter, VerbConfig
 
 log = logging.getLogger(__name__)
@@ -44,8 +53,8 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for it in items:
         key, sep, value = it.partition("=")
-        if not sep or not key:
-            raise ValueError(f"expected key=value, got {it!r}")
+        if not sep or not key or not value:
+            raise UserError(f"expected key=value, got {it!r}")
         if "," in value:
             out[key] = [v for v in value.split(",") if v]
             continue
@@ -56,6 +65,14 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     if "prefixes" in out and isinstance(out["prefixes"], str):
         out["prefixes"] = [out["prefixes"]]
     return out
+
+
+def parse_mode(word: str) -> Mode:
+    """A voting mode by its name."""
+    try:
+        return Mode(word)
+    except ValueError:
+        raise UserError(f"unknown mode {word!r} (modes: {', '.join(m.value for m in Mode)})") from None
 
 
 def _settled(cond: Any) -> bool:
@@ -96,17 +113,14 @@ class VerbCommands:
         """verb start|status|mode|fault|clear|stop R ...: a bug-tolerant router (VERB);
         `help verb` lists the subcommands."""
         def run() -> None:
-            args = shlex.split(line)
-            if len(args) < 2:
+            try:
+                args = shlex.split(line)
+            except ValueError as e:  # an unclosed quote
+                raise UserError(f"{e}; {USAGE}") from None
+            if len(args) < 2 or args[0] not in SUBCOMMANDS:
                 raise UserError(USAGE)
             sub, name, rest = args[0], args[1], args[2:]
-            handler = getattr(self, f"_verb_{sub}", None)
-            if handler is None:
-                raise UserError(USAGE)
-            try:
-                handler(name, rest)
-            except ValueError as e:  # bad parameters, unknown mode or replica
-                raise UserError(str(e)) from None
+            getattr(self, f"_verb_{sub}")(name, rest)
         guard = getattr(self, "_guard", None)  # the lab CLI prints errors and goes on
         guard(run) if guard is not None else run()
 
@@ -124,7 +138,9 @@ class VerbCommands:
         if spec.ospf_enabled or not spec.bgp_neighbors:
             raise UserError(f"{name}: VERB needs a BGP-only router (it has "
                              f"{'OSPF' if spec.ospf_enabled else 'no BGP neighbours'})")
-        mode = rest[0] if rest else "continuous-majority"
+        if len(rest) > 1:
+            raise UserError("usage: verb start R [MODE]")
+        mode = parse_mode(rest[0]).value if rest else "continuous-majority"
         node.daemon.stop()
         router = BugTolerantRouter(spec, node.netns, tag=f"vb{secrets.token_hex(2)}",
                                    config=VerbConfig(mode=mode))
@@ -142,7 +158,7 @@ class VerbCommands:
                            f"{', '.join(router.config.implementations)})"
                            + ("; every neighbour Established" if ready else
                               f"; [yellow]not every neighbour Established after "
-                              f"{SESSION_DEADLINE_S:.0f} s (see `verb status {name}`)[/]"))
+                              f"{format_duration(SESSION_DEADLINE_S)} (see `verb status {name}`)[/]"))
 
     @staticmethod
     def _verb_ready(router: BugTolerantRouter) -> bool:
@@ -152,19 +168,19 @@ class VerbCommands:
 
     def _verb_status(self, name: str, rest: list[str]) -> None:
         """Replicas, voting, and the neighbours' sessions as tables (`--json` for everything)."""
+        if rest not in ([], ["--json"]):
+            raise UserError("usage: verb status R [--json]")
         status = self._verb_router(name).status()
-        if rest[:1] == ["--json"]:
+        if rest == ["--json"]:
             self.console.print_json(json.dumps(status, default=str))
             return
-        from rich.table import Table
-
-        t = Table("replica", "daemon", "state", "generation", "FIB disagreements",
+        t = Table("replica", "daemon", "state", "generation", "uptime", "FIB disagreements",
                   "update disagreements", title=f"{name}: {status['mode']}, FIB master "
                   f"{status['master']['fib']}, update master {status['master']['updates']}")
         for r, st in status["replicas"].items():
             dis = status["disagreements"].get(r, {})
             t.add_row(r, st.get("impl", ""), st.get("state", ""), str(st.get("generation", "")),
-                      str(dis.get("fib", 0)), str(dis.get("updates", 0)))
+                      format_duration(st.get("uptime_s")), str(dis.get("fib", 0)), str(dis.get("updates", 0)))
         self.console.print(t)
         n = Table("neighbour", "established", "connections", "updates in", "updates out",
                   "advertised", "notifications sent", title=f"{name}: neighbours")
@@ -173,25 +189,42 @@ class VerbCommands:
                       str(st["updates_in"]), str(st["updates_out"]), str(st["advertised"]),
                       str(st["notifications_sent"]))
         self.console.print(n)
+        if status["recoveries"]:
+            self.console.print(recoveries_table(name, status["recoveries"]))
+        now = time.monotonic()
+        faults = [f"{f.name} on {f.replica_name} ({format_duration(now - f.injected_at)} ago)"
+                  for f in self._verb_state()[name]["faults"] if f.active and f.injected_at is not None]
         self.console.print(f"voted FIB: {status['fib_routes']} routes ({status['fib_errors']} "
-                           f"install errors); recoveries: {len(status['recoveries'])}")
+                           f"install errors); recoveries: {len(status['recoveries'])}; "
+                           f"injected faults: {', '.join(faults) or 'none'}")
 
     def _verb_mode(self, name: str, rest: list[str]) -> None:
-        if not rest:
+        if len(rest) != 1:
             raise UserError("usage: verb mode R MODE")
-        self._verb_router(name).set_mode(rest[0])
-        self.console.print(f"{name}: voting mode {rest[0]}")
+        mode = parse_mode(rest[0])
+        self._verb_router(name).set_mode(mode)
+        self.console.print(f"{name}: voting mode {mode.value}")
 
     def _verb_fault(self, name: str, rest: list[str]) -> None:
-        if len(rest) < 2 or rest[0] not in FAULTS:
+        if not rest or rest[0] not in FAULTS:
             raise UserError(f"usage: verb fault R FAULT REPLICA [key=value ...]; faults: {', '.join(FAULTS)}")
+        kind = FAULTS[rest[0]]
+        if len(rest) < 2:
+            raise UserError(f"usage: verb fault R {kind.name} REPLICA ...; {kind.usage()}")
+        params = kind.check_params(parse_params(rest[2:]))  # before anything is touched
         router = self._verb_router(name)
         replica = _replica_name(router, rest[1])
-        f: Fault = FAULTS[rest[0]](router, replica, **parse_params(rest[2:])).inject()
+        f: Fault = kind(router, replica, **params)
+        try:
+            f.inject()
+        except (FaultError, CommandError) as e:  # e.g. missing-route on GoBGP, an unreachable gateway
+            raise UserError(f"{kind.name} on {replica}: {e}") from None
         self._verb_state()[name]["faults"].append(f)
         self.console.print(f"{name}: {f.name} injected on {replica} ({f.description})")
 
     def _verb_clear(self, name: str, rest: list[str]) -> None:
+        if rest:
+            raise UserError("usage: verb clear R")
         self._verb_router(name)
         faults = self._verb_state()[name]["faults"]
         for f in faults:
@@ -200,6 +233,8 @@ class VerbCommands:
         self.console.print(f"{name}: {len(faults)} fault(s) cleared")
 
     def _verb_stop(self, name: str, rest: list[str]) -> None:
+        if rest:
+            raise UserError("usage: verb stop R")
         st = self._verb_state().pop(name, None)
         if st is None:
             raise UserError(f"{name} is not a bug-tolerant router")
@@ -212,6 +247,21 @@ class VerbCommands:
         ready = _settled(lambda: all(s.state == "Established" for s in d.bgp_sessions()))
         self.console.print(f"{name}: back to its own {d.implementation}"
                            + ("; every neighbour Established" if ready else ""))
+
+
+SUBCOMMANDS = ("start", "status", "mode", "fault", "clear", "stop")
+
+
+def recoveries_table(name: str, recoveries: list[dict]) -> Table:
+    """What the manager did about each fault, with how long it took."""
+    t = Table("replica", "reason", "daemon", "restarted after", "readmitted after",
+              title=f"{name}: recoveries")
+    for rec in recoveries:
+        daemon = rec["impl_before"] + (f" -> {rec['impl_after']}" if rec.get("impl_after") not in
+                                       ("", rec["impl_before"]) else "")
+        t.add_row(rec["replica"], rec["reason"], daemon, format_duration(rec.get("restart_s")) or "-",
+                  format_duration(rec.get("duration_s")) or "not yet")
+    return t
 
 
 def _routers(network: Any) -> dict[str, dict]:
@@ -240,11 +290,3 @@ VerbCommands.do_verb.__doc__ = __doc__  # `help verb` in the lab shows the whole
 def extend(cls: type) -> type:
     return type(f"Verb{cls.__name__}", (VerbCommands, cls), {})
 
-
-def register() -> None:
-    from routerlab.lab import LAB_EXTENSIONS, LAB_TEARDOWNS
-    LAB_EXTENSIONS["verb"] = extend
-    LAB_TEARDOWNS["verb"] = stop_all
-
-
-register()

@@ -13,8 +13,8 @@ The topology's ``params: {vroom: {impl: {VR: bird}, spares: {PR: VR}}}`` chooses
 routers run BIRD (needed to migrate them) and which spare physical routers exist; without
 it every router runs BIRD and one spare physical router ``S1`` is added.
 
-`LAB_EXTENSIONS["vroom"]` adds these commands to `routerlab cli`, and `LAB_RUNNERS["vroom"]`
-builds the VROOM network for any topology with ``params: {system: vroom}``.
+VROOM's `routerlab.systems.System` (`vroom.system`) adds these commands to the lab it builds
+for any topology with ``params: {system: vroom}``.
 """
 from __future__ import annotations
 
@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from routerlab.errors import UserError
-from routerlab.lab import (LAB_EXTENSIONS, LAB_RUNNERS, RouterlabCLI, building, table,
-                           lab_class, serve_lab)
+from routerlab.lab import RouterlabCLI, building, serve_lab, table
 
 from .migrate import MigrationRefused
 from .phases import MigrationFailed
@@ -85,7 +84,7 @@ class VroomLab:
 
 
 def vroom_commands(base: type) -> type:
-    """A CLI class with VROOM's commands (registered in routerlab's LAB_EXTENSIONS)."""
+    """A CLI class with VROOM's commands (VROOM's lab commands in `vroom.system`)."""
 
     class VroomCLI(base):  # type: ignore[misc, valid-type]
         def _vroom(self):
@@ -171,8 +170,6 @@ def vroom_commands(base: type) -> type:
     return VroomCLI
 
 
-LAB_EXTENSIONS["vroom"] = vroom_commands
-
 
 def build(topology: Any, prefix: str | None = None,
           progress: Callable[[str], None] | None = None) -> VroomLab:
@@ -216,10 +213,8 @@ def run_vroom_lab(topo: Any, *, prefix: str = "rl-", console: Any = None,
     console.print(f"{topo.name}: {len(lab.vroom.vrs)} virtual routers on "
                   f"{len(lab.vroom.prs)} physical routers. Type `help`; VROOM: migrate, "
                   f"restart, where, prs.")
-    return serve_lab(lab, lab.stop, console=console, script=script)
+    return serve_lab(lab, lab.stop, console=console, script=script, system="vroom")
 
-
-LAB_RUNNERS["vroom"] = run_vroom_lab
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,10 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         console.print(f"{lab.tn.topo.name}: {len(lab.vroom.vrs)} virtual routers on "
                       f"{len(lab.vroom.prs)} physical routers. Type `help`.")
-        cls = lab_class()
-        if not issubclass(cls, RouterlabCLI) or "vroom" not in LAB_EXTENSIONS:
-            cls = vroom_commands(RouterlabCLI)
-        cls(lab, console=console, script=a.script)
+        vroom_commands(RouterlabCLI)(lab, console=console, script=a.script)
     finally:
         lab.stop()
     return 0

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from routerlab import registry
+from routerlab.errors import UserError
 from routerlab.netns import CommandError, Netns
 
 from .spec import RouterSpec, SpecError
@@ -39,9 +40,9 @@ log = logging.getLogger(__name__)
 SUN_PATH_MAX = 107
 
 
-class DaemonError(RuntimeError):
+class DaemonError(UserError, RuntimeError):
     """A daemon failed to validate, start or answer; the message is one line that carries the
-    daemon's own error output."""
+    daemon's own error output (shown to the user as it is)."""
 
     def __init__(self, message: str):
         super().__init__(one_line(message))

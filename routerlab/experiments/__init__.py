@@ -1,11 +1,10 @@
 """The experiment registry: `routerlab run NAME` and `routerlab bench NAME` plug in here.
 
 An experiment is a function ``(ctx: RunContext) -> Result``. Systems register theirs with
-the `experiment` decorator in their own ``experiments`` module; `load_all` imports those
-modules (the three systems never import each other, only this registry)."""
+the `experiment` decorator in the modules their `routerlab.systems.System` declaration
+lists; `load_all` imports routerlab's own experiments and those modules."""
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +13,6 @@ from typing import Callable
 from routerlab.report import Result
 
 log = logging.getLogger(__name__)
-
-# Modules that register experiments; a system that is not built yet is simply absent.
-EXPERIMENT_MODULES = ("routerlab.experiments.ospf_ring", "b4.experiments", "b4.te.bench",
-                      "vroom.experiments", "verb.experiments")
-
 
 ProgressFn = Callable[[str, float | None], None]
 
@@ -64,17 +58,9 @@ def experiment(name: str, description: str, *, kind: str = "run", headline: bool
     return deco
 
 
-def import_present(modules: tuple[str, ...]) -> None:
-    """Import each module that exists (a system not built yet is simply absent); an import
-    error inside an existing module still raises."""
-    for mod in modules:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name and mod.startswith(e.name):
-                continue
-            raise
-
-
 def load_all() -> None:
-    import_present(EXPERIMENT_MODULES)
+    """Register routerlab's own experiments and every installed system's."""
+    from routerlab import systems
+    from routerlab.experiments import ospf_ring  # noqa: F401  (registers by importing)
+
+    systems.load_experiments()

@@ -7,7 +7,8 @@ import pytest
 
 from routerlab.daemons import BgpNeighbor, Interface, RouterSpec
 from routerlab.errors import UserError
-from routerlab.lab import LAB_EXTENSIONS, RouterlabCLI
+from routerlab import systems
+from routerlab.lab import RouterlabCLI, lab_class
 from verb import lab
 
 
@@ -18,9 +19,8 @@ def test_params_are_typed():
         lab.parse_params(["oops"])
 
 
-def test_registered_as_a_lab_extension():
-    assert LAB_EXTENSIONS["verb"] is lab.extend
-    cls = lab.extend(RouterlabCLI)
+def test_declared_as_the_verb_systems_lab_commands():
+    cls = lab_class(systems.get("verb"))
     assert issubclass(cls, RouterlabCLI) and hasattr(cls, "do_verb")
 
 
