@@ -15,7 +15,7 @@ from routerlab.experiments import RunContext, experiment
 from routerlab.network import Network
 from routerlab.report import Result, markdown_table, plot
 from routerlab.topology import load_topology
-from routerlab.traffic import Probe, arrival_series
+from routerlab.traffic import Probe, arrival_series, tx_packets
 
 log = logging.getLogger(__name__)
 
