@@ -4,7 +4,7 @@ RL := $(VENV)/bin/routerlab
 PY := $(VENV)/bin/python
 OUT ?= results
 
-.PHONY: setup demo test test-unit bench clean doctor
+.PHONY: setup demo test test-unit lint bench clean doctor
 
 setup:
 	./scripts/setup.sh
@@ -13,7 +13,11 @@ demo: setup
 	$(RL) run all --out $(OUT)
 
 test: setup
+	./scripts/lint.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	./scripts/lint.sh
 
 test-unit: setup
 	$(PY) -m pytest -m "not emulation" $(PYTEST_ARGS)
