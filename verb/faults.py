@@ -3,6 +3,9 @@
     f = faults.make("wrong-next-hop", router, "r0", prefix="10.100.1.0/24", gateway="10.2.0.2")
     f.inject(); ...; f.clear()
 
+Each fault declares the parameters it takes (`Fault.PARAMS`); a fault is refused at creation
+(`FaultParamError`, a `UserError`) when one is missing, unknown or malformed.
+
 Each fault acts on the replica itself where the replica can be made to misbehave natively:
 - crash: SIGKILL of the replica's daemon processes;
 - hang: SIGSTOP of them (a hung daemon keeps its TCP sessions but falls silent);
@@ -23,13 +26,18 @@ models a bug in the replica's UPDATE encoder:
 from __future__ import annotations
 
 import abc
+import ipaddress
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from routerlab.errors import UserError
 from routerlab.netns import CommandError
 
 from . import bgp
@@ -47,16 +55,74 @@ class FaultError(RuntimeError):
     """The fault cannot be injected on this replica."""
 
 
+class FaultParamError(UserError):
+    """A fault's parameters are missing, unknown or malformed."""
+
+
+def _prefix(value: Any) -> str:
+    try:
+        return str(ipaddress.IPv4Network(str(value)))
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not an IPv4 prefix ({e})") from None
+
+
+def _address(value: Any) -> str:
+    try:
+        return str(ipaddress.IPv4Address(str(value)))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address") from None
+
+
+def _prefixes(value: Any) -> list[str]:
+    return [_prefix(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+
+
+def _seconds(value: Any) -> float:
+    try:
+        s = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a number of seconds") from None
+    if not s > 0:
+        raise ValueError(f"{value!r} is not a positive number of seconds")
+    return s
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
+        return value
+    check.__name__ = "|".join(options)
+    return check
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter a fault takes: `name=HINT` in usage, `check` turns a value into what
+    the fault uses (or raises ValueError saying what is wrong); optional when it has a
+    default (None: optional, absent unless given)."""
+
+    name: str
+    hint: str
+    check: Callable[[Any], Any]
+    required: bool = True
+    default: Any = None
+
+    def usage(self) -> str:
+        return f"{self.name}={self.hint}" if self.required else f"[{self.name}={self.hint}]"
+
+
 class Fault(abc.ABC):
     """One injectable bug on one replica."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    PARAMS: ClassVar[tuple[Param, ...]] = ()
 
-    def __init__(self, router: "BugTolerantRouter", replica: str, **params: Any):
+    def __init__(self, router: BugTolerantRouter, replica: str, **params: Any):
         self.router = router
         self.replica_name = replica
-        self.params = params
+        self.params = self.check_params(params)
         self.active = False
         self.generation = 0
         self.injected_at: float | None = None
@@ -64,11 +130,41 @@ class Fault(abc.ABC):
     def __repr__(self) -> str:
         return f"<{self.name} on {self.replica_name}>"
 
+    @classmethod
+    def usage(cls) -> str:
+        """What the fault takes, e.g. `wrong-next-hop needs prefix=P gateway=G`."""
+        if not cls.PARAMS:
+            return f"{cls.name} takes no parameters"
+        verb = "needs" if any(p.required for p in cls.PARAMS) else "takes"
+        return f"{cls.name} {verb} {' '.join(p.usage() for p in cls.PARAMS)}"
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters checked and converted, with defaults filled in; `FaultParamError`
+        names what is missing, unknown or malformed."""
+        known = {p.name: p for p in cls.PARAMS}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise FaultParamError(f"{cls.usage()} (unknown: {', '.join(unknown)})")
+        missing = [p.name for p in cls.PARAMS if p.required and p.name not in params]
+        if missing:
+            raise FaultParamError(f"{cls.usage()} (missing: {', '.join(missing)})")
+        out: dict[str, Any] = {}
+        for p in cls.PARAMS:
+            if p.name in params:
+                try:
+                    out[p.name] = p.check(params[p.name])
+                except ValueError as e:
+                    raise FaultParamError(f"{cls.usage()} ({p.name}: {e})") from None
+            elif p.default is not None:
+                out[p.name] = p.default
+        return out
+
     @property
-    def replica(self) -> "Replica":
+    def replica(self) -> Replica:
         return self.router.replica(self.replica_name)
 
-    def inject(self) -> "Fault":
+    def inject(self) -> Fault:
         if self.active:
             return self
         self.generation = self.replica.generation
@@ -93,10 +189,10 @@ class Fault(abc.ABC):
     @abc.abstractmethod
     def _inject(self) -> None: ...
 
-    def _clear(self) -> None:
+    def _clear(self) -> None:  # noqa: B027 (optional: a crash, say, has nothing to undo)
         pass
 
-    def __enter__(self) -> "Fault":
+    def __enter__(self) -> Fault:
         return self.inject()
 
     def __exit__(self, *exc: object) -> None:
@@ -105,10 +201,8 @@ class Fault(abc.ABC):
     # helpers
     def _signal(self, sig: int) -> None:
         for pid in self.replica.pids():
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
 
     def _ip(self, *args: str, check: bool = True) -> None:
         self.replica.ns.ip(*args, check=check)
@@ -136,10 +230,11 @@ class Hang(Fault):
 class Slow(Fault):
     name = "slow"
     description = "the replica runs only part of the time (SIGSTOP/SIGCONT duty cycle)"
+    PARAMS = (Param("stop_s", "S", _seconds, required=False, default=0.4),
+              Param("run_s", "S", _seconds, required=False, default=0.1))
 
     def _inject(self) -> None:
-        stop_s = float(self.params.get("stop_s", 0.4))
-        run_s = float(self.params.get("run_s", 0.1))
+        stop_s, run_s = self.params["stop_s"], self.params["run_s"]
         self._stop = threading.Event()
         gen = self.replica.generation
 
@@ -163,8 +258,14 @@ class Slow(Fault):
         super().clear()
 
 
+PREFIX = Param("prefix", "P", _prefix)
+GATEWAY = Param("gateway", "G", _address)
+
+
 class _RouteFault(Fault):
     """A fault on one prefix of the replica's FIB."""
+
+    PARAMS = (PREFIX,)
 
     @property
     def prefix(self) -> str:
@@ -177,6 +278,7 @@ class _RouteFault(Fault):
 class WrongNextHop(_RouteFault):
     name = "wrong-next-hop"
     description = "the replica's FIB sends a prefix to the wrong next hop"
+    PARAMS = (PREFIX, GATEWAY)
 
     def _inject(self) -> None:
         gw = self.params["gateway"]
@@ -195,6 +297,7 @@ class WrongNextHop(_RouteFault):
 class BogusRoute(_RouteFault):
     name = "bogus-route"
     description = "the replica's FIB (and GoBGP's UPDATEs) gain a hijacked more-specific prefix"
+    PARAMS = (PREFIX, Param("gateway", "G", _address, required=False))
 
     def _inject(self) -> None:
         gw = self.params.get("gateway")
@@ -237,10 +340,8 @@ class MissingRoute(_RouteFault):
     def _keep_deleting(self) -> None:
         gen = self.replica.generation
         while not self._stop.is_set() and self.replica.generation == gen:
-            try:  # BIRD puts its route back at each kernel scan
+            with suppress(CommandError, OSError):  # BIRD puts its route back at each kernel scan
                 self._ip("route", "del", self.prefix, "proto", "bird", check=False)
-            except (CommandError, OSError):
-                pass
             self._stop.wait(0.1)
 
     def _clear(self) -> None:
@@ -274,6 +375,9 @@ class _TamperFault(Fault):
 class CorruptUpdate(_TamperFault):
     name = "corrupt-update"
     description = "the replica's UPDATEs carry an altered AS path (or next hop)"
+    PARAMS = (Param("kind", "as-path|next-hop", _choice("as-path", "next-hop"), required=False,
+                    default="as-path"),
+              Param("next_hop", "A", _address, required=False, default="192.0.2.66"))
 
     def tamper(self, msg: bytes, peer: str) -> list[bytes]:
         if bgp.msg_type(msg) != bgp.UPDATE:
@@ -282,8 +386,8 @@ class CorruptUpdate(_TamperFault):
         r = bgp.normalize(u)
         if r is None:
             return [msg]
-        if self.params.get("kind", "as-path") == "next-hop":
-            r = r._replace(next_hop=self.params.get("next_hop", "192.0.2.66"))
+        if self.params["kind"] == "next-hop":
+            r = r._replace(next_hop=self.params["next_hop"])
         else:
             head = r.as_path[0][1] if r.as_path else ()
             r = r._replace(as_path=bgp._merge_segments(((2, head[:1] + (BOGUS_AS,) + head[1:]),)
@@ -304,6 +408,7 @@ class Malformed(_TamperFault):
 class WithdrawRace(_TamperFault):
     name = "withdraw-race"
     description = "after a withdraw, the replica's re-advertisement is lost (only the withdraw propagates)"
+    PARAMS = (Param("prefixes", "P,...", _prefixes, required=False),)  # default: every prefix
 
     def _inject(self) -> None:
         self.withdrawn: set[tuple[str, str]] = set()
@@ -329,7 +434,7 @@ FAULTS: dict[str, type[Fault]] = {c.name: c for c in (
     Crash, Hang, WrongNextHop, MissingRoute, BogusRoute, CorruptUpdate, Malformed, WithdrawRace, Slow)}
 
 
-def make(name: str, router: "BugTolerantRouter", replica: str, **params: Any) -> Fault:
+def make(name: str, router: BugTolerantRouter, replica: str, **params: Any) -> Fault:
     """A fault by name ("crash", "hang", "wrong-next-hop", ...), not yet injected."""
     try:
         return FAULTS[name](router, replica, **params)

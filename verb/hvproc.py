@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -30,6 +31,9 @@ from routerlab import registry
 from routerlab.daemons.spec import (BgpNeighbor, Interface, Network, Policy, PolicyRule,
                                     PrefixMatch, RouterSpec, StaticRoute)
 from routerlab.netns import Netns
+
+from .faults import make
+from .router import BugTolerantRouter, VerbConfig
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +60,6 @@ class _Stop(Exception):
 
 
 def _serve() -> int:
-    from .faults import make
-    from .router import BugTolerantRouter, VerbConfig
-
     desc = json.loads(sys.stdin.readline())
     cfg = VerbConfig(**{**desc.get("config", {}),
                         "implementations": tuple(desc.get("config", {}).get("implementations",
@@ -134,10 +135,11 @@ class RemoteRouter:
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 180.0) -> "RemoteRouter":
-        self.proc = self.fwd.popen([sys.executable, "-m", "verb.hvproc"], name=f"verb-hv:{self.desc['tag']}",
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=open(self.log_path, "ab"), text=True, bufsize=1)
+    def start(self, timeout: float = 180.0) -> RemoteRouter:
+        with open(self.log_path, "ab") as err:  # the child keeps its own copy
+            self.proc = self.fwd.popen([sys.executable, "-m", "verb.hvproc"],
+                                       name=f"verb-hv:{self.desc['tag']}", stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1)
         self.proc.stdin.write(json.dumps(self.desc) + "\n")
         self.proc.stdin.flush()
         ans = self._read(timeout)
@@ -146,7 +148,6 @@ class RemoteRouter:
         return self
 
     def _read(self, timeout: float) -> dict:
-        import select
         assert self.proc is not None and self.proc.stdout is not None
         r, _, _ = select.select([self.proc.stdout], [], [], timeout)
         line = self.proc.stdout.readline() if r else ""

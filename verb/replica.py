@@ -21,17 +21,17 @@ import copy
 import ipaddress
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from routerlab.daemons import Daemon, driver_for
 from routerlab.daemons.spec import RouterSpec
 from routerlab.netns import Netns, create_veth
 
-from .fib import GobgpFib, KernelFib
-
-if TYPE_CHECKING:
-    from .router import BugTolerantRouter
+from .core import Voter
+from .fib import GobgpFib, KernelFib, Report
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,45 @@ def make_replica_namespaces(tag: str, index: int, spec: RouterSpec) -> tuple[Net
         for ns in reversed(made):
             ns.delete()
         raise
+
+
+class ReplicaSettings(Protocol):
+    """The router's settings the manager reads (`VerbConfig` has them)."""
+
+    @property
+    def implementations(self) -> tuple[str, ...]: ...
+    @property
+    def window(self) -> float: ...
+    @property
+    def replica_hold(self) -> int: ...
+    @property
+    def replacement(self) -> str: ...
+
+
+class Streams(Protocol):
+    """The hypervisor's sessions towards the replicas (the `Interposer`)."""
+
+    def attach(self, replica: str, hv_ns: str) -> None: ...
+    def detach(self, replica: str) -> None: ...
+    def synced(self, replica: str) -> bool: ...
+
+
+class ReplicaHost(Protocol):
+    """What the replica manager needs of the router it serves (`BugTolerantRouter`): the
+    dependency points from the router to this module, never back."""
+
+    @property
+    def spec(self) -> RouterSpec: ...
+    @property
+    def run_dir(self) -> Path: ...
+    @property
+    def config(self) -> ReplicaSettings: ...
+    @property
+    def interposer(self) -> Streams | None: ...
+
+    def voters(self) -> list[Voter]: ...
+    def fib_reporter(self, replica: str) -> Report: ...
+    def forget(self, replica: str) -> Awaitable[None]: ...
 
 
 @dataclass
@@ -121,12 +160,16 @@ class ReplicaManager:
     MAX_ATTEMPTS = 3
     RETRY_S = 5.0
 
-    def __init__(self, router: "BugTolerantRouter", replicas: list[Replica]):
+    def __init__(self, router: ReplicaHost, replicas: list[Replica]):
         self.router = router
         self.replicas = {r.name: r for r in replicas}
         self.recoveries: list[Recovery] = []
         self._tasks: set[asyncio.Task] = set()
         self._monitor: asyncio.Task | None = None
+
+    def _streams(self) -> Streams:
+        assert self.router.interposer is not None, "the interposer starts before the replicas"
+        return self.router.interposer
 
     # ----- starting -----
     async def start_all(self) -> None:
@@ -149,7 +192,7 @@ class ReplicaManager:
         r.fib = GobgpFib(r.ns, spec, report) if r.impl == "gobgp" else KernelFib(r.ns.name, report)
         r.fib.start()
         r.state = "syncing"
-        self.router.interposer.attach(r.name, r.hv.name)
+        self._streams().attach(r.name, r.hv.name)
         log.info("replica %s: %s started in %s (generation %d)", r.name, r.impl, r.ns.name, r.generation)
 
     def _admit(self, r: Replica) -> None:
@@ -207,7 +250,7 @@ class ReplicaManager:
     def _synced(self, r: Replica, now: float) -> bool:
         """Caught up with every stream and agreeing with both voted outputs (or, after a
         long wait, caught up at least: the voters will judge it once it votes)."""
-        if not self.router.interposer.synced(r.name):
+        if not self._streams().synced(r.name):
             return False
         agree = all(v.in_sync(r.name) for v in self.router.voters())
         waited = r.started_at is not None and now - r.started_at > 2 * self.router.config.window
@@ -240,7 +283,7 @@ class ReplicaManager:
     async def _recover(self, r: Replica) -> None:
         rec = self.recoveries[-1]
         try:
-            self.router.interposer.detach(r.name)
+            self._streams().detach(r.name)
             if r.fib is not None:
                 r.fib.stop()
             await self.router.forget(r.name)
@@ -281,7 +324,9 @@ class ReplicaManager:
                                for r in self.replicas.values() if r.daemon is not None))
 
     def status(self) -> dict:
+        now = time.monotonic()
         return {name: {"impl": r.impl, "state": r.state, "generation": r.generation,
+                       "uptime_s": None if r.started_at is None else now - r.started_at,
                        "pids": r.daemon.pids if r.daemon else {}}
                 for name, r in self.replicas.items()}
 

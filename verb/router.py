@@ -16,10 +16,11 @@ import asyncio
 import logging
 import shutil
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from routerlab import registry
 from routerlab.daemons.spec import RouterSpec
@@ -73,7 +74,7 @@ class BugTolerantRouter:
         self.lag_max = 0.0  # the longest the loop ran late (s)
 
     # ----- lifecycle -----
-    def start(self, timeout: float = 120.0) -> "BugTolerantRouter":
+    def start(self, timeout: float = 120.0) -> BugTolerantRouter:
         """Create the replicas' namespaces, start the hypervisor and the replicas."""
         registry.session().add("dir", str(self.run_dir))
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +97,7 @@ class BugTolerantRouter:
         self.installer = FibInstaller(self.fwd.name)
         self.installer.start()
         self.fib_voter = Voter(vc, self.installer.apply)
-        self.manager = ReplicaManager(self, replicas)
+        self.manager = ReplicaManager(self, replicas)  # `self` as the manager's ReplicaHost
         self.interposer = Interposer(self.spec, self.fwd.name, vc, self.manager.fault,
                                      self.config.replica_hold)
         self.loop.create_task(self._watch_lag())
@@ -133,7 +134,7 @@ class BugTolerantRouter:
             if t is not asyncio.current_task():
                 t.cancel()
 
-    def __enter__(self) -> "BugTolerantRouter":
+    def __enter__(self) -> BugTolerantRouter:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

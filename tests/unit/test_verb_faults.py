@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from routerlab.errors import UserError
 from verb import bgp, faults
 from verb.bgp import RouteAttrs
 
@@ -60,3 +61,41 @@ def test_unknown_fault():
         faults.make("gremlins", fake_router(), "r0")
     assert set(faults.FAULTS) == {"crash", "hang", "slow", "wrong-next-hop", "missing-route",
                                   "bogus-route", "corrupt-update", "malformed", "withdraw-race"}
+
+
+def test_every_fault_declares_its_parameters():
+    usage = {name: cls.usage() for name, cls in faults.FAULTS.items()}
+    assert usage["wrong-next-hop"] == "wrong-next-hop needs prefix=P gateway=G"
+    assert usage["bogus-route"] == "bogus-route needs prefix=P [gateway=G]"
+    assert usage["missing-route"] == "missing-route needs prefix=P"
+    assert usage["crash"] == "crash takes no parameters"
+    assert usage["slow"] == "slow takes [stop_s=S] [run_s=S]"
+    assert usage["corrupt-update"] == "corrupt-update takes [kind=as-path|next-hop] [next_hop=A]"
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("wrong-next-hop", {}, r"needs prefix=P gateway=G \(missing: prefix, gateway\)"),
+    ("wrong-next-hop", {"prefix": "10.1.0.0/24"}, r"\(missing: gateway\)"),
+    ("wrong-next-hop", {"prefix": "10.1.0.1/24", "gateway": "10.2.0.2"}, "host bits set"),
+    ("wrong-next-hop", {"prefix": "10.1.0.0/24", "gateway": "eth0"}, "gateway: 'eth0' is not an IPv4 address"),
+    ("missing-route", {"prefix": "10.1.0.0/24", "gateway": "10.2.0.2"}, r"\(unknown: gateway\)"),
+    ("withdraw-race", {"prefixes": ["10.1.0.0/24", "nope"]}, "'nope' is not an IPv4 prefix"),
+    ("slow", {"stop_s": -1}, "stop_s: -1 is not a positive number of seconds"),
+    ("slow", {"run_s": "fast"}, "run_s: 'fast' is not a number of seconds"),
+    ("corrupt-update", {"kind": "origin"}, "kind: 'origin' is not one of as-path, next-hop"),
+])
+def test_parameters_are_checked_when_a_fault_is_made(name, params, message):
+    with pytest.raises(faults.FaultParamError, match=message) as e:
+        faults.make(name, fake_router(), "r0", **params)
+    assert isinstance(e.value, UserError)
+
+
+def test_parameters_are_converted_and_defaulted():
+    assert faults.make("slow", fake_router(), "r0", stop_s=1).params == {"stop_s": 1.0, "run_s": 0.1}
+    assert faults.make("corrupt-update", fake_router(), "r0").params == \
+        {"kind": "as-path", "next_hop": "192.0.2.66"}
+    assert faults.make("withdraw-race", fake_router(), "r0", prefixes="10.1.0.0/24").params == \
+        {"prefixes": ["10.1.0.0/24"]}
+    assert faults.make("withdraw-race", fake_router(), "r0").params == {}
+    f = faults.make("bogus-route", fake_router(), "r0", prefix="10.1.0.0/25")
+    assert f.params == {"prefix": "10.1.0.0/25"} and f.prefix == "10.1.0.0/25"
