@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
@@ -52,17 +53,51 @@ def check_ovs() -> list[Check]:
             out.append(Check("OVS userspace datapath", "ok",
                              f"bridge with datapath_type=netdev, OpenFlow 1.3 works"
                              f"{'' if kernel_dp else ' (no kernel module: userspace is the only datapath)'}"))
-            try:
-                br.add_flows(["priority=1,ip,actions=push_mpls:0x8847,set_field:16->mpls_label,drop",
-                              "priority=1,mpls,actions=pop_mpls:0x0800,drop"])
-                out.append(Check("MPLS in OVS", "ok", "push/pop MPLS flows accepted (B4 tunnels)"))
-            except nsmod.CommandError as e:
-                out.append(Check("MPLS in OVS", "missing", str(e), "B4 tunnels need OVS with MPLS actions"))
+            out.append(check_mpls(br.name))
         finally:
             br.delete()
     except Exception as e:  # report, never crash the doctor
         out.append(Check("OVS userspace datapath", "missing", str(e), "see /var/log/openvswitch/"))
     return out
+
+
+# Push, swap and pop as B4's tunnels use them. Each flow sends the packet back out of the
+# port it came in on: OVS rejects `drop` beside other actions, and the scratch bridge has no
+# port but LOCAL (output:LOCAL from LOCAL would be dropped).
+MPLS_PROBE_FLOWS = (
+    "priority=1,ip,actions=push_mpls:0x8847,set_field:16->mpls_label,output:in_port",
+    "priority=1,mpls,mpls_label=16,actions=set_field:17->mpls_label,output:in_port",
+    "priority=1,mpls,mpls_label=17,actions=pop_mpls:0x0800,output:in_port",
+)
+# (packet traced from LOCAL, what the datapath must do with it)
+MPLS_PROBE_TRACES = (
+    ("ip", "push_mpls("),
+    ("mpls,mpls_label=16,mpls_bos=1", "set(mpls(label=17"),
+    ("mpls,mpls_label=17,mpls_bos=1", "pop_mpls("),
+)
+
+
+def check_mpls(bridge: str) -> Check:
+    """B4's MPLS tunnels: install push/swap/pop flows on the scratch bridge `bridge`, then
+    trace a packet through each (``ofproto/trace``) to see the datapath really does them."""
+    action = "B4 tunnels need Open vSwitch with MPLS push/pop/swap actions"
+    try:
+        ovs.ofctl_file("add-flows", bridge, MPLS_PROBE_FLOWS, bundle=True, timeout=30)
+    except (nsmod.CommandError, subprocess.TimeoutExpired) as e:
+        return Check("MPLS in OVS", "missing", f"MPLS flows rejected: {e}", action)
+    for packet, expect in MPLS_PROBE_TRACES:
+        try:
+            trace = nsmod.run(["ovs-appctl", "ofproto/trace", bridge, f"in_port=LOCAL,{packet}"],
+                              timeout=30).stdout
+        except (nsmod.CommandError, subprocess.TimeoutExpired) as e:
+            return Check("MPLS in OVS", "missing", f"ofproto/trace failed: {e}", action)
+        dp = next((ln for ln in trace.splitlines() if ln.startswith("Datapath actions:")), "")
+        if expect not in dp:
+            return Check("MPLS in OVS", "missing",
+                         f"flows accepted but a {packet} packet got {dp or 'no datapath actions'!r}",
+                         action)
+    return Check("MPLS in OVS", "ok", "push/swap/pop flows accepted and traced through the "
+                 "userspace datapath (B4 tunnels)")
 
 
 def check_netem() -> Check:
@@ -73,8 +108,9 @@ def check_netem() -> Check:
         r = ns.run(["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"], check=False)
         if r.returncode == 0:
             return Check("netem qdisc", "ok", "link delay/loss emulation available", required=False)
+        said = (r.stderr or r.stdout).strip()
         return Check("netem qdisc", "missing",
-                     f"kernel has no netem ({(r.stderr or r.stdout).strip().splitlines()[0] if (r.stderr or r.stdout).strip() else 'unknown qdisc'}): "
+                     f"kernel has no netem ({said.splitlines()[0] if said else 'unknown qdisc'}): "
                      "topology link delays are ignored (links run at full speed with no added delay)",
                      "use a kernel with CONFIG_NET_SCH_NETEM (most distro kernels) for delay emulation",
                      required=False)

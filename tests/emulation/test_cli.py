@@ -145,15 +145,41 @@ def test_bad_topology_refused_with_one_line_and_nothing_created(fixture, problem
     assert not list((tmp_path / "sessions").glob("*.jsonl")) if (tmp_path / "sessions").exists() else True
 
 
+# Checks that may fail on this machine kind because the feature is really absent
+# (see PLATFORM.md): the VM kernel has no netem qdisc and no soft-dirty tracking, and stock
+# CRIU refuses netlink sockets in groups above 32. On a distro kernel they may be ok.
+ABSENT_HERE = {"netem qdisc", "CRIU: soft_dirty", "CRIU: netlink_groups_gt32"}
+
+
+def _doctor_statuses(out: str) -> dict[str, str]:
+    """component -> status from the doctor's table (continuation rows have no component)."""
+    statuses = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.split("│")]
+        if len(cells) >= 4 and cells[1] and cells[2] in ("ok", "missing", "warn"):
+            statuses[cells[1]] = cells[2]
+    return statuses
+
+
 def test_doctor_reports_this_machine():
     r = subprocess.run(ROUTERLAB + ["doctor"], cwd=str(REPO), capture_output=True, text=True,
                        timeout=300, env=dict(os.environ, COLUMNS="250"))
     out = r.stdout
+    assert r.returncode == 0, out + r.stderr  # no required component missing
+    statuses = _doctor_statuses(out)
     assert "OVS userspace datapath" in out and "netdev" in out
-    assert "netem qdisc" in out and "kernel has no netem" in out and "ignored" in out
+    assert "netem qdisc" in out
+    if statuses.get("netem qdisc") == "missing":
+        assert "kernel has no netem" in out and "ignored" in out
     for impl in ("frr", "bird", "gobgp", "exabgp"):
         assert impl in out
     assert "CRIU" in out
-    for line in out.splitlines():
-        if line.strip().startswith("│ frr") or line.strip().startswith("│ bird"):
-            assert "ok" in line, line
+    # Everything this machine has is reported ok: only the genuinely absent features may be
+    # missing. MPLS in particular works here (B4's tunnels use it).
+    for component in ("Open vSwitch", "OVS userspace datapath", "MPLS in OVS", "Mininet (Python)",
+                      "ZooKeeper", "CRIU: check", "CRIU: socket_dump"):
+        assert statuses.get(component) == "ok", (component, statuses)
+    assert statuses.get("MPLS in OVS") == "ok" and "traced" in out
+    assert any(c.startswith("frr") for c in statuses) and any(c.startswith("bird") for c in statuses)
+    wrong = {c: s for c, s in statuses.items() if s != "ok" and c not in ABSENT_HERE}
+    assert not wrong, f"reported not ok although present here: {wrong}\n{out}"
