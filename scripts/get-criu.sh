@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Obtain a CRIU that works on the running kernel, for VROOM's live router migration.
 #
-#   sudo scripts/get-criu.sh [--force]
+#   sudo scripts/get-criu.sh [--force] [--no-self-test]
 #
 # 1. A system `criu` (on PATH) is used when `criu check` and routerlab's socket self-test
 #    (dump/restore of a process with an established TCP connection in a netns) both pass:
@@ -16,6 +16,10 @@
 # What was chosen is recorded in /opt/routerlab/criu/SOURCE. Idempotent: a run that finds a
 # working CRIU already in place changes nothing (feature results are cached in
 # /run/routerlab/criu-features.json). --force refetches from sid.
+# --no-self-test (image builds, where dumping a process is not allowed): skip the system criu
+# (it cannot be tested) and the self-test; fetch and unpack sid's criu, check only that its
+# loader finds every library, and leave status=untested for the next normal run to test
+# (exit status 0 then means "unpacked", not "works").
 # Exit status: 0 with a working CRIU, 1 without one (VROOM live migration is then missing
 # and `routerlab doctor` says so), 2 on bad usage.
 set -euo pipefail
@@ -29,11 +33,13 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 T0=$(date +%s.%N)
 
 FORCE=0
+SELFTEST=1
 for a in "$@"; do
     case $a in
         --force) FORCE=1 ;;
+        --no-self-test) SELFTEST=0 ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-        *) echo "usage: $0 [--force]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--force] [--no-self-test]" >&2; exit 2 ;;
     esac
 done
 
@@ -91,7 +97,9 @@ swap_in() {
 SYS=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v "^$PREFIX" | paste -sd:) command -v criu || true)
 [ -n "$SYS" ] && SYS=$(readlink -f "$SYS")
 case $SYS in "$PREFIX"/*) SYS= ;; esac  # a link to our own wrapper is not a system criu
-if [ -n "$SYS" ]; then
+if [ "$SELFTEST" = 0 ]; then
+    step "no self-test: not considering a system criu${SYS:+ ($SYS)}; the next normal run may choose it"
+elif [ -n "$SYS" ]; then
     SYSVER=$(version_of "$SYS")
     step "system criu: $SYS (version ${SYSVER:-unknown})"
     if works "$SYS"; then
@@ -115,6 +123,10 @@ else
 fi
 
 # ---------------------------------------------------------------- 2. already installed?
+if [ "$SELFTEST" = 0 ] && [ "$FORCE" = 0 ] && [ -x "$PREFIX/bin/criu" ]; then
+    step "already in place: $PREFIX/bin/criu ($(sed -n 's/^source=//p' "$PREFIX/SOURCE" 2>/dev/null)); not self-tested [$(elapsed) s]"
+    exit 0
+fi
 if [ "$FORCE" = 0 ] && [ -x "$PREFIX/bin/criu" ] && grep -qx "source=$SUITE" "$PREFIX/SOURCE" 2>/dev/null; then
     VER=$(sed -n 's/^version=//p' "$PREFIX/SOURCE")
     step "found $SUITE criu $VER in $PREFIX: checking it"
@@ -239,6 +251,10 @@ trap - EXIT
 # The big index files are only needed to fetch again; keep the .debs.
 rm -f "$APTDIR"/state/lists/*_Packages* "$APTDIR"/state/lists/*Release* "$APTDIR"/cache/*.bin
 
+if [ "$SELFTEST" = 0 ]; then
+    step "unpacked Debian $SUITE criu $CANDIDATE into $PREFIX (status=untested: the next run without --no-self-test tests it) [$(elapsed) s]"
+    exit 0
+fi
 step "self-test of $SUITE criu $CANDIDATE"
 if ! works "$PREFIX/bin/criu" --refresh; then
     set_status failed

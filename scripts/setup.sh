@@ -6,12 +6,31 @@
 #   - Open vSwitch started (userspace datapath; no kernel module needed)
 #   - root-namespace frr/bird/zookeeper services stopped (they are not routerlab's routers)
 #   - the virtualenv .venv/ with pinned Python dependencies and routerlab installed (editable)
+#
+#   sudo scripts/setup.sh            a machine or VM: install, then start and check everything
+#   scripts/setup.sh --image         building an image (docker build; also ROUTERLAB_SETUP_MODE=image):
+#                                    packages, CRIU files and .venv only. Starts no service
+#                                    (package scripts are kept from starting theirs too), sets
+#                                    no sysctl and skips CRIU's self-test, all of which need a
+#                                    running, privileged container: the normal mode does them
+#                                    there (`make test` runs it). Any failure fails the build.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+MODE=${ROUTERLAB_SETUP_MODE:-normal}
+for a in "$@"; do
+  case $a in
+    --image) MODE=image ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "usage: $0 [--image]" ;;
+  esac
+done
+case $MODE in normal|image) ;; *) die "ROUTERLAB_SETUP_MODE must be normal or image, not '$MODE'" ;; esac
+[ "$MODE" = normal ] || say "image mode: installing only (no services, no sysctls, no CRIU self-test)"
 
 [ "$(id -u)" = 0 ] || die "run as root (sudo make test / sudo scripts/setup.sh): routerlab creates namespaces and bridges"
 
@@ -29,6 +48,12 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  if [ "$MODE" = image ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    # Keep the packages' maintainer scripts from starting OVS, FRR, ZooKeeper... in the build
+    # (Debian's docker images ship this file already; this covers any other base).
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
@@ -38,6 +63,8 @@ fi
 # ---------------------------------------------------------------- services
 # Packages may have started root-namespace daemons; routerlab's routers live in namespaces and
 # its ZooKeeper instances are private, so stop the system ones (only these named services).
+# (Image mode: nothing was started.)
+if [ "$MODE" = normal ]; then
 for svc in frr bird zookeeper gobgpd exabgp; do
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     if systemctl is-active --quiet "$svc" 2>/dev/null; then
@@ -48,6 +75,7 @@ for svc in frr bird zookeeper gobgpd exabgp; do
 done
 if [ -x /usr/lib/frr/frrinit.sh ] && [ -f /var/run/frr/watchfrr.pid ] && kill -0 "$(cat /var/run/frr/watchfrr.pid)" 2>/dev/null; then
   say "stopping the root-namespace FRR service"; /usr/lib/frr/frrinit.sh stop >/dev/null 2>&1 || true
+fi
 fi
 
 # Routers run their daemons as root (CRIU needs that to dump them); FRR then insists that
@@ -61,6 +89,9 @@ fi
 # The userspace datapath sends every port's packets through one socket whose buffer is the
 # default size; shaped (HTB) queues count against it, and a small buffer makes OVS drop sends
 # on unrelated ports. Larger defaults (applied to an OVS started after this) avoid that.
+# Image mode: sysctls and a running OVS belong to the container, not the image; the normal
+# mode sets and starts them when the container runs.
+if [ "$MODE" = normal ]; then
 for key in net.core.wmem_default net.core.rmem_default; do
   if [ "$(sysctl -n "$key" 2>/dev/null)" != 8388608 ]; then
     sysctl -qw "$key=8388608" || say "warning: cannot set $key (OVS may drop under load)"
@@ -74,9 +105,13 @@ if ! ovs-vsctl -t 3 show >/dev/null 2>&1; then
 else
   say "Open vSwitch: running"
 fi
+fi
 
 # ---------------------------------------------------------------- CRIU
-if ! "$ROOT/scripts/get-criu.sh"; then
+if [ "$MODE" = image ]; then
+  # Fetch and unpack only: the self-test dumps a process, which needs a privileged container.
+  "$ROOT/scripts/get-criu.sh" --no-self-test || die "could not install CRIU into the image (see above)"
+elif ! "$ROOT/scripts/get-criu.sh"; then
   say "warning: no working CRIU; VROOM live migration is unavailable (routerlab doctor says why)"
 fi
 
