@@ -183,7 +183,7 @@ def draw(out: Path) -> Path:
 
     # ------------------------------------------------------------------ arrows
     sub_top = sub_y + sub_h
-    for pkg, (x, w) in sys_boxes.items():
+    for x, w in sys_boxes.values():
         # imports: system -> substrate (solid, down)
         ax_x = x + w * 0.3
         arrow(ax, (ax_x, sys_y), (ax_x, sub_top), color=SYSTEM_EDGE, lw=2.2)
