@@ -1,6 +1,6 @@
 """The baseline VROOM is measured against: moving a router by restarting it.
 
-`RestartMove(net, "r1", "B").run()`: prepare r1's namespace at B, stop the daemon at A,
+`restart_move(net, "r1", "B")` (a `RestartMove`): prepare r1's namespace at B, stop the daemon at A,
 start B's data plane, re-patch every link to B, start the daemon at B with the same
 configuration, remove A's state. Sessions necessarily restart (new TCP connections, new
 OSPF adjacencies) and B forwards only what the new daemon has learned.
@@ -12,11 +12,13 @@ and neighbours that act as helpers keep forwarding through the restart.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from routerlab.daemons import BirdDaemon
+from routerlab.expect import ExpectTimeout, wait_for
 
 from .cpmove import copy_neighbours, copy_routes
 from .hypervisor import DataPlaneHypervisor
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 class RestartMove(VrMove):
     """Move VR `vr` to `target` by stopping it at its old place and starting it anew."""
 
-    def __init__(self, net: "VroomNetwork", vr: str, target: str, *,
+    def __init__(self, net: VroomNetwork, vr: str, target: str, *,
                  graceful: bool | None = None):
         super().__init__(net, vr, target)
         self.graceful = graceful
@@ -89,9 +91,10 @@ class RestartMove(VrMove):
                 vr.daemon.birdc("graceful restart")
             except Exception as e:  # still stop it, just not gracefully
                 log.warning("%s: graceful restart request failed: %s", vr.name, e)
-            deadline = time.monotonic() + 10
-            while vr.daemon.is_running() and time.monotonic() < deadline:
-                time.sleep(0.02)
+            daemon = vr.daemon
+            with contextlib.suppress(ExpectTimeout):  # it ends itself; else it is stopped below
+                wait_for(lambda: not daemon.is_running(), 10, interval=0.02, retry_on=(),
+                         what=f"{vr.name}'s daemon to end after its graceful restart")
         vr.daemon.stop()
         return {"graceful": self.graceful}
 
@@ -141,6 +144,8 @@ class RestartMove(VrMove):
         return {}
 
 
-def restart_move(net: "VroomNetwork", vr: str, target: str, **options: Any) -> MigrationReport:
-    """Move `vr` to `target` by restarting it there (the baseline)."""
+def restart_move(net: VroomNetwork, vr: str, target: str, **options: Any) -> MigrationReport:
+    """Move `vr` to `target` by restarting it there (the baseline): THE entry point
+    (options: those of `RestartMove`). Returns the report (also appended to
+    ``net.history``)."""
     return RestartMove(net, vr, target, **options).run()

@@ -22,8 +22,8 @@ table layout):
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from .flows import T_EGRESS, T_INGRESS, T_PUNT, T_ROUTE, Flow, Tables
 from .translate import MAX_INTERFACES, check_vr_id, reg

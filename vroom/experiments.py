@@ -12,14 +12,17 @@ import logging
 import secrets
 import statistics
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
+from routerlab.expect import ExpectTimeout, wait_for
 from routerlab.experiments import RunContext, experiment
 from routerlab.report import Result, markdown_table, plot
 from routerlab.topology import load_topology
 from routerlab.traffic import Probe, ProbeResult
 
-from .migrate import MigrationReport
+from .baseline import restart_move
+from .migrate import MigrationReport, migrate
 from .topo import TopoNetwork, sessions_reset
 
 log = logging.getLogger(__name__)
@@ -79,10 +82,10 @@ def _maintenance_run(tn: TopoNetwork, vr: str, target: str, live: bool,
         time.sleep(1.0)
         t_move = time.time()
         if live:
-            rep: MigrationReport = tn.net.migrate(vr, target, **(options or {}))
+            rep: MigrationReport = migrate(tn.net, vr, target, **(options or {}))
             time.sleep(1.5)
         else:
-            rep = tn.net.restart_move(vr, target)
+            rep = restart_move(tn.net, vr, target)
             reconverge = tn.wait_converged(timeout=90)
             time.sleep(1.0)
     after = tn.neighbour_view(vr)
@@ -234,12 +237,13 @@ def _announce_until(ext: Any, hv: Any, prefixes: list[str], want_routes: int,
     t0 = time.monotonic()
     if prefixes:
         ext.announce(prefixes)
-    while not (hv.last is not None and hv.last.routes >= want_routes):
-        if time.monotonic() - t0 > timeout:
-            got = hv.last.routes if hv.last else 0
-            raise TimeoutError(f"only {got} of {want_routes} routes reached the data plane "
-                               f"after {timeout:.0f} s")
-        time.sleep(0.5)
+    try:
+        wait_for(lambda: hv.last is not None and hv.last.routes >= want_routes, timeout,
+                 interval=0.5, retry_on=(), what=f"{want_routes} routes in the data plane")
+    except ExpectTimeout:
+        got = hv.last.routes if hv.last else 0
+        raise TimeoutError(f"only {got} of {want_routes} routes reached the data plane "
+                           f"after {timeout:.0f} s") from None
     return time.monotonic() - t0
 
 
@@ -302,11 +306,8 @@ def run_cloning(ctx: RunContext) -> Result:
         ext.start(ns, net.run_root / "ext")
         net.place("r1", "A")
         net.tunnel("A", "B")
-        deadline = time.monotonic() + 60
-        while not any(s.established for s in ext.bgp_sessions()):
-            if time.monotonic() > deadline:
-                raise TimeoutError("BGP r1-ext did not come up")
-            time.sleep(0.2)
+        wait_for(lambda: any(s.established for s in ext.bgp_sessions()), 60, retry_on=(),
+                 what="BGP r1-ext up")
         base = net.hypervisor("r1").sync().routes
         announced = 0
         for k, n in enumerate(sizes):
@@ -341,7 +342,7 @@ def run_cloning(ctx: RunContext) -> Result:
                 continue
             ctx.step(f"migrating r1 with {n:,} routes", None)
             target = "B" if net.vrs["r1"].pr.name == "A" else "A"
-            rep = net.migrate("r1", target)
+            rep = migrate(net, "r1", target)
             sess = ext.bgp_sessions()[0]
             rows.append({"routes": n, "clone": rep.clone, "freeze_s": rep.freeze_s,
                          "image_bytes": rep.cp.image_bytes if rep.cp else None,
@@ -447,14 +448,14 @@ def run_core_failure(ctx: RunContext) -> Result:
             before = tn.neighbour_view(vr)
             failed_at: list[float] = []
 
-            def fail_link(m: Any) -> None:
+            def fail_link(m: Any, failed_at: list[float] = failed_at) -> None:
                 tn.net.vrs[fail_a].ns.ip("link", "set", fail_if, "down")  # type: ignore[union-attr]
                 failed_at.append(time.monotonic())
 
             t0 = time.monotonic()
             with probes(tn, pairs) as ps:
                 time.sleep(1.0)
-                rep = tn.net.migrate(vr, target, hooks={"before-restore": fail_link})
+                rep = migrate(tn.net, vr, target, hooks={"before-restore": fail_link})
                 time.sleep(topo.ospf.dead + 3.0)  # the failure detected and flooded, SPF run
             after = tn.neighbour_view(vr)
             resets = sessions_reset(before, after, time.monotonic() - t0)
@@ -549,7 +550,7 @@ def run_power(ctx: RunContext) -> Result:
                 with probes(tn, pairs) as ps:
                     time.sleep(1.0)
                     for v, pr in plan:
-                        reps.append(tn.net.migrate(v, pr))
+                        reps.append(migrate(tn.net, v, pr))
                     time.sleep(1.5)
                 elapsed = time.monotonic() - t0
                 resets = [r for v, _ in plan

@@ -11,8 +11,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""OpenFlow entries as values: flows, groups, a diff into one atomic bundle, and a simulator.
+"""OpenFlow entries as values: flows, groups, a diff into one atomic bundle, a simulator, and
+which flows of a bridge belong to a VR (`flows_of_vr`).
 
 The data-plane hypervisor computes the *desired* table of a physical router (a `Tables`:
 flows keyed by table/priority/match, groups keyed by id) from pure inputs, diffs it against
@@ -24,8 +25,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple
+
+from routerlab import ovs
 
 T_INGRESS, T_ROUTE, T_PUNT, T_EGRESS = 0, 1, 2, 3
 
@@ -83,12 +87,12 @@ class Tables:
     groups: dict[int, Group] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, flows: Iterable[Flow] = (), groups: Iterable[Group] = ()) -> "Tables":
+    def of(cls, flows: Iterable[Flow] = (), groups: Iterable[Group] = ()) -> Tables:
         t = cls()
         t.add(flows, groups)
         return t
 
-    def add(self, flows: Iterable[Flow] = (), groups: Iterable[Group] = ()) -> "Tables":
+    def add(self, flows: Iterable[Flow] = (), groups: Iterable[Group] = ()) -> Tables:
         for f in flows:
             old = self.flows.get(f.key)
             if old is not None and old != f:
@@ -98,11 +102,11 @@ class Tables:
             self.groups[g.group_id] = g
         return self
 
-    def merged(self, other: "Tables") -> "Tables":
+    def merged(self, other: Tables) -> Tables:
         return Tables(dict(self.flows), dict(self.groups)).add(other.flows.values(),
                                                                other.groups.values())
 
-    def copy(self) -> "Tables":
+    def copy(self) -> Tables:
         return Tables(dict(self.flows), dict(self.groups))
 
     def __len__(self) -> int:
@@ -291,26 +295,18 @@ def simulate(tables: Tables, packet: Packet, *, select: int = 0, max_depth: int 
     return out
 
 
-# --------------------------------------------------------------------------- dump parsing
+# --------------------------------------------------------------------------- on a bridge
 
-def flows_from_dump(lines: Iterable[str]) -> list[tuple[int, int, str, str]]:
-    """(table, priority, match, actions) of ``ovs-ofctl dump-flows --no-stats`` lines; used to
-    check what a bridge really holds (e.g. that no flow of a VR is left)."""
-    out = []
-    for ln in lines:
-        ln = ln.strip()
-        if "actions=" not in ln:
-            continue
-        head, actions = ln.split(" actions=", 1) if " actions=" in ln else ln.split("actions=", 1)
-        table, prio, terms = 0, 32768, []
-        for t in head.replace(", ", ",").strip().rstrip(",").split(","):
-            t = t.strip()
-            if t.startswith("table="):
-                table = int(t[6:])
-            elif t.startswith("priority="):
-                prio = int(t[9:])
-            elif t and not t.startswith(("cookie=", "duration=", "n_packets=", "n_bytes=",
-                                         "idle_age=", "hard_age=")):
-                terms.append(t)
-        out.append((table, prio, ",".join(terms), actions.strip()))
-    return out
+def flows_of_vr(bridge: str, vr_id: int, ports: Iterable[int] = ()) -> list[ovs.Flow]:
+    """The flows on `bridge` that belong to VR `vr_id` (its ``reg0``, its ports, or a flow
+    that loads its id into ``reg0``): used to check that none is left after a move."""
+    ports = {int(p) for p in ports}
+    mine = []
+    for f in ovs.dump_flows(bridge):
+        terms = f.match.split(",")
+        by_reg = f"reg0={hex(vr_id)}" in terms or f"reg0={vr_id}" in terms
+        by_port = any(t.startswith("in_port=") and t[8:].isdigit() and int(t[8:]) in ports
+                      for t in terms)
+        if by_reg or by_port or f"load:{hex(vr_id)}->NXM_NX_REG0[]" in f.actions:
+            mine.append(f)
+    return mine

@@ -26,17 +26,18 @@ import socket
 import threading
 import time
 from collections import deque
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from routerlab.criu import socket_in_netns
+from routerlab.ovs import apply_changes
 
 from . import fib
 from .binding import PortBinding, TunnelEnd, binding_flows
 from .flows import Tables, diff_bundle, install_bundle
-from .ofctl import apply_changes
 from .translate import NextHopGroups, route_tables
 
 log = logging.getLogger(__name__)
@@ -296,10 +297,8 @@ class DataPlaneHypervisor:
     def stop(self, remove_flows: bool = False) -> None:
         """Stop following the FIB; with `remove_flows` also delete the VR's flows here."""
         self._stop.set()
-        try:
+        with suppress(OSError):
             os.write(self._wake_w, b"s")
-        except OSError:
-            pass
         if self._thread is not None:
             self._thread.join(timeout=10)
             if self._thread.is_alive():
@@ -311,10 +310,8 @@ class DataPlaneHypervisor:
     def close(self) -> None:
         self.stop()
         for fd in (self._wake_r, self._wake_w):
-            try:
+            with suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def _open_socket(self) -> socket.socket:
         s = socket_in_netns(_netns_path(self.fib_ns), socket.AF_NETLINK, socket.SOCK_RAW,

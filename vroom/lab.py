@@ -23,13 +23,15 @@ import logging
 import re
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from routerlab.errors import UserError
 from routerlab.lab import RouterlabCLI, building, serve_lab, table
 
-from .migrate import MigrationRefused
+from .baseline import restart_move
+from .migrate import MigrationRefused, migrate
 from .phases import MigrationFailed
 from .topo import TopoNetwork
 
@@ -101,7 +103,7 @@ def vroom_commands(base: type) -> type:
                 if len(args) != 2:
                     raise UserError("usage: migrate VR PR")
                 try:
-                    rep = self._vroom().migrate(args[0], args[1])
+                    rep = migrate(self._vroom(), args[0], args[1])
                 except MigrationRefused as e:
                     raise UserError(f"refused: {e}") from None
                 except MigrationFailed as e:
@@ -122,7 +124,7 @@ def vroom_commands(base: type) -> type:
                 if len(args) != 2:
                     raise UserError("usage: restart VR PR")
                 try:
-                    rep = self._vroom().restart_move(args[0], args[1])
+                    rep = restart_move(self._vroom(), args[0], args[1])
                 except (MigrationRefused, MigrationFailed) as e:
                     raise UserError(str(e)) from None
                 self.console.print(rep.summary())

@@ -1,6 +1,6 @@
 """Live migration of a virtual router between physical routers (VROOM), phase by phase.
 
-`Migration(net, "r1", "B").run()` moves VR r1 from wherever it runs (A) to B:
+`migrate(net, "r1", "B")` (a `Migration`) moves VR r1 from wherever it runs (A) to B:
 
 1. prepare-target: bind r1's interfaces to free ports of B; a namespace at B with the same
    interface names, ifindexes, MACs and addresses; FIB and neighbours copied into it;
@@ -24,19 +24,22 @@ stopped, or moved back when it already ran at B). `report` holds every phase's t
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from routerlab import criu as rlcriu
+from routerlab.expect import ExpectTimeout, wait_for
 from routerlab.netns import Netns
 
 from .binding import TunnelEnd
 from .cpmove import (ControlPlaneMove, CpMoveResult, MigrationLink, PriorityCriu,
                      RouteWatch, copy_neighbours, copy_routes)
+from .flows import flows_of_vr
 from .hypervisor import DataPlaneHypervisor
-from .ofctl import flows_of_vr
 from .phases import MigrationFailed, Phase, PhaseRecord, PhaseRunner, Step
 from .router import PhysicalRouter, VirtualRouter, prepare_namespace
 
@@ -107,7 +110,7 @@ class VrMove:
     (`Migration`, `vroom.baseline.RestartMove`): the routers and namespaces, the report,
     preparing the target and undoing that, running the steps."""
 
-    def __init__(self, net: "VroomNetwork", vr: str, target: str):
+    def __init__(self, net: VroomNetwork, vr: str, target: str):
         self.net = net
         self.vr_name, self.target_name = vr, target
         self.report = MigrationReport(vr, "?", target)
@@ -147,11 +150,12 @@ class VrMove:
 
     def _run_steps(self, label: str, steps: list[Step]) -> None:
         """Run `steps`, recording them in the report whether they succeed or roll back
-        (MigrationFailed is raised again)."""
+        (MigrationFailed is raised again); a move done goes into the network's history."""
         t0 = time.monotonic()
         try:
             self.report.phases = PhaseRunner(label=label).run(steps)
             self.report.ok = True
+            self.net.history.append(self.report)
         except MigrationFailed as e:
             self.report.phases, self.report.error = e.records, str(e)
             self.report.rolled_back = e.rolled_back
@@ -167,7 +171,7 @@ class VrMove:
 class Migration(VrMove):
     """One migration of VR `vr` to physical router `target` (see the module docstring)."""
 
-    def __init__(self, net: "VroomNetwork", vr: str, target: str, *,
+    def __init__(self, net: VroomNetwork, vr: str, target: str, *,
                  criu: rlcriu.Criu | None = None, precopy: str = "auto",
                  link_pause_s: float = 0.0, hooks: dict[str, Hook] | None = None,
                  features: dict[str, rlcriu.Feature] | None = None,
@@ -403,14 +407,19 @@ class Migration(VrMove):
         """Both data planes forward (A for circuits still at A, B for those at B, each
         reaching the other's circuits through the tunnel) and follow the VR's FIB at B;
         their routing tables must agree before any link moves."""
-        assert self.hv_src and self.hv_dst
-        deadline = time.monotonic() + 5
-        while True:
-            a, b = self.hv_src.route_keys(), self.hv_dst.route_keys()
-            if a == b or time.monotonic() > deadline:
-                break
-            self.hv_src.sync()
-            self.hv_dst.sync()
+        hv_src, hv_dst = self.hv_src, self.hv_dst
+        assert hv_src and hv_dst
+
+        def agree() -> bool:
+            if hv_src.route_keys() == hv_dst.route_keys():
+                return True
+            hv_src.sync()
+            hv_dst.sync()
+            return False
+
+        with contextlib.suppress(ExpectTimeout):  # a difference left is reported below
+            wait_for(agree, 5, interval=0, retry_on=(), what="both data planes' route flows to agree")
+        a, b = hv_src.route_keys(), hv_dst.route_keys()
         if a != b:
             log.warning("%s: data planes differ in %d route flows", self.vr_name, len(a ^ b))
         return {"route_flows": len(b), "differ": len(a ^ b)}
@@ -506,6 +515,8 @@ class Migration(VrMove):
         return {"left_on_old": len(left), "problems": problems}
 
 
-def migrate(net: "VroomNetwork", vr: str, target: str, **options: Any) -> MigrationReport:
-    """Live-migrate `vr` to physical router `target` (the Python API)."""
+def migrate(net: VroomNetwork, vr: str, target: str, **options: Any) -> MigrationReport:
+    """Live-migrate `vr` to physical router `target`: THE entry point (options: those of
+    `Migration`). Returns the report (also appended to ``net.history``); raises
+    MigrationRefused (nothing touched) or MigrationFailed (rolled back)."""
     return Migration(net, vr, target, **options).run()

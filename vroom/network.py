@@ -8,8 +8,11 @@
     n1 = net.add_namespace("n1")                        # a neighbour (run what you like in it)
     net.connect("r1", "eth0", n1, "eth0")               # its link runs through the transport
     net.place("r1", "A")                                # start r1 at A: daemon, data plane, circuits
-    net.migrate("r1", "B")                              # live migration (vroom.migrate)
     net.stop()
+
+Moving a placed VR is not this module's business: `vroom.migrate.migrate(net, "r1", "B")`
+(live migration) and `vroom.baseline.restart_move(net, "r1", "B")` (the restart baseline)
+operate on a network and record their reports in `net.history`.
 
 Every name is derived from the prefix (at most 7 characters), so concurrent networks never
 collide; everything is recorded in the registry before it is created.
@@ -24,9 +27,10 @@ from typing import Any
 from routerlab import registry
 from routerlab.daemons import RouterSpec
 from routerlab.netns import Netns, check_ifname, create_veth, delete_link
+from routerlab.ovs import add_ports
 
 from .hypervisor import DataPlaneHypervisor
-from .router import TUNNEL_MTU, PhysicalRouter, VirtualRouter, add_ports, prepare_namespace
+from .router import TUNNEL_MTU, PhysicalRouter, VirtualRouter, prepare_namespace
 from .translate import MAX_VR_ID
 from .transport import Transport
 
@@ -56,7 +60,7 @@ class VroomNetwork:
         self.circuit_of: dict[tuple[str, str], str] = {}  # (vr, ifname) -> circuit name
         self._n_links = 0
         self._created = False
-        self.history: list[Any] = []  # migration reports
+        self.history: list[Any] = []  # reports of the moves done (vroom.migrate, vroom.baseline)
 
     # ------------------------------------------------------------------ building
     def _ensure(self) -> None:
@@ -144,7 +148,7 @@ class VroomNetwork:
     def tunnel(self, a: str, b: str) -> tuple[int, int]:
         """The tunnel (a veth, VLAN-tagged frames) between two physical routers' bridges:
         their migration link. Made on first use and kept (creating and deleting ports
-        stalls the userspace datapath; see `vroom.router.add_ports`)."""
+        stalls the userspace datapath; see `routerlab.ovs.add_ports`)."""
         pa, pb = self.prs[a], self.prs[b]
         if b in pa.tunnels:
             return pa.tunnels[b][1], pb.tunnels[a][1]
@@ -224,23 +228,6 @@ class VroomNetwork:
             raise VroomError(f"{vr} is not placed")
         return v.pr.hypervisors[vr]
 
-    # ------------------------------------------------------------------ migration
-    def migrate(self, vr: str, pr: str, **options: Any):
-        """Live-migrate VR `vr` to physical router `pr` (see `vroom.migrate.Migration`)."""
-        from .migrate import Migration
-
-        report = Migration(self, vr, pr, **options).run()
-        self.history.append(report)
-        return report
-
-    def restart_move(self, vr: str, pr: str, **options: Any):
-        """Move VR `vr` to `pr` by restarting its daemon there (the baseline)."""
-        from .baseline import RestartMove
-
-        report = RestartMove(self, vr, pr, **options).run()
-        self.history.append(report)
-        return report
-
     # ------------------------------------------------------------------ teardown
     def stop(self) -> None:
         """Stop everything this network started; never raises (logs what it cannot undo)."""
@@ -286,7 +273,7 @@ class VroomNetwork:
             registry.session().release("dir", str(self.run_root))
         self._created = False
 
-    def __enter__(self) -> "VroomNetwork":
+    def __enter__(self) -> VroomNetwork:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -12,8 +12,8 @@ import logging
 import re
 import subprocess
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from routerlab import registry
 from routerlab.netns import Netns
@@ -86,7 +86,7 @@ class LsaCapture:
         self.proc: subprocess.Popen | None = None
         self.text = ""
 
-    def start(self) -> "LsaCapture":
+    def start(self) -> LsaCapture:
         self.proc = self.ns.popen(["tcpdump", "-i", self.ifname, "-n", "-v", "-l",
                                    "--immediate-mode", "ip proto 89"],
                                   name=f"tcpdump:{self.ns.name}:{self.ifname}",

@@ -5,21 +5,23 @@ action that undoes it. `PhaseRunner.run` executes them in order and records a
 `PhaseRecord` per step (seconds, details the step returned). If a step raises, its own undo
 runs first (undos must accept a half-done step), then the steps already done are undone in
 reverse order (each undo is attempted even if an earlier one failed), and
-`MigrationFailed` is raised saying which step failed, why, and how the rollback went. A step marked ``commit`` is the point of no return: after it, a failing step
-is reported but nothing before it is undone (the migration has in effect happened).
+`MigrationFailed` is raised saying which step failed, why, and how the rollback went. A
+step marked ``commit`` is the point of no return: after it, a failing step is reported but
+nothing before it is undone (the migration has in effect happened).
 """
 from __future__ import annotations
 
 import enum
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-class Phase(str, enum.Enum):
+class Phase(str, enum.Enum):  # noqa: UP042 (StrEnum would change str(Phase.X))
     """The phases of a VROOM migration, in order."""
 
     PREPARE = "prepare-target"
@@ -31,7 +33,7 @@ class Phase(str, enum.Enum):
     CLEANUP = "cleanup"
 
 
-class Status(str, enum.Enum):
+class Status(str, enum.Enum):  # noqa: UP042 (as Phase)
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"

@@ -8,101 +8,23 @@ its control plane can be moved by CRIU between namespaces at different physical 
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from routerlab import registry
-from routerlab.criu import pidfd_getfd
 from routerlab.daemons import Daemon, RouterSpec, driver_for
 from routerlab.netns import Netns, check_ifname, create_veth, delete_link, run, set_offload
-from routerlab.ovs import Bridge, vsctl
+from routerlab.ovs import Bridge, add_ports, del_ports
 
 from .binding import PortBinding, PortMap
 from .hypervisor import DataPlaneHypervisor
-
-if TYPE_CHECKING:
-    from .transport import Transport
+from .transport import Transport
 
 log = logging.getLogger(__name__)
 
-SO_RCVBUFFORCE = 33
 VR_IFINDEX_BASE = 100  # VR interface k has ifindex 100 + k in every namespace of the VR
 TUNNEL_MTU = 1600  # room for the tunnel's VLAN tag
-
-
-RX_BUFFER = 4 << 20  # bytes per port socket of ovs-vswitchd (the kernel doubles it)
-OVS_PIDFILE = Path("/var/run/openvswitch/ovs-vswitchd.pid")
-
-
-def boost_rx_buffers(ifnames: list[str], size: int = RX_BUFFER) -> int:
-    """Enlarge ovs-vswitchd's receive buffers on the packet sockets of these (our) ports.
-
-    The userspace datapath reads each veth through an AF_PACKET socket with the default
-    212,992-byte buffer: about 270 small packets, so any datapath stall longer than ~270 ms
-    at 1,000 packets/s drops packets (a port added or removed anywhere stalls every bridge;
-    on a loaded 2-core machine that took 250-400 ms). A larger buffer turns such a stall
-    into delay. Only the sockets bound to the given interfaces are touched; returns how
-    many were enlarged (0 when ovs-vswitchd cannot be inspected)."""
-    try:
-        pid = int(OVS_PIDFILE.read_text().split()[0])
-        want = set()
-        for n in ifnames:
-            p = Path("/sys/class/net") / n / "ifindex"
-            if p.exists():
-                want.add(int(p.read_text()))
-        inodes = set()
-        with open(f"/proc/{pid}/net/packet") as f:
-            next(f)
-            for ln in f:
-                t = ln.split()
-                if len(t) >= 9 and int(t[4]) in want:
-                    inodes.add(int(t[8]))
-        done = 0
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:[") and int(target[8:-1]) in inodes:
-                with socket.socket(fileno=pidfd_getfd(pid, int(fd))) as s:
-                    s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
-                done += 1
-        return done
-    except (OSError, ValueError, StopIteration) as e:
-        log.debug("cannot enlarge ovs-vswitchd port buffers: %s", e)
-        return 0
-
-
-def add_ports(bridge: str, ifnames: list[str], mtu: int | None = None) -> list[int]:
-    """Attach interfaces to a bridge in ONE Open vSwitch transaction; their OpenFlow ports.
-
-    Every port change makes ovs-vswitchd reconfigure its userspace datapath, which stalls
-    forwarding on all bridges (measured: ~250 ms on a loaded 2-core machine, enough to
-    overflow the veths' socket buffers at 1,000 packets/s): one change, one stall."""
-    if not ifnames:
-        return []
-    args: list[str] = []
-    for n in ifnames:
-        args += ["--", "add-port", bridge, n]
-        if mtu:
-            args += ["--", "set", "interface", n, f"mtu_request={mtu}"]
-    vsctl(*args[1:])
-    ports = [Bridge(bridge).ofport(n) for n in ifnames]
-    boost_rx_buffers(ifnames)
-    return ports
-
-
-def del_ports(bridge: str, ifnames: list[str]) -> None:
-    """Detach interfaces from a bridge in one transaction (see `add_ports`)."""
-    args: list[str] = []
-    for n in ifnames:
-        args += ["--", "--if-exists", "del-port", bridge, n]
-    if args:
-        vsctl(*args[1:])
 
 
 @dataclass(frozen=True)
@@ -127,7 +49,7 @@ class PhysPort:
 class PhysicalRouter:
     """An OVS bridge (the data plane) with physical ports on the transport, hosting VRs."""
 
-    def __init__(self, name: str, prefix: str, n_ports: int, transport: "Transport"):
+    def __init__(self, name: str, prefix: str, n_ports: int, transport: Transport):
         self.name = name
         self.prefix = prefix
         self.n_ports = n_ports
@@ -143,7 +65,7 @@ class PhysicalRouter:
     def __repr__(self) -> str:
         return f"<PhysicalRouter {self.name} ({self.bridge_name}, {self.n_ports} ports)>"
 
-    def create(self) -> "PhysicalRouter":
+    def create(self) -> PhysicalRouter:
         self.bridge = Bridge.create(self.bridge_name, fail_mode="secure")
         pairs = []
         for i in range(self.n_ports):
@@ -162,7 +84,7 @@ class PhysicalRouter:
     def free_ports(self) -> int:
         return len(self.portmap.free())
 
-    def add_vr_ports(self, vr: "VirtualRouter", ns: Netns) -> dict[str, int]:
+    def add_vr_ports(self, vr: VirtualRouter, ns: Netns) -> dict[str, int]:
         """Create the VR's interfaces inside `ns` and attach each to this bridge."""
         assert self.bridge is not None
         roots = []
@@ -183,7 +105,7 @@ class PhysicalRouter:
             out[itf.name] = ofp
         return out
 
-    def del_vr_ports(self, vr: "VirtualRouter") -> None:
+    def del_vr_ports(self, vr: VirtualRouter) -> None:
         keys = [k for k in self.vr_ports if k[0] == vr.name]
         roots = [self.vr_ports.pop(k)[0] for k in keys]
         if self.bridge is not None:
@@ -195,7 +117,7 @@ class PhysicalRouter:
         got = self.vr_ports.get((vr, ifname))
         return got[1] if got else None
 
-    def bindings(self, vr: "VirtualRouter", *, with_vr_ports: bool = True,
+    def bindings(self, vr: VirtualRouter, *, with_vr_ports: bool = True,
                  here: set[str] | None = None) -> list[PortBinding]:
         """The VR's interface bindings here (its physical ports from the port map);
         `here` names the interfaces whose circuits are patched to this router (None: all)."""
@@ -251,7 +173,7 @@ class VirtualRouter:
 
     @classmethod
     def from_spec(cls, name: str, vr_id: int, spec: RouterSpec, impl: str = "bird",
-                  mac_salt: int | None = None) -> "VirtualRouter":
+                  mac_salt: int | None = None) -> VirtualRouter:
         """Interfaces numbered in spec order, MACs 02:76:SS:ID:00:kk (SS: a per-network salt)."""
         salt = secrets.randbelow(256) if mac_salt is None else mac_salt
         itfs = [VrInterface(i.name, k, VR_IFINDEX_BASE + k,

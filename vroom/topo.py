@@ -6,7 +6,7 @@ physical router, hosts and external ASes as plain namespaces, every link on the 
     topo = load_topology("abilene")
     with TopoNetwork(topo, "vr1a2b", impl={"NYCM": "bird"}, spare={"NYCM": "B"}) as tn:
         tn.wait_converged()
-        tn.net.migrate("NYCM", "B")
+        migrate(tn.net, "NYCM", "B")                    # vroom.migrate.migrate
 
 Physical routers get short names (``P1``, ``P2``, ... in node order; spares as given) so
 interface names stay within 15 characters. Routers keep the topology's daemon unless
@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from routerlab.daemons import Daemon, driver_for
 from routerlab.errors import UserError
+from routerlab.expect import wait_for
 from routerlab.netns import Netns
 from routerlab.network import (daemon_gap, expected_ospf_neighbors, node_address,
                                poll_converged, router_spec)
@@ -51,7 +53,7 @@ class TopoNetwork:
         self.started = False
 
     # ------------------------------------------------------------------ build
-    def start(self, progress: Callable[[str], None] | None = None) -> "TopoNetwork":
+    def start(self, progress: Callable[[str], None] | None = None) -> TopoNetwork:
         say = progress or (lambda m: None)
         try:
             self._build(say)
@@ -116,7 +118,7 @@ class TopoNetwork:
         self.hosts.clear()
         self.started = False
 
-    def __enter__(self) -> "TopoNetwork":
+    def __enter__(self) -> TopoNetwork:
         return self.start() if not self.started else self
 
     def __exit__(self, *exc: Any) -> None:
@@ -160,9 +162,8 @@ class TopoNetwork:
         """Until host `src` gets ping answers from host `dst`."""
         ns, ip = self.hosts[src], self.address(dst)
         t0 = time.monotonic()
-        while ns.run(["ping", "-c1", "-W1", ip], check=False).returncode != 0:
-            if time.monotonic() - t0 > timeout:
-                raise TimeoutError(f"{src} cannot reach {dst} ({ip}) after {timeout:.0f} s")
+        wait_for(lambda: ns.run(["ping", "-c1", "-W1", ip], check=False).returncode == 0, timeout,
+                 interval=0, retry_on=(), what=f"{src} reaching {dst} ({ip})")
         return time.monotonic() - t0
 
     # ------------------------------------------------------------------ what neighbours see

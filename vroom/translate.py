@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
-from .fib import Neighbour, NextHop, Route, Snapshot, best_routes
+from .fib import Neighbour, NextHop, Snapshot, best_routes
 from .flows import T_EGRESS, T_PUNT, T_ROUTE, Bucket, Flow, Group, Tables
 
 log = logging.getLogger(__name__)

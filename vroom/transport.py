@@ -17,9 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from routerlab.netns import Netns, create_veth, delete_link
-from routerlab.ovs import Bridge
-
-from .ofctl import send_bundle
+from routerlab.ovs import Bridge, boost_rx_buffers, send_bundle
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +51,7 @@ class Transport:
         self.circuits: dict[str, Circuit] = {}
         self.repatches: list[dict] = []  # history: circuit, from, to, seconds
 
-    def create(self) -> "Transport":
+    def create(self) -> Transport:
         self.bridge = Bridge.create(self.name, fail_mode="secure")
         return self
 
@@ -61,8 +59,6 @@ class Transport:
         assert self.bridge is not None
         p = self.bridge.add_port(ifname)
         self.ports[ifname] = p
-        from .router import boost_rx_buffers  # (router imports this module's types)
-
         boost_rx_buffers([ifname])
         return p
 

@@ -12,16 +12,17 @@ import os
 import secrets
 import shutil
 import time
-from typing import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from routerlab.daemons import Interface, RouterSpec, StaticRoute
 from routerlab.netns import run
-from routerlab.ovs import bridges_named
+from routerlab.expect import wait_for
+from routerlab.ovs import bridges_named, dump_flows
 from routerlab.traffic import measure
+from vroom.flows import flows_of_vr
 from vroom.network import VroomNetwork
-from vroom.ofctl import dump_flows, flows_of_vr
 
 pytestmark = [
     pytest.mark.emulation,
@@ -38,17 +39,6 @@ def ovs_ok() -> bool:
     if os.path.exists(ctl):
         run([ctl, "start", "--system-id=random"], check=False, timeout=60)
     return run(["ovs-vsctl", "-t", "5", "show"], check=False).returncode == 0
-
-
-def wait_for(cond: Callable[[], object], timeout: float, what: str, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 @pytest.fixture
@@ -84,16 +74,16 @@ def test_bridge_follows_the_fib_and_forwards_without_the_vr_kernel(net: VroomNet
     vr = net.vrs["r1"]
     bridge = net.prs["A"].bridge_name
     # BIRD exports its static route into the VR's kernel; the hypervisor turns it into a flow
-    wait_for(lambda: any("nw_dst=10.92.0.0/24" in f[2] for f in dump_flows(bridge)), 20,
-             "the static route's flow")
+    wait_for(lambda: any("nw_dst=10.92.0.0/24" in f.match for f in dump_flows(bridge)), 20,
+             interval=0.1, what="the static route's flow")
     n1, n2 = net.namespaces["n1"], net.namespaces["n2"]
     # first packets are punted (neighbours unresolved): the VR's kernel resolves and forwards
     wait_for(lambda: n1.run(["ping", "-c1", "-W1", "10.92.0.1"], check=False).returncode == 0,
-             20, "n1 -> 10.92.0.1 through r1")
+             20, interval=0.1, what="n1 -> 10.92.0.1 through r1")
     assert n2.run(["ping", "-c1", "-W1", "10.91.0.2"], check=False).returncode == 0
     wait_for(lambda: hv.last and hv.last.groups >= 2 and all(
-        "resubmit(,2)" not in str(g) for g in hv.installed.groups.values()), 10,
-        "resolved next hops")
+        "resubmit(,2)" not in str(g) for g in hv.installed.groups.values()),
+        10, interval=0.1, what="resolved next hops")
     # with forwarding off in the VR, only the bridge can carry transit traffic
     vr.ns.sysctl("net.ipv4.ip_forward", "0")
     res = measure(n1, n2, "10.92.0.1", duration_s=2.0, rate_pps=1000)
@@ -104,17 +94,17 @@ def test_bridge_follows_the_fib_and_forwards_without_the_vr_kernel(net: VroomNet
     # a route added to the FIB appears on the bridge, and goes again
     t0 = time.monotonic()
     vr.ns.ip("route", "add", "10.93.0.0/24", "via", "10.91.1.2", "proto", "static")
-    wait_for(lambda: any("nw_dst=10.93.0.0/24" in f[2] for f in dump_flows(bridge)), 5,
-             "a new route's flow")
+    wait_for(lambda: any("nw_dst=10.93.0.0/24" in f.match for f in dump_flows(bridge)), 5,
+             interval=0.1, what="a new route's flow")
     log.info("route -> flow in %.3f s", time.monotonic() - t0)
     vr.ns.ip("route", "del", "10.93.0.0/24")
-    wait_for(lambda: not any("nw_dst=10.93.0.0/24" in f[2] for f in dump_flows(bridge)), 5,
-             "the withdrawn route's flow to go")
+    wait_for(lambda: not any("nw_dst=10.93.0.0/24" in f.match for f in dump_flows(bridge)), 5,
+             interval=0.1, what="the withdrawn route's flow to go")
     # a neighbour's new MAC rewrites its group only
     vr.ns.ip("neigh", "replace", "10.91.1.2", "lladdr", "02:00:00:00:99:99", "dev", "eth1",
              "nud", "permanent")
     wait_for(lambda: any("02:00:00:00:99:99" in str(g) for g in hv.installed.groups.values()),
-             5, "the neighbour's new MAC in its group")
+             5, interval=0.1, what="the neighbour's new MAC in its group")
     assert not hv.errors, hv.errors
 
 

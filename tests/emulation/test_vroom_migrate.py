@@ -20,19 +20,21 @@ import os
 import secrets
 import shutil
 import time
-from typing import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from routerlab import criu as rlcriu
 from routerlab.daemons import (BgpNeighbor, ExabgpDaemon, FrrDaemon, BirdDaemon, Interface,
                                Network, RouterSpec)
+from routerlab.expect import expect, subset_diff, wait_for
 from routerlab.netns import run
-from routerlab.ovs import bridges_named
+from routerlab.ovs import bridges_named, dump_flows
 from routerlab.traffic import Probe
-from vroom.migrate import Migration, MigrationRefused
+from vroom.baseline import restart_move
+from vroom.flows import flows_of_vr
+from vroom.migrate import Migration, MigrationRefused, migrate
 from vroom.network import VroomNetwork
-from vroom.ofctl import dump_flows, flows_of_vr
 from vroom.phases import MigrationFailed
 
 pytestmark = [
@@ -46,23 +48,14 @@ log = logging.getLogger(__name__)
 LO_N2 = "10.255.95.3"
 
 
-def wait_for(cond: Callable[[], object], timeout: float, what: str, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            last = getattr(getattr(cond, "__self__", None), "last", None)
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
-                                 + (f"; last seen: {last}" if last else ""))
-        time.sleep(every)
+# what "converged" means around r1 (a partial state: `routerlab.expect.subset_diff`)
+CONVERGED = {"n1_ospf": "Full", "n2_ospf": "Full", "ext_bgp": "Established",
+             "r1_bgp": "Established"}
 
 
 class Lab:
     def __init__(self, net: VroomNetwork, n1: BirdDaemon, n2: FrrDaemon, ext: ExabgpDaemon):
         self.net, self.n1, self.n2, self.ext = net, n1, n2, ext
-        self.last: dict | None = None  # the state `converged` saw last
 
     @property
     def r1(self):
@@ -87,13 +80,11 @@ class Lab:
         """Until n1 reaches n2's loopback through r1 (routes learned over OSPF)."""
         n1 = self.net.namespaces["n1"]
         wait_for(lambda: n1.run(["ping", "-c1", "-W1", LO_N2], check=False).returncode == 0,
-                 timeout, "n1 -> n2's loopback through r1")
+                 timeout, what="n1 -> n2's loopback through r1")
 
-    def converged(self) -> dict | None:
-        s = self.last = self.state()
-        ok = (s["n1_ospf"] == "Full" and s["n2_ospf"] == "Full" and s["ext_bgp"] == "Established"
-              and s["r1_bgp"] == "Established")
-        return s if ok else None
+    def wait_converged(self, timeout: float, what: str) -> dict:
+        """Until `state` is `CONVERGED`; returns it (a timeout names what differs)."""
+        return expect(self.state, CONVERGED, timeout, what)
 
 
 def build_lab(prefix: str) -> tuple[Lab, list]:
@@ -131,7 +122,7 @@ def build_lab(prefix: str) -> tuple[Lab, list]:
         ns["n1"].ip("route", "add", "10.200.0.0/15", "via", "10.95.1.1")
         net.place("r1", "A")
         lab = Lab(net, n1, n2, ext)
-        wait_for(lab.converged, 60, "OSPF Full and BGP Established around r1")
+        lab.wait_converged(60, "OSPF Full and BGP Established around r1")
         lab.wait_path()
         return lab, daemons
     except BaseException:
@@ -208,8 +199,8 @@ def test_migration_loses_no_packet_and_keeps_every_adjacency(lab: Lab, tmp_path)
     for d in (lab.n1, r1.daemon):  # OSPF state changes in the logs, should anything flap
         d.birdc("debug ospf1 { states, events }")
     # the probe's path must be in place: n1 has learned n2's loopback through r1
-    wait_for(lambda: any(f"nw_dst={LO_N2}" in f[2] for f in dump_flows(net.prs["A"].bridge_name)),
-             20, "the route to n2's loopback on A")
+    wait_for(lambda: any(f"nw_dst={LO_N2}" in f.match for f in dump_flows(net.prs["A"].bridge_name)),
+             20, what="the route to n2's loopback on A")
     n1 = net.namespaces["n1"]
     lab.wait_path()
     before = lab.state()
@@ -217,7 +208,7 @@ def test_migration_loses_no_packet_and_keeps_every_adjacency(lab: Lab, tmp_path)
     t_before = time.monotonic()
     with probe(lab) as p:
         time.sleep(1.0)
-        rep = net.migrate("r1", "B")
+        rep = migrate(net, "r1", "B")
         time.sleep(1.5)
     res = p.result
     log.info("migration: %s", rep.summary())
@@ -226,7 +217,7 @@ def test_migration_loses_no_packet_and_keeps_every_adjacency(lab: Lab, tmp_path)
     assert res.lost == 0, explain_loss(lab, res, tmp_path, "migration")
     # (the < 0.5 s goal is the experiment's; here: well inside the OSPF dead interval)
     assert rep.freeze_s is not None and rep.freeze_s < 4.0, rep.cp.to_json()
-    after = wait_for(lab.converged, 10, "adjacencies after the move")
+    after = lab.wait_converged(10, "adjacencies after the move")
     elapsed = time.monotonic() - t_before
     # no session reset: same number of BGP connections, uptime kept growing
     assert after["ext_bgp_ups"] == before["ext_bgp_ups"]
@@ -244,10 +235,10 @@ def test_migration_loses_no_packet_and_keeps_every_adjacency(lab: Lab, tmp_path)
     # a route learned after the move is forwarded by B's data plane
     lab.ext.announce(["10.201.0.0/24"])
     bridge_b = net.prs["B"].bridge_name
-    wait_for(lambda: any("nw_dst=10.201.0.0/24" in f[2] for f in dump_flows(bridge_b)), 20,
-             "the new route's flow on B")
+    wait_for(lambda: any("nw_dst=10.201.0.0/24" in f.match for f in dump_flows(bridge_b)), 20,
+             what="the new route's flow on B")
     wait_for(lambda: n1.run(["ping", "-c1", "-W1", "10.201.0.1"], check=False).returncode == 0,
-             10, "n1 -> 10.201.0.1 through r1 at B")
+             10, what="n1 -> 10.201.0.1 through r1 at B")
     out = run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge_b,
                "table=1,ip,nw_dst=10.201.0.0/24"]).stdout
     assert "n_packets=0," not in out, out
@@ -263,23 +254,25 @@ def test_bad_input_is_refused_before_anything_changes(lab: Lab) -> None:
              ("r1", where): f"r1 already runs at {where}"}
     for (vr, pr), msg in cases.items():
         with pytest.raises(MigrationRefused) as ei:
-            net.migrate(vr, pr)
+            migrate(net, vr, pr)
         assert msg in str(ei.value) and "\n" not in str(ei.value)
     missing = dict(rlcriu.features())
     missing["socket_dump"] = rlcriu.Feature("socket_dump", False, "dump of TCP sockets fails",
                                             "get a newer CRIU")
     other = "A" if where == "B" else "B"
     with pytest.raises(MigrationRefused, match="CRIU lacks socket_dump"):
-        Migration(net, "r1", other, features=missing).run()
+        migrate(net, "r1", other, features=missing)
     assert {n: len(dump_flows(pr.bridge_name)) for n, pr in net.prs.items()} == flows
-    assert lab.r1.pr.name == where and lab.converged()
+    assert lab.r1.pr.name == where
+    diff = subset_diff(lab.state(), CONVERGED)
+    assert diff is None, "\n".join(diff)
 
 
 def test_failed_restore_rolls_back_and_the_vr_keeps_routing(lab: Lab, tmp_path) -> None:
     net, r1 = lab.net, lab.r1
     home = r1.pr.name
     other = "A" if home == "B" else "B"
-    before = wait_for(lab.converged, 10, "a converged network")
+    before = lab.wait_converged(10, "a converged network")
     lab.wait_path()
     pid_before = r1.pid
 
@@ -290,7 +283,7 @@ def test_failed_restore_rolls_back_and_the_vr_keeps_routing(lab: Lab, tmp_path) 
     with probe(lab) as p:
         time.sleep(0.5)
         with pytest.raises(MigrationFailed) as ei:
-            net.migrate("r1", other, hooks={"before-restore": sabotage})
+            migrate(net, "r1", other, hooks={"before-restore": sabotage})
         time.sleep(1.0)
     res = p.result
     err = ei.value
@@ -304,12 +297,12 @@ def test_failed_restore_rolls_back_and_the_vr_keeps_routing(lab: Lab, tmp_path) 
     assert not net.prs[other].portmap.of("r1") and "r1" not in net.prs[other].hypervisors
     assert flows_of_vr(net.prs[other].bridge_name, r1.vr_id) == []
     assert res.lost == 0, explain_loss(lab, res, tmp_path, "rollback")
-    after = wait_for(lab.converged, 10, "adjacencies after the rollback")
+    after = lab.wait_converged(10, "adjacencies after the rollback")
     assert after["ext_bgp_ups"] == before["ext_bgp_ups"]
     # and a migration after the rollback works
-    rep = net.migrate("r1", other)
+    rep = migrate(net, "r1", other)
     assert rep.ok and r1.pr.name == other
-    wait_for(lab.converged, 10, "adjacencies after the second move")
+    lab.wait_converged(10, "adjacencies after the second move")
     assert lab.state()["ext_bgp_ups"] == before["ext_bgp_ups"]
 
 
@@ -318,12 +311,12 @@ def test_restart_baseline_resets_sessions(lab: Lab) -> None:
     connection and its OSPF adjacencies start again (the losses are reported, not judged)."""
     net, r1 = lab.net, lab.r1
     other = "A" if r1.pr.name == "B" else "B"
-    before = wait_for(lab.converged, 10, "a converged network")
+    before = lab.wait_converged(10, "a converged network")
     lab.wait_path()
     with probe(lab) as p:
         time.sleep(0.5)
-        rep = net.restart_move("r1", other, graceful=False)
-        after = wait_for(lab.converged, 40, "adjacencies after the restart")
+        rep = restart_move(net, "r1", other, graceful=False)
+        after = lab.wait_converged(40, "adjacencies after the restart")
         time.sleep(0.5)
     log.info("restart baseline: %s; probe %s", rep.summary(), p.result.summary())
     assert rep.ok and r1.pr.name == other and r1.daemon.is_running()
@@ -337,16 +330,16 @@ def test_memory_pages_over_a_shaped_migration_link(lab: Lab, tmp_path) -> None:
     packet lost and no session reset."""
     net, r1 = lab.net, lab.r1
     other = "A" if r1.pr.name == "B" else "B"
-    before = wait_for(lab.converged, 10, "a converged network")
+    before = lab.wait_converged(10, "a converged network")
     lab.wait_path()
     with probe(lab) as p:
         time.sleep(0.5)
-        rep = net.migrate("r1", other, page_server_mbps=50)
+        rep = migrate(net, "r1", other, page_server_mbps=50)
         time.sleep(1.0)
     res = p.result
     log.info("page server: %s; probe %s", rep.summary(), res.summary())
     assert rep.ok and rep.cp.pages_over_link and r1.pr.name == other
     assert res.lost == 0, explain_loss(lab, res, tmp_path, "page server")
-    after = wait_for(lab.converged, 10, "adjacencies after the move")
+    after = lab.wait_converged(10, "adjacencies after the move")
     assert after["ext_bgp_ups"] == before["ext_bgp_ups"]
     assert not os.path.exists(f"/var/run/netns/{net.prefix}-mlsrc")

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
+from routerlab.expect import ExpectTimeout, wait_for
 from routerlab.netns import Netns, run
-from routerlab.ovs import bridges_named
-from vroom.ofctl import dump_flows
+from routerlab.ovs import bridges_named, dump_flows
 from vroom.transport import Transport
 
 pytestmark = [
@@ -56,12 +55,12 @@ def carrier_changes(ns: Netns, ifname: str) -> int:
 
 def reaches(ns: Netns, ip: str, timeout: float = 8.0) -> bool:
     """Whether `ns` gets a ping answer from `ip` within `timeout` (ARP may need retries)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if ns.run(["ping", "-c1", "-W1", ip], check=False).returncode == 0:
-            return True
-        if time.monotonic() > deadline:
-            return False
+    try:
+        wait_for(lambda: ns.run(["ping", "-c1", "-W1", ip], check=False).returncode == 0, timeout,
+                 interval=0, what=f"{ns.name} reaching {ip}")
+        return True
+    except ExpectTimeout:
+        return False
 
 
 def unreachable(ns: Netns, ip: str) -> bool:
@@ -81,7 +80,7 @@ def test_repatch_moves_the_circuit_without_carrier_loss(setup) -> None:
     n.ip("neigh", "flush", "dev", "eth0")  # rb has its own MAC in this test
     assert reaches(n, "10.94.1.2") and unreachable(n, "10.94.1.1")
     assert carrier_changes(n, "eth0") == before
-    flows = {(f[2], f[3]) for f in dump_flows(tr.name)}
+    flows = {(f.match, f.actions) for f in dump_flows(tr.name)}
     assert (f"in_port={ports['n']}", f"output:{ports['rb']}") in flows
     assert not any(f"in_port={ports['ra']}" == m for m, _ in flows)
     assert tr.repatches[-1]["to"] == ports["rb"]

@@ -13,7 +13,9 @@ import pytest
 from routerlab import registry
 from routerlab.daemons import Daemon, DaemonError, RouterSpec
 from routerlab.daemons.base import RestoredProcess
-from vroom.cpmove import _mreqn, _route_spec, parse_maddress
+from vroom.cpmove import parse_maddress
+from vroom.cpmove.fibcopy import _route_spec
+from vroom.cpmove.sockets import _mreqn
 
 
 def test_parse_maddress_skips_all_hosts() -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from rich.console import Console
 
 from routerlab.lab import RouterlabCLI
@@ -39,7 +40,10 @@ def run_script(tmp_path, lines: list[str]) -> tuple[str, FakeVroom]:
     script = tmp_path / "script"
     script.write_text("\n".join(lines) + "\n")
     console = Console(record=True, width=120)
-    with open("/dev/null") as stdin:  # Mininet's CLI polls its stdin even for a script
+    with pytest.MonkeyPatch.context() as mp, open("/dev/null") as stdin:
+        # the lab's `migrate` command calls vroom.migrate.migrate(net, VR, PR)
+        mp.setattr("vroom.lab.migrate", lambda net, vr, pr: net.migrate(vr, pr))
+        # (Mininet's CLI polls its stdin even for a script)
         vroom_commands(RouterlabCLI)(network, console=console, script=str(script), stdin=stdin)
     return console.export_text(), vroom
 

@@ -10,7 +10,7 @@ import pytest
 from vroom import fib
 from vroom.binding import PortBinding, binding_flows
 from vroom.fib import Address, Neighbour, NextHop, Route, Snapshot
-from vroom.flows import Packet, Tables, diff_bundle, flows_from_dump, install_bundle, simulate
+from vroom.flows import Packet, Tables, diff_bundle, install_bundle, simulate
 from vroom.translate import NextHopGroups, route_priority, route_tables
 
 VR = 3
@@ -259,16 +259,6 @@ def test_parse_neighbours_addresses_links() -> None:
         "12: eth0@if40: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP\\    "
         "link/ether 02:00:00:03:00:00 brd ff:ff:ff:ff:ff:ff link-netnsid 0\n")
     assert links[1] == fib.Link("eth0", 12, "02:00:00:03:00:00", True, 1500)
-
-
-def test_flows_from_dump() -> None:
-    got = flows_from_dump([
-        "OFPST_FLOW reply (OF1.3) (xid=0x2):",
-        " cookie=0x0, duration=0.007s, table=1, n_packets=0, n_bytes=0, priority=1048,ip,"
-        "reg0=0x1,nw_dst=10.0.0.0/24 actions=group:5",
-        " priority=100,in_port=1 actions=drop"])
-    assert got == [(1, 1048, "ip,reg0=0x1,nw_dst=10.0.0.0/24", "group:5"),
-                   (0, 100, "in_port=1", "drop")]
 
 
 def test_gc_paused_nests_and_restores_the_collector():

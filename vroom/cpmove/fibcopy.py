@@ -1,0 +1,114 @@
+"""The FIB and neighbour table copied between a VR's namespaces (before the freeze, and the
+routes changed meanwhile during it), and a watch that says whether there is a delta."""
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import tempfile
+
+from routerlab import criu
+from routerlab.netns import Netns
+
+from .. import fib
+
+log = logging.getLogger(__name__)
+
+
+def _route_spec(line: str) -> str | None:
+    """An ``ip -o route`` line as arguments for ``ip route replace`` (None: not copied)."""
+    line = line.replace("\\\t", " ").replace("\\", " ")
+    t = line.split()
+    if not t or "proto" in t and t[t.index("proto") + 1] == "kernel":
+        return None  # connected routes come from the addresses
+    out, i = [], 0
+    while i < len(t):
+        if t[i] == "nhid":  # the expanded next hops follow; nexthop objects are not copied
+            i += 2
+            continue
+        if t[i] in ("linkdown", "dead", "offload", "trap", "rt_offload", "rt_trap",
+                    "notify", "unresolved", "pervasive"):
+            i += 1
+            continue
+        out.append(t[i])
+        i += 1
+    return " ".join(out)
+
+
+def route_lines(ns: str) -> set[str]:
+    text = fib.ip_in(ns, "-o", "-4", "route", "show", "table", "main")
+    return {s for s in (_route_spec(ln) for ln in text.splitlines()) if s}
+
+
+def _batch(ns: str, commands: list[str], ignore: tuple[str, ...] = ()) -> int:
+    if not commands:
+        return 0
+    r = subprocess.run(["ip", "-n", ns, "-force", "-batch", "-"], input="\n".join(commands) + "\n",
+                       capture_output=True, text=True, timeout=600)
+    errs = [ln for ln in r.stderr.splitlines()
+            if ln.strip() and not any(x in ln for x in ignore) and not ln.startswith("Command failed")]
+    if errs:
+        log.warning("ip -batch in %s: %d errors, first: %s", ns, len(errs), errs[0])
+    return len(commands)
+
+
+BULK_COPY = 2000  # beyond this many missing routes, copy with `ip route save | restore`
+
+
+def copy_routes(src: str, dst: str, *, src_lines: set[str] | None = None) -> int:
+    """Make `dst`'s table main hold `src`'s non-connected routes; returns changes made.
+
+    A large difference (a fresh namespace) goes first through ``ip route save | ip route
+    restore`` (250,000 routes in ~3.5 s instead of ~7 s with ``ip -batch``)."""
+    have = route_lines(dst)
+    want = src_lines if src_lines is not None else route_lines(src)
+    bulk = 0
+    if len(want - have) > BULK_COPY:
+        bulk = len(want - have)
+        # `ip route restore` needs a seekable file (a pipe fails with "Illegal seek")
+        with tempfile.TemporaryFile(prefix="routerlab-vroom-routes-") as f:
+            subprocess.run(["ip", "-n", src, "route", "save", "table", "main"], stdout=f,
+                           stderr=subprocess.PIPE, timeout=600, check=True)
+            f.seek(0)
+            # connected routes exist already: their "File exists" is expected
+            subprocess.run(["ip", "-n", dst, "route", "restore"], stdin=f,
+                           capture_output=True, timeout=600)
+        have = route_lines(dst)
+    cmds = [f"route replace {s}" for s in want - have]
+    cmds += [f"route del {s}" for s in have - want]
+    return bulk + _batch(dst, cmds, ignore=("No such process",))
+
+
+class RouteWatch:
+    """Notices whether a namespace's routes changed since it was opened (a netlink socket
+    on the IPv4 route group, drained without parsing): the freeze copies the FIB delta
+    only when there is one, instead of dumping two 250,000-route tables to find none."""
+
+    def __init__(self, ns: Netns):
+        self.sock = criu.socket_in_netns(ns.path, socket.AF_NETLINK, socket.SOCK_RAW,
+                                         socket.NETLINK_ROUTE)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.bind((0, 0x40))  # RTMGRP_IPV4_ROUTE
+        self.sock.setblocking(False)
+
+    def changed(self) -> bool:
+        got = False
+        while True:
+            try:
+                if not self.sock.recv(65536):
+                    return got
+                got = True
+            except BlockingIOError:
+                return got
+            except OSError:  # overflow: something changed for sure
+                got = True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def copy_neighbours(src: str, dst: str) -> int:
+    """Copy resolved neighbour entries (as STALE: the kernel re-confirms them)."""
+    cmds = [f"neigh replace {n.ip} lladdr {n.mac} dev {n.dev} nud stale"
+            for n in fib.read_neighbours(src) if n.resolved and n.mac]
+    return _batch(dst, cmds)

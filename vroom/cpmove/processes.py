@@ -1,0 +1,90 @@
+"""The daemon's processes around a control-plane move: the dump's victims reaped, the restored
+ones adopted by the driver, this process their subreaper meanwhile."""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import subprocess
+from collections.abc import Iterator
+
+from routerlab import criu
+from routerlab.daemons import Daemon, DaemonError
+from routerlab.daemons.base import pid_alive
+from routerlab.expect import ExpectTimeout, wait_for
+from routerlab.netns import Netns
+
+log = logging.getLogger(__name__)
+
+
+class CpMoveError(RuntimeError):
+    """A control-plane move failed; `stage` says where (dump, restore, rejoin, ...)."""
+
+    def __init__(self, stage: str, message: str):
+        self.stage = stage
+        super().__init__(f"{stage}: {message}")
+
+
+PR_SET_CHILD_SUBREAPER = 36
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@contextlib.contextmanager
+def subreaper() -> Iterator[None]:
+    """Be the child subreaper (`routerlab.criu.set_child_subreaper`) while CRIU restores:
+    the restored daemon (orphaned when the detached criu exits) becomes our child, which we
+    reap when a later dump kills it, so its pid is free for the next restore. Only for
+    that moment: other programs' orphans must not pile up here."""
+    criu.set_child_subreaper()
+    try:
+        yield
+    finally:  # (routerlab.criu only sets it)
+        _libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def daemon_processes(d: Daemon) -> list[tuple[str, int]]:
+    """(program name, pid) of a driver's running processes."""
+    return list(d.pids.items())
+
+
+def reap_dumped(d: Daemon, timeout: float = 10.0) -> None:
+    """Wait for the processes a dump killed, so their pids are free for a restore."""
+    for p in d.processes():
+        try:
+            p.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise CpMoveError("dump", f"{p.name} (pid {p.popen.pid}) still alive after the dump") from None
+
+
+def rebind_daemon(d: Daemon, ns: Netns, pids: dict[str, int]) -> None:
+    """Point a daemon driver at its restored processes in their new namespace (after a
+    restore they are new children of this process with the same pids)."""
+    try:
+        d.adopt(ns, pids)
+    except DaemonError as e:
+        raise CpMoveError("rebind", str(e)) from None
+
+
+def reap_leftovers(pids: list[int], timeout: float = 5.0) -> None:
+    """A failed restore can leave its half-made tasks as our zombies: collect them, or
+    their pids stay taken and no later restore (at the source either) can fork them."""
+    pending = list(pids)
+
+    def gone(pid: int) -> bool:
+        if not (pid_alive(pid) or os.path.exists(f"/proc/{pid}")):
+            return True
+        try:
+            return os.waitpid(pid, os.WNOHANG)[0] != 0
+        except ChildProcessError:
+            return not os.path.exists(f"/proc/{pid}")
+
+    def all_gone() -> bool:
+        pending[:] = [p for p in pending if not gone(p)]
+        return not pending
+
+    try:
+        wait_for(all_gone, timeout, interval=0.02, retry_on=(), what="failed restore's tasks reaped")
+    except ExpectTimeout:
+        for pid in pending:
+            log.warning("pid %d is still taken after a failed restore", pid)
