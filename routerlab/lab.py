@@ -167,7 +167,14 @@ def teardown_lab(network: Any, system: systems.System | None) -> None:
 @contextmanager
 def building(console: Console, title: str) -> Iterator[Callable[..., None]]:
     """A transient progress display while a lab's network is built; yields the
-    ``progress(message, fraction=None)`` callable the builders take."""
+    ``progress(message, fraction=None)`` callable the builders take. Without a terminal (a
+    pipe, a log) a live display would show nothing: one plain line per step instead."""
+    if not console.is_terminal:
+        from routerlab.runner import ProgressLines
+
+        lines = ProgressLines(console)
+        yield lambda msg, frac=None: lines.step(f"building {title}", str(msg), frac)
+        return
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
