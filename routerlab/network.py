@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mininet.net import Mininet
 
@@ -20,6 +21,7 @@ from routerlab.daemons import driver_for
 from routerlab.daemons.base import BgpSession, Daemon, DaemonError, OspfNeighbor
 from routerlab.daemons.spec import BgpNeighbor, Interface as SpecInterface, Network as SpecNetwork, RouterSpec
 from routerlab.errors import UserError
+from routerlab.expect import ExpectTimeout, wait_for
 from routerlab.nodes import HostNode, RegisteredLink, RouterNode, UserspaceSwitch
 from routerlab.topology import Topology
 
@@ -137,16 +139,18 @@ def poll_converged(state: Callable[[], tuple[bool, str]], name: str, timeout: fl
                    interval: float, say: Callable[[str], None] | None = None) -> None:
     """Poll `state` (a `convergence_state`) until it says converged; TimeoutError naming
     network `name` and what is still missing after `timeout` seconds."""
-    t0 = time.monotonic()
-    while True:
-        ok, what = state()
-        if ok:
-            return
-        if time.monotonic() - t0 > timeout:
-            raise TimeoutError(f"{name} did not converge within {timeout:.0f} s: {what}")
-        if say is not None:
-            say(f"converging: {what}")
-        time.sleep(interval)
+    missing = ["not evaluated"]
+
+    def converged() -> bool:
+        ok, missing[0] = state()
+        if not ok and say is not None:
+            say(f"converging: {missing[0]}")
+        return ok
+
+    try:
+        wait_for(converged, timeout, interval=interval, what=f"{name} to converge", retry_on=())
+    except ExpectTimeout:
+        raise TimeoutError(f"{name} did not converge within {timeout:.0f} s: {missing[0]}") from None
 
 
 def node_address(topo: Topology, name: str) -> str:
@@ -174,7 +178,7 @@ class Network:
         self.daemon_start_time: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, progress: Progress | None = None) -> "Network":
+    def start(self, progress: Progress | None = None) -> Network:
         """Create namespaces, switches and links, then start every daemon."""
         say = progress or (lambda m, f=None: None)
         try:
@@ -251,7 +255,7 @@ class Network:
                 node.netns.delete()
         self.started = False
 
-    def __enter__(self) -> "Network":
+    def __enter__(self) -> Network:
         return self.start() if not self.started else self
 
     def __exit__(self, *exc: Any) -> None:

@@ -15,8 +15,10 @@ pids and `routerlab clean` can kill them after a crashed run.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import logging
+import math
 import os
 import re
 import signal
@@ -25,10 +27,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from routerlab import registry
 from routerlab.errors import UserError
+from routerlab.expect import ExpectTimeout, wait_for
 from routerlab.netns import CommandError, Netns
 
 from .spec import RouterSpec, SpecError
@@ -193,20 +196,18 @@ class RestoredProcess:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0)
-            time.sleep(0.01)
+        try:
+            wait_for(lambda: self.poll() is not None, math.inf if timeout is None else timeout,
+                     interval=0.01, what=f"pid {self.pid} to exit", retry_on=())
+        except ExpectTimeout:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0) from None
         assert self.returncode is not None
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
         if self.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
@@ -314,7 +315,7 @@ class Daemon(abc.ABC):
     def _check_config(self, directory: Path) -> None:
         """Run the implementation's config checker on files already written in `directory`."""
 
-    def _prepare_dir(self, directory: Path) -> None:
+    def _prepare_dir(self, directory: Path) -> None:  # noqa: B027 - an optional hook
         """Create what the config refers to (sub-directories, FIFOs) before checking it."""
 
     # ----- lifecycle -----
@@ -352,7 +353,7 @@ class Daemon(abc.ABC):
         log.info("%s %s ready in %s after %.2fs", self.implementation, self.spec.name, ns.name,
                  time.monotonic() - t0)
 
-    def _post_start(self) -> None:
+    def _post_start(self) -> None:  # noqa: B027 - an optional hook
         """Configuration pushed through the daemon's API after it is up (GoBGP routes)."""
 
     @abc.abstractmethod
@@ -365,8 +366,8 @@ class Daemon(abc.ABC):
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Wait until the daemon answers its control channel; DaemonError if it died or timed out."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def ready() -> bool:
             dead = self.dead_processes()
             if dead:
                 raise DaemonError(f"{self.implementation} {self.spec.name}: {', '.join(dead)} exited "
@@ -375,14 +376,17 @@ class Daemon(abc.ABC):
             if fatal:
                 raise DaemonError(f"{self.implementation} {self.spec.name}: failed to start: {fatal}")
             try:
-                if self._ready():
-                    return
+                return bool(self._ready())
             except (DaemonError, CommandError, OSError, subprocess.TimeoutExpired) as e:
                 log.debug("%s not ready yet: %s", self, e)
-            if time.monotonic() >= deadline:
-                raise DaemonError(f"{self.implementation} {self.spec.name}: not ready after {timeout:.0f}s: "
-                                  f"{self._failure_output()}")
-            time.sleep(0.1)
+                return False
+
+        try:
+            wait_for(ready, timeout, interval=0.1, what=f"{self.implementation} {self.spec.name} ready",
+                     retry_on=())
+        except ExpectTimeout:
+            raise DaemonError(f"{self.implementation} {self.spec.name}: not ready after {timeout:.0f}s: "
+                              f"{self._failure_output()}") from None
 
     #: log lines that mean the daemon cannot work although its process lives on
     fatal_log_patterns: ClassVar[tuple[str, ...]] = ()
@@ -487,10 +491,10 @@ class Daemon(abc.ABC):
         self._started_at = None
         self._after_stop()
 
-    def _after_stop(self) -> None:
+    def _after_stop(self) -> None:  # noqa: B027 - an optional hook
         """Remove per-instance leftovers (sockets, pid files) after the processes are gone."""
 
-    def __enter__(self) -> "Daemon":
+    def __enter__(self) -> Daemon:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -581,10 +585,8 @@ class Daemon(abc.ABC):
         """The daemon's own last words: error-looking lines of its logs, else their tails."""
         lines: list[str] = []
         for p in self.log_files():
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 lines += p.read_text(errors="replace").splitlines()
-            except FileNotFoundError:
-                pass
         errs = [ln for ln in lines if _ERROR_RE.search(ln)]
         chosen = errs[-3:] if errs else lines[-3:]
         return one_line("\n".join(chosen)) or "no output"

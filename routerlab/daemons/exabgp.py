@@ -22,9 +22,11 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+
+from routerlab.expect import ExpectTimeout, wait_for
 
 from .base import (BgpSession, Daemon, DaemonError, NextHop, Route, one_line)
 from .spec import ACCEPT_ALL, RouterSpec
@@ -237,15 +239,18 @@ class ExabgpDaemon(Daemon):
         """Send one API command and return ExaBGP's answer (text up to its done/error ack)."""
         before = len(self._event_lines())
         self.send([command])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            new = self._event_lines()[before:]
-            answer = [ln for ln in new if not ln.startswith("{")]
-            if any(ln.strip() in ("done", "error") for ln in answer):
-                return "\n".join(answer)
-            time.sleep(0.05)
-        raise DaemonError(f"exabgp {self.spec.name}: no acknowledgement for {command!r} "
-                          f"after {timeout:.0f}s")
+
+        def answer() -> str:
+            """The answer so far if it ends in an acknowledgement, else ""."""
+            lines = [ln for ln in self._event_lines()[before:] if not ln.startswith("{")]
+            return "\n".join(lines) if any(ln.strip() in ("done", "error") for ln in lines) else ""
+
+        try:
+            return wait_for(answer, timeout, interval=0.05, what=f"exabgp {self.spec.name}: ack of {command!r}",
+                            retry_on=())
+        except ExpectTimeout:
+            raise DaemonError(f"exabgp {self.spec.name}: no acknowledgement for {command!r} "
+                              f"after {timeout:.0f}s") from None
 
     # ----- status -----
     def _event_lines(self) -> list[str]:
@@ -381,7 +386,7 @@ def replay_events(lines: Iterable[str]) -> EventState:
 
 def rib_routes(st: EventState) -> list[Route]:
     out = []
-    for peer, rib in st.rib.items():
+    for rib in st.rib.values():
         for prefix, (nh, med) in rib.items():
             out.append(Route(prefix=prefix, protocol="bgp", nexthops=(NextHop(nh, None),),
                              selected=True, metric=med))

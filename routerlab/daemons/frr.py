@@ -16,10 +16,10 @@ import json
 import logging
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
+from routerlab.expect import ExpectTimeout, wait_for
 from routerlab.netns import run as run_root
 
 from .base import (BgpSession, Daemon, DaemonError, NextHop, OspfNeighbor, Route,
@@ -286,13 +286,22 @@ class FrrDaemon(Daemon):
             stale.unlink(missing_ok=True)
         for d in self.daemons():
             self._popen(d, self._daemon_args(d, self.run_dir))
-            if d == "zebra":
-                # the other daemons retry ZAPI, but connecting at once keeps start-up short
-                deadline = time.monotonic() + 10
-                while not (self.run_dir / "zserv.api").exists() and time.monotonic() < deadline:
-                    if self.dead_processes():
-                        return
-                    time.sleep(0.05)
+            if d == "zebra" and self._wait_zserv(self.run_dir / "zserv.api", 10) == "dead":
+                return
+
+    def _wait_zserv(self, sock: Path, timeout: float) -> str | None:
+        """Wait for zebra's ZAPI socket: "up", "dead" (a process exited) or None (timed out: the
+        other daemons retry ZAPI, but connecting at once keeps start-up short)."""
+
+        def state() -> str | None:
+            if sock.exists():
+                return "up"
+            return "dead" if self.dead_processes() else None
+
+        try:
+            return wait_for(state, timeout, interval=0.05, what=f"zebra's {sock.name}", retry_on=())
+        except ExpectTimeout:
+            return None
 
     def _ready(self) -> bool:
         if not all((self.vty_dir / f"{d}.vty").exists() for d in self.daemons()):
@@ -370,7 +379,7 @@ def ospf_quiet_s(status: dict[str, Any], database: dict[str, Any]) -> float:
     spf_ms = status.get("spfLastExecutedMsecs")
     quiet = float(spf_ms) / 1000 if spf_ms is not None else 0.0
     for area in (database.get("areas") or {}).values():
-        for key, lsas in area.items():
+        for lsas in area.values():
             if isinstance(lsas, list):
                 for lsa in lsas:
                     if isinstance(lsa, dict) and "lsaAge" in lsa:

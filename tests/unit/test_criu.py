@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from routerlab import criu
-from routerlab.criu import Feature
+from routerlab.criu import Feature, detect, locate
 
 
 # ------------------------------------------------------------------ argument building
@@ -204,21 +204,21 @@ def test_find_criu_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     env = _exe(tmp_path / "env" / "criu")
     pref = _exe(tmp_path / "opt" / "bin" / "criu")
     onpath = _exe(tmp_path / "path" / "criu")
-    monkeypatch.setattr(criu, "PREFIX_CRIU", pref)
+    monkeypatch.setattr(locate, "PREFIX_CRIU", pref)
     monkeypatch.setenv("PATH", str(onpath.parent))
     monkeypatch.setenv(criu.ENV_CRIU, str(env))
     assert criu.find_criu() == str(env)
     monkeypatch.setenv(criu.ENV_CRIU, str(tmp_path / "nonexistent"))
     assert criu.find_criu() == str(pref)
     monkeypatch.delenv(criu.ENV_CRIU)
-    monkeypatch.setattr(criu, "PREFIX_CRIU", tmp_path / "none")
+    monkeypatch.setattr(locate, "PREFIX_CRIU", tmp_path / "none")
     assert criu.find_criu() == str(onpath)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert criu.find_criu() is None
 
 
 def test_features_without_criu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(criu, "find_criu", lambda: None)
+    monkeypatch.setattr(detect, "find_criu", lambda: None)
     feats = criu.features()
     assert list(feats) == list(criu.FEATURE_NAMES)
     assert all(not f.ok and "no CRIU" in f.detail and "get-criu.sh" in f.hint

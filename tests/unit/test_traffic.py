@@ -338,10 +338,10 @@ class _LocalHost:
 
 def test_probe_agents_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole agent protocol (ready lines, stop, drain, JSON reports) over 127.0.0.1."""
-    from routerlab import traffic
+    from routerlab import registry, traffic
 
     sess = _FakeSession()
-    monkeypatch.setattr(traffic.registry, "session", lambda: sess)
+    monkeypatch.setattr(registry, "session", lambda: sess)
     h = _LocalHost()
     r = traffic.measure(h, h, "127.0.0.1", duration_s=0.5, rate_pps=1000, size=100)
     assert (r.sent, r.lost, r.duplicated, r.reordered, r.gaps) == (500, 0, 0, 0, [])
