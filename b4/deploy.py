@@ -24,10 +24,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from routerlab import registry
-from routerlab.expect import wait_for
+from routerlab.expect import ExpectTimeout, wait_for
 
 from b4.model import Wan
 from b4.rpc import RpcError, call, free_port
@@ -86,7 +87,7 @@ class B4Deployment:
         self.started = False
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, converge_timeout: float = 60.0) -> "B4Deployment":
+    def start(self, converge_timeout: float = 60.0) -> B4Deployment:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.say(f"building {self.wan.name}: {len(self.wan.config.sites)} sites")
@@ -101,7 +102,7 @@ class B4Deployment:
                 self._write_config(r)
                 self._spawn(r)
             for r in self.ofcs:
-                wait_for(lambda: _listening(r.rpc_port) or not r.alive, 30, interval=0.05,
+                wait_for(lambda r=r: _listening(r.rpc_port) or not r.alive, 30, interval=0.05,
                          what=f"{r.name} to listen")
                 if not r.alive:
                     raise RuntimeError(f"{r.name} died: {self.log_tail(r)}")
@@ -198,7 +199,7 @@ class B4Deployment:
         self.net.stop()
         self.started = False
 
-    def __enter__(self) -> "B4Deployment":
+    def __enter__(self) -> B4Deployment:
         return self.start() if not self.started else self
 
     def __exit__(self, *exc: Any) -> None:
@@ -250,15 +251,17 @@ class B4Deployment:
 
     def wait_converged(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                r = self.te_leader(max(0.5, deadline - time.monotonic()))
-                left = max(0.5, deadline - time.monotonic())
-                if call(r.rpc_port, {"type": "wait_converged", "timeout": left}, timeout=left + 5).get("converged"):
-                    return True
-            except (OSError, RpcError, TimeoutError):
-                time.sleep(0.1)
-        return False
+
+        def converged() -> bool:  # the leader waits (up to the time left) and says
+            r = self.te_leader(max(0.5, deadline - time.monotonic()))
+            left = max(0.5, deadline - time.monotonic())
+            reply = call(r.rpc_port, {"type": "wait_converged", "timeout": left}, timeout=left + 5)
+            return bool(reply.get("converged"))
+        try:
+            return wait_for(converged, timeout, interval=0.1, what="TE convergence",
+                            retry_on=(OSError, RpcError, TimeoutError))
+        except ExpectTimeout:
+            return False
 
     def te(self, enable: bool) -> dict[str, Any]:
         return self.te_call({"type": "te", "enable": enable})

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from routerlab import registry
 from routerlab.errors import UserError
+from routerlab.expect import ExpectTimeout, wait_for
 from routerlab.lab import serve_lab
 
 from b4.deploy import B4Deployment
@@ -129,10 +130,11 @@ def extension(base: type) -> type:
                     raise UserError(str(e).strip("'")) from None
                 t0 = time.monotonic()
                 want_down = args[2] == "down"
-                while (name in dep.status().get("down_links", [])) != want_down:
-                    if time.monotonic() - t0 > 10:
-                        raise UserError(f"the TE server did not see {name} go {args[2]}")
-                    time.sleep(0.05)
+                try:
+                    wait_for(lambda: (name in dep.status().get("down_links", [])) == want_down, 10, interval=0.05,
+                             what=f"the TE server to see {name} go {args[2]}", retry_on=())
+                except ExpectTimeout:
+                    raise UserError(f"the TE server did not see {name} go {args[2]}") from None
                 ok = dep.wait_converged(30)
                 self.console.print(f"link {name} {args[2]}; TE {'converged' if ok else 'NOT converged'} in "
                                    f"{time.monotonic() - t0:.2f} s")

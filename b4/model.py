@@ -36,9 +36,10 @@ import ipaddress
 import logging
 import math
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, NoReturn
 
 from routerlab.topology import Topology, TopologyError, load_topology
 
@@ -83,7 +84,7 @@ class SwitchConfig:
                 "port_links": {str(k): v for k, v in self.port_links.items()}}
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "SwitchConfig":
+    def from_json(cls, d: Mapping[str, Any]) -> SwitchConfig:
         return cls(d["name"], d["site"], int(d["dpid"]), tuple(HostPort(**h) for h in d["host_ports"]),
                    {k: tuple(v) for k, v in d["trunks"].items()},
                    {int(k): v for k, v in d["port_links"].items()})
@@ -176,7 +177,7 @@ class WanConfig:
                 "route_costs": self.route_costs}
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "WanConfig":
+    def from_json(cls, d: Mapping[str, Any]) -> WanConfig:
         sites = {k: SiteConfig(**{**v, "switches": tuple(v["switches"])}) for k, v in d["sites"].items()}
         return cls(d["name"], sites, {k: SwitchConfig.from_json(v) for k, v in d["switches"].items()},
                    {k: LinkConfig(**v) for k, v in d["links"].items()},
@@ -282,11 +283,11 @@ def _problem_without_unreachable(sites, edges, fgs, max_tunnels, quantum, name) 
 # --------------------------------------------------------------------------- loading
 
 def host_mac(index: int) -> str:
-    return "02:00:b4:%02x:%02x:%02x" % ((index >> 16) & 0xFF, (index >> 8) & 0xFF, index & 0xFF)
+    return f"02:00:b4:{(index >> 16) & 0xFF:02x}:{(index >> 8) & 0xFF:02x}:{index & 0xFF:02x}"
 
 
 def gateway_mac(site_index: int) -> str:
-    return "02:b4:00:%02x:%02x:fe" % ((site_index >> 8) & 0xFF, site_index & 0xFF)
+    return f"02:b4:00:{(site_index >> 8) & 0xFF:02x}:{site_index & 0xFF:02x}:fe"
 
 
 def is_b4_topology(topo: Topology) -> bool:
@@ -305,6 +306,9 @@ def _line_of(source: str, *needles: str) -> int | None:
     return None
 
 
+Fail = Callable[..., NoReturn]
+
+
 def load_wan(source: str | Path | Topology) -> Wan:
     """Load and check a B4 topology (a file, a shipped name, or a loaded Topology).
 
@@ -313,12 +317,34 @@ def load_wan(source: str | Path | Topology) -> Wan:
     topo = source if isinstance(source, Topology) else load_topology(source)
     src = topo.source
 
-    def fail(problem: str, *needles: str) -> None:
+    def fail(problem: str, *needles: str) -> NoReturn:
         raise TopologyError(src, _line_of(src, *needles) if needles else None, problem)
 
     params = topo.params if isinstance(topo.params, Mapping) else {}
     if params.get("system") != "b4":
         fail("not a B4 topology (needs `params: {system: b4, ...}`)")
+    site_of = _switch_sites(topo, fail)
+    trunks = _wan_links(topo, site_of, fail)
+    sw_hosts = _host_ports(topo, site_of, trunks.host_links, fail)
+    sites = _site_configs(topo, site_of, sw_hosts, fail)
+    sw_cfg = {sw: SwitchConfig(sw, site_of[sw], i + 1, tuple(sorted(sw_hosts[sw], key=lambda h: h.port)),
+                               {k: tuple(v) for k, v in sorted(trunks.sw_trunks[sw].items())},
+                               trunks.sw_port_links[sw])
+              for i, sw in enumerate(sorted(site_of))}
+    config = WanConfig(topo.name, sites, sw_cfg, trunks.links, trunks.route_costs)
+    quantum, max_tunnels = _te_params(params, fail)
+    te_edges = _te_edges(params, sites, trunks, fail)
+    fgs = _flow_groups(params, sites, fail)
+    wan = Wan(topo, config, fgs, te_edges, trunks.edge_links, quantum, max_tunnels, str(params.get("scale", "")))
+    try:
+        wan.problem()
+    except ProblemError as e:
+        fail(str(e).replace(f"{wan.name}: ", ""))
+    return wan
+
+
+def _switch_sites(topo: Topology, fail: Fail) -> dict[str, str]:
+    """The site of every switch (``params: {site: NAME}``, else the switch's own name)."""
     site_of: dict[str, str] = {}
     for n in topo.nodes.values():
         if n.role not in ("switch", "host"):
@@ -328,24 +354,42 @@ def load_wan(source: str | Path | Topology) -> Wan:
             if not isinstance(site, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", site):
                 fail(f"switch {n.name}: site must be a name, got {site!r}", f"{n.name}:")
             site_of[n.name] = site
-    switches = sorted(site_of)
     site_names = sorted(set(site_of.values()))
     for sname in site_names:
         if sname in topo.nodes and topo.node(sname).role == "switch" and site_of[sname] != sname:
             fail(f"switch {sname} is in site {site_of[sname]} but a site {sname} exists too", f"{sname}:")
     if len(site_names) < 2:
         fail("a B4 WAN needs at least two sites")
-    site_switches = {sn: tuple(sorted(sw for sw, st in site_of.items() if st == sn)) for sn in site_names}
-    primary = {sn: (sn if sn in site_switches[sn] else site_switches[sn][0]) for sn in site_names}
-    site_index = {sn: i for i, sn in enumerate(site_names)}
-    host_index = {h.name: i + 1 for i, h in enumerate(topo.hosts())}
-    sites: dict[str, SiteConfig] = {}
-    host_links: dict[str, list[tuple[str, int, Any]]] = {}   # host -> [(switch, port, address)]
-    sw_trunks: dict[str, dict[str, list[int]]] = {sw: {} for sw in switches}
-    sw_port_links: dict[str, dict[int, str]] = {sw: {} for sw in switches}
-    links: dict[str, LinkConfig] = {}
-    route_costs: dict[str, dict[str, float]] = {sn: {} for sn in site_names}
-    edge_links: dict[tuple[str, str], list[str]] = {}
+    return site_of
+
+
+def _site_switches(site_of: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """Each site's switches, by name."""
+    return {sn: tuple(sorted(sw for sw, st in site_of.items() if st == sn)) for sn in sorted(set(site_of.values()))}
+
+
+def _primaries(site_of: dict[str, str]) -> dict[str, str]:
+    """Each site's primary switch: the one named like the site, else the first by name."""
+    return {sn: (sn if sn in sws else sws[0]) for sn, sws in _site_switches(site_of).items()}
+
+
+@dataclass
+class _Trunks:
+    """The WAN links read from the topology, and the host attachments met on the way."""
+
+    links: dict[str, LinkConfig] = field(default_factory=dict)
+    sw_trunks: dict[str, dict[str, list[int]]] = field(default_factory=dict)     # switch -> site -> ports
+    sw_port_links: dict[str, dict[int, str]] = field(default_factory=dict)       # switch -> port -> link
+    route_costs: dict[str, dict[str, float]] = field(default_factory=dict)       # site -> site -> cost
+    edge_links: dict[tuple[str, str], list[str]] = field(default_factory=dict)   # (site, site) -> links
+    host_links: dict[str, list[tuple[str, int, Any]]] = field(default_factory=dict)  # host -> [(switch, port, addr)]
+
+
+def _wan_links(topo: Topology, site_of: dict[str, str], fail: Fail) -> _Trunks:
+    """Links between sites (trunks), and host attachments; every switch of a site must link
+    to the same neighbour sites."""
+    t = _Trunks(sw_trunks={sw: {} for sw in site_of}, sw_port_links={sw: {} for sw in site_of},
+                route_costs={sn: {} for sn in set(site_of.values())})
     for ln in topo.links:
         a, b = ln.a.node, ln.b.node
         ra, rb = topo.node(a).role, topo.node(b).role
@@ -356,26 +400,36 @@ def load_wan(source: str | Path | Topology) -> Wan:
                      f"a: {a}", f"b: {b}")
             if not ln.bw:
                 fail(f"link {ln.name}: a WAN link needs a bandwidth (bw, Mbit/s)", f"a: {a}", f"b: {b}")
-            links[ln.name] = LinkConfig(ln.name, a, ln.a.port, b, ln.b.port, float(ln.bw), float(ln.cost))
-            sw_trunks[a].setdefault(sb, []).append(ln.a.port)
-            sw_trunks[b].setdefault(sa, []).append(ln.b.port)
-            sw_port_links[a][ln.a.port] = ln.name
-            sw_port_links[b][ln.b.port] = ln.name
-            route_costs[sa][sb] = min(route_costs[sa].get(sb, math.inf), float(ln.cost))
-            route_costs[sb][sa] = min(route_costs[sb].get(sa, math.inf), float(ln.cost))
-            edge_links.setdefault((sa, sb), []).append(ln.name)
-            edge_links.setdefault((sb, sa), []).append(ln.name)
+            t.links[ln.name] = LinkConfig(ln.name, a, ln.a.port, b, ln.b.port, float(ln.bw), float(ln.cost))
+            t.sw_trunks[a].setdefault(sb, []).append(ln.a.port)
+            t.sw_trunks[b].setdefault(sa, []).append(ln.b.port)
+            t.sw_port_links[a][ln.a.port] = ln.name
+            t.sw_port_links[b][ln.b.port] = ln.name
+            t.route_costs[sa][sb] = min(t.route_costs[sa].get(sb, math.inf), float(ln.cost))
+            t.route_costs[sb][sa] = min(t.route_costs[sb].get(sa, math.inf), float(ln.cost))
+            t.edge_links.setdefault((sa, sb), []).append(ln.name)
+            t.edge_links.setdefault((sb, sa), []).append(ln.name)
         elif "host" in (ra, rb) and "switch" in (ra, rb):
             h_end, s_end = (ln.a, ln.b) if ra == "host" else (ln.b, ln.a)
-            host_links.setdefault(h_end.node, []).append((s_end.node, s_end.port, h_end.address))
+            t.host_links.setdefault(h_end.node, []).append((s_end.node, s_end.port, h_end.address))
         else:
             fail(f"link {ln.name}: hosts attach to switches only", f"{a}", f"{b}")
-    for sn in site_names:
-        nbrs = {sw: set(sw_trunks[sw]) for sw in site_switches[sn]}
+    for sn, sws in _site_switches(site_of).items():
+        nbrs = {sw: set(t.sw_trunks[sw]) for sw in sws}
         if len({frozenset(v) for v in nbrs.values()}) > 1:
-            fail(f"site {sn}: its switches link to different neighbour sites ({', '.join(f'{k}: {sorted(v)}' for k, v in nbrs.items())}); "
+            which = ", ".join(f"{k}: {sorted(v)}" for k, v in nbrs.items())
+            fail(f"site {sn}: its switches link to different neighbour sites ({which}); "
                  f"every switch of a site needs a link to each of its neighbour sites")
-    sw_hosts: dict[str, list[HostPort]] = {sw: [] for sw in switches}
+    return t
+
+
+def _host_ports(topo: Topology, site_of: dict[str, str], host_links: dict[str, list[tuple[str, int, Any]]],
+                fail: Fail) -> dict[str, list[HostPort]]:
+    """The hosts on each switch's ports: a host attaches to one site, always to its primary
+    switch, and has the address of that link on every port."""
+    primary = _primaries(site_of)
+    host_index = {h.name: i + 1 for i, h in enumerate(topo.hosts())}
+    sw_hosts: dict[str, list[HostPort]] = {sw: [] for sw in site_of}
     for host, hl in host_links.items():
         hsites = {site_of[sw] for sw, _, _ in hl}
         if len(hsites) > 1:
@@ -388,7 +442,15 @@ def load_wan(source: str | Path | Topology) -> Wan:
         for k, (sw, port, _) in enumerate(hl):
             mac = host_mac(host_index[host] + (k << 12))
             sw_hosts[sw].append(HostPort(port, host, ip, mac, f"{host}-eth{k}"))
-    for sn in site_names:
+    return sw_hosts
+
+
+def _site_configs(topo: Topology, site_of: dict[str, str], sw_hosts: dict[str, list[HostPort]],
+                  fail: Fail) -> dict[str, SiteConfig]:
+    """Each site: its index, prefix (the primary's LAN subnet), gateway and switches."""
+    primary = _primaries(site_of)
+    sites: dict[str, SiteConfig] = {}
+    for index, (sn, sws) in enumerate(_site_switches(site_of).items()):
         node = topo.node(primary[sn])
         if node.subnet is None or not sw_hosts[primary[sn]]:
             fail(f"site {sn} has no hosts (every site needs a host to source and sink traffic)", f"{primary[sn]}:")
@@ -396,61 +458,65 @@ def load_wan(source: str | Path | Topology) -> Wan:
         gw = str(net.broadcast_address - 1)
         if any(h.ip == gw for h in sw_hosts[primary[sn]]):
             fail(f"site {sn}: host address {gw} is the site's gateway address (last of {net})")
-        sites[sn] = SiteConfig(sn, site_index[sn], str(net), gw, gateway_mac(site_index[sn]), site_switches[sn])
-    sw_cfg = {sw: SwitchConfig(sw, site_of[sw], i + 1, tuple(sorted(sw_hosts[sw], key=lambda h: h.port)),
-                               {k: tuple(v) for k, v in sorted(sw_trunks[sw].items())}, sw_port_links[sw])
-              for i, sw in enumerate(switches)}
-    config = WanConfig(topo.name, sites, sw_cfg, links, route_costs)
+        sites[sn] = SiteConfig(sn, index, str(net), gw, gateway_mac(index), sws)
+    return sites
 
+
+def _te_params(params: Mapping, fail: Fail) -> tuple[float, int]:
+    """``params.te``: (quantum, max_tunnels)."""
     te = params.get("te", {}) or {}
     if not isinstance(te, Mapping):
         fail("params.te must be a mapping {quantum, max_tunnels}", "te:")
     try:
-        quantum = check_quantum(te.get("quantum", DEFAULT_QUANTUM), "params.te.quantum")
-        max_tunnels = check_max_tunnels(te.get("max_tunnels", DEFAULT_MAX_TUNNELS), "params.te.max_tunnels")
+        return (check_quantum(te.get("quantum", DEFAULT_QUANTUM), "params.te.quantum"),
+                check_max_tunnels(te.get("max_tunnels", DEFAULT_MAX_TUNNELS), "params.te.max_tunnels"))
     except ProblemError as e:
         fail(str(e), "te:")
 
-    # TE edges: explicit directed list, or both directions of every site link.
-    switches = site_names  # from here on, "sites"
-    te_edges: list[Edge] = []
+
+def _te_edges(params: Mapping, sites: dict[str, SiteConfig], t: _Trunks, fail: Fail) -> list[Edge]:
+    """TE edges: ``params.edges`` (directed; sets the route costs it names), or both
+    directions of every site link."""
     raw_edges = params.get("edges")
     if raw_edges is None:
-        for (a, b), lns in sorted(edge_links.items()):
-            te_edges.append(Edge(a, b, sum(links[n].bw for n in lns), route_costs[a][b]))
-    else:
-        if not isinstance(raw_edges, list):
-            fail("params.edges must be a list of {src, dst, capacity, cost}", "edges:")
-        seen = set()
-        for i, e in enumerate(raw_edges):
-            if not isinstance(e, Mapping) or "src" not in e or "dst" not in e:
-                fail(f"params.edges[{i}]: needs src and dst", "edges:")
-            a, b = str(e["src"]), str(e["dst"])
-            for end in (a, b):
-                if end not in sites:
-                    fail(f"params.edges[{i}]: unknown site {end!r} (sites: {', '.join(switches)})", f"src: {a}")
-            if (a, b) not in edge_links:
-                fail(f"params.edges[{i}]: no link joins {a} and {b}", f"src: {a}", f"dst: {b}")
-            if (a, b) in seen:
-                fail(f"params.edges[{i}]: duplicate edge {a}->{b}", f"src: {a}", f"dst: {b}")
-            seen.add((a, b))
-            bw = sum(links[n].bw for n in edge_links[(a, b)])
-            cap, cost = e.get("capacity", bw), e.get("cost", route_costs[a][b])
-            for what, v in (("capacity", cap), ("cost", cost)):
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or not math.isfinite(v):
-                    fail(f"params.edges[{i}] {a}->{b}: {what} must be a number >= 0", f"src: {a}", f"dst: {b}")
-            if cap > bw * (1 + 1e-9):
-                fail(f"params.edges[{i}] {a}->{b}: capacity {cap} exceeds the link bandwidth {bw} Mbit/s",
-                     f"src: {a}", f"dst: {b}")
-            te_edges.append(Edge(a, b, float(cap), float(cost)))
-            route_costs[a][b] = float(cost)
+        return [Edge(a, b, sum(t.links[n].bw for n in lns), t.route_costs[a][b])
+                for (a, b), lns in sorted(t.edge_links.items())]
+    if not isinstance(raw_edges, list):
+        fail("params.edges must be a list of {src, dst, capacity, cost}", "edges:")
+    te_edges: list[Edge] = []
+    seen = set()
+    for i, e in enumerate(raw_edges):
+        if not isinstance(e, Mapping) or "src" not in e or "dst" not in e:
+            fail(f"params.edges[{i}]: needs src and dst", "edges:")
+        a, b = str(e["src"]), str(e["dst"])
+        for end in (a, b):
+            if end not in sites:
+                fail(f"params.edges[{i}]: unknown site {end!r} (sites: {', '.join(sites)})", f"src: {a}")
+        if (a, b) not in t.edge_links:
+            fail(f"params.edges[{i}]: no link joins {a} and {b}", f"src: {a}", f"dst: {b}")
+        if (a, b) in seen:
+            fail(f"params.edges[{i}]: duplicate edge {a}->{b}", f"src: {a}", f"dst: {b}")
+        seen.add((a, b))
+        bw = sum(t.links[n].bw for n in t.edge_links[(a, b)])
+        cap, cost = e.get("capacity", bw), e.get("cost", t.route_costs[a][b])
+        for what, v in (("capacity", cap), ("cost", cost)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or not math.isfinite(v):
+                fail(f"params.edges[{i}] {a}->{b}: {what} must be a number >= 0", f"src: {a}", f"dst: {b}")
+        if cap > bw * (1 + 1e-9):
+            fail(f"params.edges[{i}] {a}->{b}: capacity {cap} exceeds the link bandwidth {bw} Mbit/s",
+                 f"src: {a}", f"dst: {b}")
+        te_edges.append(Edge(a, b, float(cap), float(cost)))
+        t.route_costs[a][b] = float(cost)
+    return te_edges
 
-    # Flow groups.
-    fgs: list[FlowGroupConfig] = []
+
+def _flow_groups(params: Mapping, sites: dict[str, SiteConfig], fail: Fail) -> list[FlowGroupConfig]:
+    """``params.flow_groups``: no two share source, destination and dscp."""
     raw_fgs = params.get("flow_groups", [])
     if not isinstance(raw_fgs, list):
         fail("params.flow_groups must be a list", "flow_groups:")
-    names = set()
+    fgs: list[FlowGroupConfig] = []
+    names: set[str] = set()
     for i, g in enumerate(raw_fgs):
         if not isinstance(g, Mapping):
             fail(f"params.flow_groups[{i}] must be a mapping", "flow_groups:")
@@ -463,37 +529,36 @@ def load_wan(source: str | Path | Topology) -> Wan:
         for end in ("src", "dst"):
             v = g.get(end)
             if v not in sites:
-                fail(f"flow group {name}: unknown {end} site {v!r} (sites: {', '.join(switches)})",
+                fail(f"flow group {name}: unknown {end} site {v!r} (sites: {', '.join(sites)})",
                      *((f"{end}: {v}",) if v is not None else (f"name: {name}",)))
         if g["src"] == g["dst"]:
             fail(f"flow group {name}: source and destination are the same site", f"name: {name}")
         dscp = g.get("dscp")
         if dscp is not None and (isinstance(dscp, bool) or not isinstance(dscp, int) or not 0 <= dscp <= 63):
             fail(f"flow group {name}: dscp must be 0..63", f"name: {name}")
-        apps = g.get("apps")
-        if not isinstance(apps, list) or not apps:
-            fail(f"flow group {name}: needs apps: [{{name, weight, demand}}, ...]", f"name: {name}")
-        app_objs = []
-        for j, a in enumerate(apps):
-            if not isinstance(a, Mapping) or not {"name", "weight", "demand"} <= set(a):
-                fail(f"flow group {name}: apps[{j}] needs name, weight and demand", f"name: {name}")
-            w, d = a["weight"], a["demand"]
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
-                fail(f"flow group {name}: app {a['name']}: weight must be > 0", f"{a['name']}")
-            if isinstance(d, bool) or not isinstance(d, (int, float)) or d < 0:
-                fail(f"flow group {name}: app {a['name']}: demand must be >= 0 (Mbit/s)", f"{a['name']}")
-            app_objs.append(Application(str(a["name"]), float(w), float(d)))
-        fgs.append(FlowGroupConfig(FlowGroup(name, g["src"], g["dst"], tuple(app_objs)),
-                                   sites[g["src"]].prefix, sites[g["dst"]].prefix, dscp))
+        fg = FlowGroup(name, g["src"], g["dst"], _applications(name, g.get("apps"), fail))
+        fgs.append(FlowGroupConfig(fg, sites[g["src"]].prefix, sites[g["dst"]].prefix, dscp))
     pairs = {(f.fg.src, f.fg.dst, f.dscp) for f in fgs}
     if len(pairs) != len(fgs):
         fail("two flow groups share source, destination and dscp: their ACL entries would collide")
-    wan = Wan(topo, config, fgs, te_edges, edge_links, quantum, max_tunnels, str(params.get("scale", "")))
-    try:
-        wan.problem()
-    except ProblemError as e:
-        fail(str(e).replace(f"{wan.name}: ", ""))
-    return wan
+    return fgs
+
+
+def _applications(name: str, apps: Any, fail: Fail) -> tuple[Application, ...]:
+    """A flow group's ``apps: [{name, weight, demand}, ...]``."""
+    if not isinstance(apps, list) or not apps:
+        fail(f"flow group {name}: needs apps: [{{name, weight, demand}}, ...]", f"name: {name}")
+    app_objs = []
+    for j, a in enumerate(apps):
+        if not isinstance(a, Mapping) or not {"name", "weight", "demand"} <= set(a):
+            fail(f"flow group {name}: apps[{j}] needs name, weight and demand", f"name: {name}")
+        w, d = a["weight"], a["demand"]
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
+            fail(f"flow group {name}: app {a['name']}: weight must be > 0", f"{a['name']}")
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or d < 0:
+            fail(f"flow group {name}: app {a['name']}: demand must be >= 0 (Mbit/s)", f"{a['name']}")
+        app_objs.append(Application(str(a["name"]), float(w), float(d)))
+    return tuple(app_objs)
 
 
 def _first_port(wan: Wan, host: str) -> tuple[str, HostPort]:

@@ -22,7 +22,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from routerlab.experiments import RunContext, experiment
 from routerlab.report import Result, machine_description, markdown_table, plot, save_result
@@ -140,8 +141,8 @@ def run_scaling(sizes: list[int], reps: int = 3, lp_budget_s: float = LP_BUDGET_
                 # stop at the budget and run no larger size.
                 row["lp_timed_out"] = lp_stopped = True
         log.info("scaling %d flow groups: b4 %.3f s, b4 q=1/4 %.3f s, lp %s", n, row["b4_s"], row["b4_q_s"],
-                 "%.2f s" % row["lp_s"] if row["lp_s"] is not None else
-                 "stopped at %.0f s" % lp_budget_s if row["lp_timed_out"] else "skipped")
+                 f"{row['lp_s']:.2f} s" if row["lp_s"] is not None else
+                 f"stopped at {lp_budget_s:.0f} s" if row["lp_timed_out"] else "skipped")
         out.append(row)
     return out
 
@@ -276,7 +277,8 @@ def _setup_text(instances: list[dict[str, Any]], quick: bool, load_start: list[f
         "Lower or higher load does not close the gap (checked at 0.75x-2.5x load on the B4-like topology with",
         "1,000 flow groups and on Uninett2010 with 300 site pairs: b4 throughput 0.92-0.98 of the LP's).",
         "",
-        markdown_table(("instance", "sites", "edges", "flow groups", "apps", "tunnels", "tunnels s", "LP solves"), rows),
+        markdown_table(("instance", "sites", "edges", "flow groups", "apps", "tunnels", "tunnels s", "LP solves"),
+                       rows),
     ])
 
 
@@ -344,14 +346,14 @@ def bench_te(ctx: RunContext) -> Result:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone: ``python -m b4.te.bench [--quick] [--out DIR]`` (prints the tables)."""
+    """Standalone: ``python -m b4.te_bench [--quick] [--out DIR]`` (prints the tables)."""
     import argparse
 
     from rich.console import Console
     from rich.logging import RichHandler
     from rich.markdown import Markdown
 
-    parser = argparse.ArgumentParser(prog="python -m b4.te.bench")
+    parser = argparse.ArgumentParser(prog="python -m b4.te_bench")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("results/te"))
     args = parser.parse_args(argv)

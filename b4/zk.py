@@ -11,10 +11,10 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from routerlab import registry
+from routerlab.expect import ExpectTimeout, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class ZooKeeper:
     def hosts(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "ZooKeeper":
+    def start(self, timeout: float = 30.0) -> ZooKeeper:
         why = available()
         if why:
             raise ZooKeeperError(why)
@@ -79,14 +79,19 @@ class ZooKeeper:
         finally:
             log_f.close()
         registry.session().add_process(self.proc.pid, f"zookeeper:{self.port}")
-        deadline = time.monotonic() + timeout
-        while not _ruok(self.port):
-            if self.proc.poll() is not None:
-                raise ZooKeeperError(f"ZooKeeper exited ({self.proc.returncode}); see {self.dir / 'zookeeper.log'}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ZooKeeperError(f"ZooKeeper did not answer on 127.0.0.1:{self.port} within {timeout:.0f} s")
-            time.sleep(0.1)
+        proc = self.proc
+
+        def answers() -> bool:
+            if _ruok(self.port):
+                return True
+            if proc.poll() is not None:
+                raise ZooKeeperError(f"ZooKeeper exited ({proc.returncode}); see {self.dir / 'zookeeper.log'}")
+            return False
+        try:  # not retried: a ZooKeeper that exited fails the start at once
+            wait_for(answers, timeout, interval=0.1, what=f"ZooKeeper on 127.0.0.1:{self.port}", retry_on=())
+        except ExpectTimeout:
+            self.stop()
+            raise ZooKeeperError(f"ZooKeeper did not answer on 127.0.0.1:{self.port} within {timeout:.0f} s") from None
         log.info("ZooKeeper up on %s (%s)", self.hosts, self.dir)
         return self
 
@@ -102,7 +107,7 @@ class ZooKeeper:
         registry.session().release_process(pid)
         self.proc = None
 
-    def __enter__(self) -> "ZooKeeper":
+    def __enter__(self) -> ZooKeeper:
         return self.start()
 
     def __exit__(self, *exc) -> None:

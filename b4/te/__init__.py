@@ -8,7 +8,7 @@ Modules, one concept each: ``bandwidth_function``, ``flow_group``, ``problem``, 
 ``instance`` (problem + tunnels as arrays), ``fair_share`` (raising fair shares until edges
 saturate), ``tunnel_group`` (B4's tunnel-group generation), ``quantization``,
 ``max_min_lp`` (Danna et al.), ``swan``, ``shortest_path``, ``metrics``, ``solve``,
-``generate`` (problem generators), ``cli`` and ``bench``.
+``generate`` (problem generators), and ``cli`` (the benchmark is ``b4.te_bench``).
 """
 from b4.te.allocation import Allocation, FlowGroupAllocation, TunnelShare
 from b4.te.bandwidth_function import BandwidthFunction

@@ -11,7 +11,10 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
+
+from routerlab.errors import UserError
 
 from b4.te.problem import Problem, ProblemError, check_max_tunnels, check_quantum, load_problem
 
@@ -68,14 +71,15 @@ def _add_commands(sub: Any) -> None:
 
 
 def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn ProblemError into exit code 2 and one line on stderr."""
+    """Turn a user error (ProblemError: a bad problem file or option) into exit code 2 and
+    one line on stderr."""
 
     def run(args: argparse.Namespace) -> int:
         from b4.te.tunnel_lp import LPError
 
         try:
             return fn(args)
-        except ProblemError as e:
+        except UserError as e:
             print(f"routerlab: error: {' '.join(str(e).split())}", file=sys.stderr)
             return 2
         except LPError as e:
@@ -114,7 +118,8 @@ def _generate_command(args: argparse.Namespace) -> int:
     from b4.te import generate
 
     if args.source in ("zoo", "sndlib") and not args.name:
-        raise ProblemError(f"te generate {args.source}: give a topology name, one of: {', '.join(_topohub_names(args.source))}")
+        names = ", ".join(_topohub_names(args.source))
+        raise ProblemError(f"te generate {args.source}: give a topology name, one of: {names}")
     for opt in ("flow_groups", "flow_groups_per_pair"):
         if getattr(args, opt) < 1:
             raise ProblemError(f"--{opt.replace('_', '-')} must be >= 1")
@@ -177,22 +182,27 @@ def dump_problem(problem: Problem, yaml_format: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _num(v: float) -> str:
+    """A number in a table: 3 decimals at most, thousands separated, tiny ones in e-notation."""
+    if v != 0 and abs(v) < 0.01:
+        return f"{v:.2e}"
+    return f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) < 1000 else f"{v:,.0f}"
+
+
 def _print_allocation(alloc: Any, source: str) -> None:
     from rich.console import Console
     from rich.table import Table
-
-    from routerlab.report import fmt
 
     inst = alloc.instance
     con = Console()
     demand = float(inst.fg_demand.sum())
     q = f", quantum {alloc.quantum:g}" if alloc.algorithm == "b4" else ""
-    con.print(f"[bold]{alloc.algorithm}[/bold] on {source}: throughput {fmt(alloc.throughput)} of demand "
-              f"{fmt(demand)} ({100 * alloc.throughput / demand if demand else 100:.1f}%), "
+    con.print(f"[bold]{alloc.algorithm}[/bold] on {source}: throughput {_num(alloc.throughput)} of demand "
+              f"{_num(demand)} ({100 * alloc.throughput / demand if demand else 100:.1f}%), "
               f"{int(alloc.satisfied.sum())}/{inst.num_flow_groups} flow groups satisfied{q}, "
               f"runtime {alloc.runtime_s * 1000:.1f} ms (tunnels {inst.tunnels_runtime_s * 1000:.1f} ms)")
     if alloc.unquantized is not None:
-        con.print(f"unquantized throughput {fmt(alloc.unquantized.throughput)}")
+        con.print(f"unquantized throughput {_num(alloc.unquantized.throughput)}")
 
     order = sorted(range(inst.num_flow_groups), key=lambda g: (alloc.fair_shares[g], g))
     t = Table(title="Flow groups (lowest fair share first)")
@@ -200,8 +210,8 @@ def _print_allocation(alloc: Any, source: str) -> None:
         t.add_column(col, justify="right" if col in ("demand", "rate", "fair share") else "left")
     for g in order[:_ROWS]:
         fa = alloc.flow_group(g)
-        tg = "  ".join(f"{'->'.join(s.path)} {fmt(s.weight)}" for s in fa.tunnels)
-        t.add_row(fa.name, f"{fa.src} -> {fa.dst}", fmt(fa.demand), fmt(fa.rate), fmt(fa.fair_share),
+        tg = "  ".join(f"{'->'.join(s.path)} {_num(s.weight)}" for s in fa.tunnels)
+        t.add_row(fa.name, f"{fa.src} -> {fa.dst}", _num(fa.demand), _num(fa.rate), _num(fa.fair_share),
                   "yes" if fa.satisfied else "no", tg)
     con.print(t)
     if len(order) > _ROWS:
@@ -214,7 +224,7 @@ def _print_allocation(alloc: Any, source: str) -> None:
         t.add_column(col, justify="left" if col == "edge" else "right")
     for e in edges[:_ROWS]:
         ed = inst.problem.edges[e]
-        t.add_row(f"{ed.src} -> {ed.dst}", fmt(ed.capacity), fmt(float(alloc.edge_loads[e])), f"{100 * util[e]:.1f}%")
+        t.add_row(f"{ed.src} -> {ed.dst}", _num(ed.capacity), _num(float(alloc.edge_loads[e])), f"{100 * util[e]:.1f}%")
     con.print(t)
     if len(edges) > _ROWS:
         con.print(f"... {len(edges) - _ROWS} more edges")
@@ -224,7 +234,7 @@ def _print_allocation(alloc: Any, source: str) -> None:
         for col in ("fair share", "frozen edges", "moved", "stopped", "satisfied"):
             t.add_column(col, justify="right" if col == "fair share" else "left")
         for s in alloc.steps_json()[:_ROWS]:
-            t.add_row(fmt(s["fair_share"]), ", ".join(f"{a}->{b}" for a, b in s["frozen_edges"]),
+            t.add_row(_num(s["fair_share"]), ", ".join(f"{a}->{b}" for a, b in s["frozen_edges"]),
                       _names(s.get("moved", {})), _names(s.get("stopped", [])), _names(s.get("satisfied", [])))
         con.print(t)
 

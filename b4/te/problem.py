@@ -19,7 +19,10 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
+from collections.abc import Iterable, Mapping
+
+from routerlab.errors import UserError
 
 from b4.te.flow_group import Application, FlowGroup
 
@@ -27,8 +30,9 @@ DEFAULT_MAX_TUNNELS = 4
 DEFAULT_QUANTUM = 0.25
 
 
-class ProblemError(ValueError):
-    """A TE problem that cannot be solved as given (the message is one line)."""
+class ProblemError(UserError, ValueError):
+    """A TE problem that cannot be solved as given (the message is one line): bad input the
+    user can fix, so the ``routerlab`` CLI prints it as one line and exits 2."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ class Problem:
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<problem>") -> "Problem":
+    def from_dict(cls, data: Any, source: str = "<problem>") -> Problem:
         """Build and validate a problem from the parsed file format; errors name ``source``."""
         try:
             return _from_dict(data, source)

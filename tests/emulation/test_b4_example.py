@@ -37,6 +37,13 @@ def _probe(b4, src, dst):
     return Probe(b4.net.host(src), b4.net.host(dst), b4.wan.hosts_of(dst[1:])[0].ip, rate_pps=1000)
 
 
+def _tx_bytes_during(b4, link, seconds):
+    """Bytes sent on a link during a window of `seconds`."""
+    before = b4.net.link_tx_bytes()[link]
+    time.sleep(seconds)
+    return b4.net.link_tx_bytes()[link] - before
+
+
 def _feasible_check(res, alloc):
     """`check_delivery` on the flow groups whose demand fits (FG2 is oversubscribed on purpose)."""
     from dataclasses import replace
@@ -80,16 +87,14 @@ def test_te_off_and_on_lose_no_probe_packet(b4):
         tx0 = b4.net.link_tx_bytes()
         b4.te(False)
         assert b4.wait_converged(20)
-        time.sleep(1.0)
-        tx1 = b4.net.link_tx_bytes()
-        # off: shortest paths, so nothing crosses A-D (FG2's tunnel) any more
-        assert tx1[("A", "D")] - tx0[("A", "D")] < 5000
-        installed = b4.show()["installed"]
-        assert not any(any(v for v in ted.values()) for ted in installed.values())
+        # off: no TE entry left anywhere, shortest paths, so nothing crosses A-D (FG2's tunnel)
+        wait_for(lambda: not any(any(v for v in ted.values()) for ted in b4.show()["installed"].values()), 10,
+                 what="every site's TE entries removed")
+        wait_for(lambda: _tx_bytes_during(b4, ("A", "D"), 0.2) < 500, 10, what="A-D to carry no probe traffic")
+        assert b4.net.link_tx_bytes()[("A", "D")] - tx0[("A", "D")] < 5000
         b4.te(True)
         assert b4.wait_converged(20)
-        time.sleep(1.0)
-        assert probe_tunnel(b4, "FG2") == "A-D-C"
+        wait_for(lambda: probe_tunnel(b4, "FG2", 0.5) == "A-D-C", 10, what="FG2's probe back on tunnel A-D-C")
         t1 = time.time()
     finally:
         r1, r2, rr = p1.stop(), p2.stop(), ref.stop()

@@ -1,24 +1,16 @@
-"""The os-ken site controller's role handling, without os-ken's event loop or a switch.
-
-Regression for a b4-failures start-up that never converged: a switch connected while the
-controller was still standby; the connection handler decided on SLAVE, read the generation
-from ZooKeeper (slow), the election finished meanwhile and the take-over sent MASTER, then the
-handler's SLAVE request went out after it. The switch kept the controller as a slave and
-refused the pipeline and every TE op with OFPBRC_IS_SLAVE (OpenFlow error type 1 code 10),
-while the controller believed it was master and reported the site ready.
-"""
+"""The os-ken site controller app (`b4.ofc`) as a shell over `b4.mastership`: its handlers
+pass events on and send what comes back. Without os-ken's event loop or a switch; the
+mastership decisions themselves are tested in ``test_b4_mastership.py``."""
 from __future__ import annotations
 
-import threading
-import time
 from types import SimpleNamespace
 
-from os_ken.controller.handler import MAIN_DISPATCHER
+from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from b4.model import load_wan
-from b4.ofc import NOT_READY, SiteControllerApp, _is_slave_error, of_error_text
+from b4.ofc import NOT_READY, SiteControllerApp
 from b4.teops import REJECTED
 
 
@@ -38,8 +30,8 @@ class RecordingDatapath:
     def send_msg(self, m) -> None:
         self.sent.append(m)
 
-    def roles(self) -> list[int]:
-        return [m.role for m in self.sent if isinstance(m, parser.OFPRoleRequest)]
+    def roles(self) -> list[tuple[int, int]]:
+        return [(m.role, m.generation_id) for m in self.sent if isinstance(m, parser.OFPRoleRequest)]
 
 
 class StubRpc:
@@ -50,89 +42,47 @@ class StubRpc:
         self.events.append(msg)
 
 
-def make_app() -> SiteControllerApp:
+def make_app(generation=None) -> SiteControllerApp:
     app = SiteControllerApp.__new__(SiteControllerApp)  # no os-ken machinery
     app._init_state({"id": "ofc-test", "wan": load_wan("b4-example").config.to_json()})
     app.rpc = StubRpc()
-    app.elector = None
+    app.elector = None if generation is None else SimpleNamespace(generation=generation, leading=False)
     return app
 
 
-class ElectedDuringRead:
-    """An elector whose generation read is slow: the election completes while it is in flight."""
-
-    def __init__(self, app: SiteControllerApp, generation: int = 1):
-        self.app, self.gen = app, generation
-
-    def generation(self) -> int:
-        self.app._become_master(self.gen)  # the elector thread wins meanwhile
-        time.sleep(0.05)  # ... and its take-over runs before the read returns
-        return self.gen
-
-
-def _wait_takes(app: SiteControllerApp, timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while app._taking and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
-def test_slave_request_never_overtakes_the_master_claim():
-    app = make_app()
-    took: list[int] = []
-
-    def fake_take(dp):  # the take-over's first step (claim) without the resync round trips
-        took.append(dp.id)
-        app._claim_role(dp)
-        return None
-
-    app._take_switch = fake_take
-    app.elector = ElectedDuringRead(app)
-    dp = RecordingDatapath(app.wan.switches["A"].dpid)
+def connect(app: SiteControllerApp, switch: str) -> RecordingDatapath:
+    dp = RecordingDatapath(app.wan.switches[switch].dpid)
     app.state_change_handler(SimpleNamespace(datapath=dp, state=MAIN_DISPATCHER))
-    _wait_takes(app)
-    roles = dp.roles()
-    assert roles, "no role request sent"
-    assert roles[-1] == ofp.OFPCR_ROLE_MASTER, f"last role request {roles} leaves the master a slave"
-    assert ofp.OFPCR_ROLE_SLAVE not in roles[roles.index(ofp.OFPCR_ROLE_MASTER):]
-    assert all(m.generation_id == 1 for m in dp.sent if isinstance(m, parser.OFPRoleRequest))
-    assert took, "the switch was never taken"
+    return dp
 
 
 def test_standby_connect_claims_slave_with_the_newest_generation():
+    app = make_app(generation=lambda: 7)
+    dp = connect(app, "B")
+    assert dp.roles() == [(ofp.OFPCR_ROLE_SLAVE, 7)]
+    assert not app.mastership.taking("B")
+
+
+def test_election_during_the_generation_read_sends_master_only():
     app = make_app()
-    app.elector = SimpleNamespace(generation=lambda: 7)
-    dp = RecordingDatapath(app.wan.switches["B"].dpid)
-    app.state_change_handler(SimpleNamespace(datapath=dp, state=MAIN_DISPATCHER))
-    reqs = [m for m in dp.sent if isinstance(m, parser.OFPRoleRequest)]
-    assert [(m.role, m.generation_id) for m in reqs] == [(ofp.OFPCR_ROLE_SLAVE, 7)]
-    assert not app._taking
+
+    def read_while_elected() -> int:  # the elector thread wins while the read is in flight
+        app._become_master(1)
+        return 1
+
+    app.elector = SimpleNamespace(generation=read_while_elected, leading=True)
+    dp = connect(app, "A")
+    assert dp.roles() == [(ofp.OFPCR_ROLE_MASTER, 1)]
+    assert [e["role"] for e in app.rpc.events if e["event"] == "role"] == ["master"]
 
 
-def test_is_slave_refusal_makes_the_switch_unready_and_retakes_it():
+def test_ops_wait_for_the_take_and_disconnect_forgets_the_switch():
     app = make_app()
-    app.role, app.generation = "master", 3
-    dp = RecordingDatapath(app.wan.switches["A"].dpid)
-    app.dps["A"] = dp
-    app.ready.add("A")
-    started = threading.Event()
-
-    def fake_take(d):
-        app._claim_role(d)
-        started.set()
-        return None
-
-    app._take_switch = fake_take
-    err = SimpleNamespace(msg=SimpleNamespace(datapath=dp, type=ofp.OFPET_BAD_REQUEST, code=ofp.OFPBRC_IS_SLAVE,
-                                              xid=99))
-    app.error_msg_handler(err)
-    assert "A" not in app.ready  # no TE op is accepted until the take's "ready" event
-    assert started.wait(2.0)
-    assert dp.roles()[-1] == ofp.OFPCR_ROLE_MASTER
-    _wait_takes(app)
-
-
-def test_is_slave_error_text():
-    assert _is_slave_error(of_error_text(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE))
-    assert not _is_slave_error(of_error_text(ofp.OFPET_GROUP_MOD_FAILED, 0))
-    assert not _is_slave_error(None)
-    assert (NOT_READY, REJECTED) == ("not_ready", "rejected")
+    app._become_master(1)
+    dp = connect(app, "A")
+    op = {"type": "op", "session": 1, "seq": 1, "site": "A", "action": "delete", "kind": "flow_group", "id": "FG1"}
+    reply = app._rpc(SimpleNamespace(peer="test"), op)
+    assert (reply["status"], reply["reason"]) == (REJECTED, NOT_READY)
+    assert app._hello()["sites"]["A"]["connected"] == ["A"]
+    app.state_change_handler(SimpleNamespace(datapath=dp, state=DEAD_DISPATCHER))
+    assert app._hello()["sites"]["A"]["connected"] == []

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from b4.te import generate
-from b4.te.bench import Case, _predict, run_te_bench
+from b4.te_bench import Case, _predict, run_te_bench
 
 REQUIRED = {"speedup_vs_lp_min", "throughput_ratio_vs_lp_min", "fairness_vs_lp_min", "b4_like_runtime_s"}
 
