@@ -25,7 +25,8 @@ class BandwidthFunction:
         pts = [(float(f), float(b)) for f, b in breakpoints]
         if not pts or pts[0] != (0.0, 0.0):
             pts.insert(0, (0.0, 0.0))
-        fs, bw = [], []
+        fs: list[float] = []
+        bw: list[float] = []
         for f, b in pts:
             if not (math.isfinite(f) and math.isfinite(b)):
                 raise ValueError(f"breakpoint ({f}, {b}) is not finite")

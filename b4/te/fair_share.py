@@ -163,7 +163,9 @@ def raise_fair_share(inst: Instance, routes: Routes, move_on_freeze: bool, *,
     app_w, app_d, app_fg = app_w[keep], app_d[keep], app_fg[keep]
 
     f = 0.0
-    ent_fg = ent_edge = ent_coeff = None
+    # the (flow group, edge, coefficient) entries of the active tunnels; rebuilt when dirty
+    ent_fg = ent_edge = np.empty(0, dtype=np.intp)
+    ent_coeff = np.empty(0)
     dirty = True
 
     def bandwidths(x: float) -> np.ndarray:

@@ -84,5 +84,7 @@ def set_col_bounds(h: "highspy.Highs", idx: np.ndarray, lower: np.ndarray, upper
 
 def set_row_bounds(h: "highspy.Highs", idx: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
     if len(idx):
-        h.changeRowsBounds(len(idx), np.asarray(idx, dtype=np.int32), np.asarray(lower, dtype=float),
+        # changeRowsBounds exists in highspy but is missing from its type stubs
+        h.changeRowsBounds(len(idx), np.asarray(idx, dtype=np.int32),  # type: ignore[attr-defined]
+                           np.asarray(lower, dtype=float),
                            np.asarray(upper, dtype=float))
