@@ -313,7 +313,8 @@ def run_b4_wan(ctx: RunContext) -> Result:
              "TE op round trip (CDF)", "ms", "fraction of ops", kind="step")
         res.plots.append(("TE op round-trip times (CDF)", "op_rtt.png"))
     res.raw = {"te_allocation": te_alloc.to_json(), "sp_allocation": sp_alloc.to_json(), "te": te.to_json(),
-               "sp": sp.to_json(), "validity": {"te": te_tries, "sp": sp_tries, "valid": valid}, "op_rtt_ms": rtts, "te_runs": stats.get("te_runs", []), "converge_s": converge_s}
+               "sp": sp.to_json(), "validity": {"te": te_tries, "sp": sp_tries, "valid": valid},
+               "op_rtt_ms": rtts, "te_runs": stats.get("te_runs", []), "converge_s": converge_s}
     return res
 
 

@@ -305,7 +305,10 @@ def _fg_match(dp: DatapathLike, e: Mapping[str, Any]) -> tuple[Any, int]:
 def _fg_msgs(dp: DatapathLike, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[Any]:
     p = dp.ofproto_parser
     out = []
-    if old is not None and (new is None or (old["src"], old["dst"], old.get("dscp")) != (new["src"], new["dst"], new.get("dscp"))):
+    def key(fg: Mapping[str, Any]) -> tuple[Any, ...]:
+        return fg["src"], fg["dst"], fg.get("dscp")
+
+    if old is not None and (new is None or key(old) != key(new)):
         m, prio = _fg_match(dp, old)
         out.append(_delete_strict(dp, TABLE_ACL, prio, m))
     if new is not None:

@@ -297,7 +297,7 @@ class FlowGroupTraffic:
         """Receiver counts now: {flow id: (packets, bytes)} and the time."""
         out: dict[int, tuple[int, int]] = {}
         times = []
-        for host, p in self.receivers.items():
+        for p in self.receivers.values():
             p.stdin.write(b"snap\n")
             p.stdin.flush()
         for host, p in self.receivers.items():
@@ -328,7 +328,7 @@ class FlowGroupTraffic:
                     self.sent[int(k)] = v
             except (subprocess.TimeoutExpired, ValueError, IndexError) as e:
                 log.warning("sender in %s: %s", host, e)
-        for host, p in self.receivers.items():
+        for p in self.receivers.values():
             try:
                 p.communicate(b"stop\n", timeout=10)
             except subprocess.TimeoutExpired:

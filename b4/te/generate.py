@@ -88,7 +88,6 @@ def scale_to_load(problem: Problem, load: float) -> Problem:
     if not load > 0:
         raise ProblemError(f"load must be > 0, got {load}")
     graph = SiteGraph.of(problem)
-    idx = problem.edge_index()
     edge_load = np.zeros(len(problem.edges))
     by_dst: dict[str, Any] = {}
     for g in problem.flow_groups:

@@ -79,7 +79,7 @@ def test_switch_lan_with_frr_and_bird(uid):
         h1 = net.host("h1")
         for r in ("r1", "r2"):
             ip = str(topo.node(r).loopback.ip)
-            wait_for(lambda: "1 received" in h1.cmd(f"ping -c1 -W1 {ip}"), 30, what=f"h1 to ping {r}")
+            wait_for(lambda ip=ip: "1 received" in h1.cmd(f"ping -c1 -W1 {ip}"), 30, what=f"h1 to ping {r}")
     finally:
         net.stop()
     assert not registry.ovs_bridge_exists(bridge)

@@ -95,7 +95,7 @@ def test_diff_modify_and_mixed_phases():
 
 def test_ted_json_round_trip_and_validation():
     d = example_desired()
-    for site, ted in d.items():
+    for ted in d.values():
         assert ted_from_json(ted_to_json(ted)) == ted
     with pytest.raises(ValueError):
         ted_from_json({"tunnel": {"T5": {"label": 5, "role": "encap", "next_hop": "B"}}})  # reserved label

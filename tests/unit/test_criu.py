@@ -238,7 +238,8 @@ echo "$@" > "$FAKE_DIR/args"
 ls -l /proc/$$/fd/ > "$FAKE_DIR/fds" 2>&1
 case "$1" in
   --version) echo "Version: 9.9.9" ;;
-  check) [ "$3" = mem_dirty_track ] && { echo "Warn  (criu/cr-check.c:824): Dirty tracking is OFF."; exit 1; }; echo "Looks good." ;;
+  check) [ "$3" = mem_dirty_track ] && { echo "Warn  (criu/cr-check.c:824): Dirty tracking is OFF."; exit 1; }
+         echo "Looks good." ;;
   dump) [ -n "$FAKE_FAIL" ] && { printf '(00.1) Error (criu/x.c:1): it broke\\n' > "$FAKE_DIR/img/dump.log"; exit 1; } ;;
   restore) echo 4242 > "$FAKE_DIR/img/restore.pid" ;;
 esac
