@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import shlex
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 from mininet.cli import CLI
 from rich.console import Console
@@ -156,10 +157,11 @@ class RouterlabCLI(CLI):
 def teardown_lab(network: Any, system: systems.System | None) -> None:
     """Run the teardown of the system that built a lab (errors are logged, not raised: the
     network must still be stopped)."""
-    if system is None or system.lab_teardown is None:
+    teardown = system.hook("lab_teardown") if system is not None else None
+    if teardown is None:
         return
     try:
-        system.lab_teardown(network)
+        teardown(network)
     except Exception as e:
         log.warning("%s teardown: %s", system.name, e)
 
@@ -199,9 +201,8 @@ def serve_lab(network: Any, stop: Callable[[], None], *, console: Console,
 
 def lab_class(system: systems.System | None = None) -> type:
     """The CLI class of a lab: routerlab's commands plus those of the system that built it."""
-    if system is None or system.lab_commands is None:
-        return RouterlabCLI
-    return system.lab_commands(RouterlabCLI)
+    commands = system.hook("lab_commands") if system is not None else None
+    return RouterlabCLI if commands is None else commands(RouterlabCLI)
 
 
 def run_lab(topology: str, *, prefix: str = "rl-", console: Console | None = None,
@@ -213,8 +214,9 @@ def run_lab(topology: str, *, prefix: str = "rl-", console: Console | None = Non
     console = console or Console()
     topo = load_topology(topology)  # bad input fails here, before anything is created
     system = systems.for_topology(topo)
-    if system is not None and system.run_lab is not None:
-        return system.run_lab(topo, prefix=prefix, console=console, script=script)
+    runner = system.hook("run_lab") if system is not None else None
+    if runner is not None:
+        return runner(topo, prefix=prefix, console=console, script=script)
     from routerlab.network import Network
 
     net = Network(topo, prefix=prefix)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from routerlab.errors import UserError
 
@@ -54,20 +55,34 @@ class System:
     - ``lab_teardown``: run when a lab this system built ends, normally or not, before its
       network stops (stops what the system's commands started there).
 
+    Each of the four hooks is a callable or a ``"module:attribute"`` string imported when
+    first used (`hook`).
+
     A system applies to the topologies whose ``params: {system: NAME}`` name it
     (`applies_to`); it ships them in ``topologies/``."""
 
     name: str
     description: str
     experiments: tuple[str, ...] = ()
-    add_cli: Callable[[Any], None] | None = None
-    lab_commands: Callable[[type], type] | None = None
-    run_lab: LabRunner | None = None
-    lab_teardown: Callable[[Any], None] | None = None
+    add_cli: Callable[[Any], None] | str | None = None
+    lab_commands: Callable[[type], type] | str | None = None
+    run_lab: LabRunner | str | None = None
+    lab_teardown: Callable[[Any], None] | str | None = None
 
     def applies_to(self, topo: Topology) -> bool:
         """Whether this system builds the lab for `topo` (``params: {system: NAME}``)."""
         return system_name(topo) == self.name
+
+    def hook(self, field: str) -> Callable[..., Any] | None:
+        """The callable declared as `field` (importing it if it was declared by name)."""
+        ref = getattr(self, field)
+        if ref is None or callable(ref):
+            return ref
+        module, _, attr = str(ref).partition(":")
+        fn = getattr(importlib.import_module(module), attr)
+        if not callable(fn):
+            raise TypeError(f"system {self.name}: {field} = {ref!r} is not callable")
+        return fn
 
     def load_experiments(self) -> None:
         """Import the modules whose decorators register this system's experiments."""
@@ -129,8 +144,9 @@ def for_topology(topo: Topology) -> System | None:
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Let every system add its own ``routerlab`` subcommands."""
     for s in systems().values():
-        if s.add_cli is not None:
-            s.add_cli(subparsers)
+        add = s.hook("add_cli")
+        if add is not None:
+            add(subparsers)
 
 
 def load_experiments() -> None:
