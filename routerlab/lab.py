@@ -157,7 +157,9 @@ class RouterlabCLI(CLI):
 def teardown_lab(network: Any, system: systems.System | None) -> None:
     """Run the teardown of the system that built a lab (errors are logged, not raised: the
     network must still be stopped)."""
-    teardown = system.hook("lab_teardown") if system is not None else None
+    if system is None:
+        return
+    teardown = system.hook("lab_teardown")
     if teardown is None:
         return
     try:

@@ -7,12 +7,13 @@ namespace and break CRIU dumps. Everything is recorded in the registry before cr
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from routerlab import registry
 
@@ -63,7 +64,7 @@ class Netns:
         return NETNS_DIR / self.name
 
     @classmethod
-    def create(cls, name: str, *, lo_up: bool = True) -> "Netns":
+    def create(cls, name: str, *, lo_up: bool = True) -> Netns:
         """Create (and register) a named namespace; refuses one that already exists."""
         if (NETNS_DIR / name).exists():
             raise FileExistsError(
@@ -81,7 +82,7 @@ class Netns:
         return ns
 
     @classmethod
-    def adopt(cls, name: str) -> "Netns":
+    def adopt(cls, name: str) -> Netns:
         """A handle on an existing namespace that routerlab does not own."""
         return cls(name, owned=False)
 
@@ -103,17 +104,17 @@ class Netns:
 
         Output goes to ``log_path`` when given (so a daemon that dies can be explained by its
         own words), else to the caller's pipes/kwargs."""
-        if log_path is not None:
-            f = open(log_path, "ab")
-            kwargs.setdefault("stdout", f)
-            kwargs.setdefault("stderr", subprocess.STDOUT)
-        kwargs.setdefault("stdin", subprocess.DEVNULL)
-        # Own session: a Ctrl-C on the terminal reaches routerlab, which stops daemons in order.
-        kwargs.setdefault("start_new_session", True)
-        p = subprocess.Popen(self.prefix() + list(args), **kwargs)
-        registry.session().add_process(p.pid, name or os.path.basename(args[0]))
-        if log_path is not None:
-            f.close()
+        # The child keeps its own copy of the log file's descriptor; ours is closed on return.
+        with contextlib.ExitStack() as stack:
+            if log_path is not None:
+                f = stack.enter_context(open(log_path, "ab"))
+                kwargs.setdefault("stdout", f)
+                kwargs.setdefault("stderr", subprocess.STDOUT)
+            kwargs.setdefault("stdin", subprocess.DEVNULL)
+            # Own session: a Ctrl-C on the terminal reaches routerlab, which stops daemons in order.
+            kwargs.setdefault("start_new_session", True)
+            p = subprocess.Popen(self.prefix() + list(args), **kwargs)
+            registry.session().add_process(p.pid, name or os.path.basename(args[0]))
         return p
 
     def sysctl(self, key: str, value: str, check: bool = True) -> None:

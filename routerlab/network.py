@@ -28,6 +28,12 @@ from routerlab.topology import Topology
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float | None], None]
+
+
+def _no_progress(message: str, fraction: float | None) -> None:
+    """The Progress callback used when the caller gives none: report nothing."""
+
+
 RUN_ROOT = registry.STATE_DIR / "routers"
 
 
@@ -180,7 +186,7 @@ class Network:
     # ------------------------------------------------------------------ lifecycle
     def start(self, progress: Progress | None = None) -> Network:
         """Create namespaces, switches and links, then start every daemon."""
-        say = progress or (lambda m, f=None: None)
+        say = progress or _no_progress
         try:
             self._build(say)
             self._start_daemons(say)
@@ -208,6 +214,7 @@ class Network:
                                                          ip=addr, defaultRoute=gw)
             else:
                 spec = router_spec(topo, node.name)
+                assert node.daemon is not None  # the validator gives routers and externals a daemon
                 daemon = driver_for(node.daemon)(spec)
                 self.routers[node.name] = self.net.addHost(
                     node.name, cls=RouterNode, netns_name=ns_name, daemon=daemon, ip=None,
@@ -328,7 +335,7 @@ class Network:
     def wait_converged(self, timeout: float = 90.0, progress: Progress | None = None) -> float:
         """Wait until every adjacency is Full and every session Established; returns the
         seconds since the daemons were started."""
-        say = progress or (lambda m, f=None: None)
+        say = progress or _no_progress
         poll_converged(self.convergence_state, self.topo.name, timeout, interval=0.2,
                        say=lambda m: say(m, None))
         return time.monotonic() - (self.daemon_start_time or time.monotonic())

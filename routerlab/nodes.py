@@ -40,6 +40,7 @@ class NetnsNode(Node):
 
     def _popen(self, cmd: list[str], **params: Any):
         if self._wrap_shell and cmd and cmd[0] == "mnexec":
+            assert self.netns is not None  # startShell() creates it before setting _wrap_shell
             # Mininet asks mnexec for a fresh namespace ('n'); enter the named one instead.
             opts = cmd[1].replace("n", "")
             cmd = ["mnexec", opts, *self.netns.prefix(), *cmd[2:]]
@@ -112,7 +113,7 @@ class UserspaceSwitch(OVSSwitch):
             registry.session().add("bridge", self.name)
         super().start(controllers)
 
-    def stop(self, deleteIntfs: bool = True) -> None:  # noqa: N803 (Mininet API)
+    def stop(self, deleteIntfs: bool = True) -> None:  # Mininet's camelCase API
         super().stop(deleteIntfs)
         registry.session().release("bridge", self.name)
 
@@ -135,8 +136,8 @@ class RegisteredLink(TCLink):
         super().__init__(node1, node2, **params)
 
     @classmethod
-    def makeIntfPair(cls, intfname1: str, intfname2: str, addr1=None, addr2=None,  # noqa: N802
-                     node1: Node = None, node2: Node = None, deleteIntfs: bool = True):
+    def makeIntfPair(cls, intfname1: str, intfname2: str, addr1=None, addr2=None,  # Mininet's API
+                     node1: Node | None = None, node2: Node | None = None, deleteIntfs: bool = True):
         root_ends = [name for name, node in ((intfname1, node1), (intfname2, node2))
                      if node is None or not node.inNamespace]
         for name in root_ends:

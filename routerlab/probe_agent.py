@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import errno
 import ipaddress
 import json
@@ -201,10 +202,8 @@ def run_receiver(bind: str, port: int, run_id: int, *, drain_s: float = 1.0,
                  rcvbuf: int = 4 << 20) -> dict[str, Any]:
     """Record every probe packet until told to stop; return the receiver log."""
     sock = socket.socket(_family(bind), socket.SOCK_DGRAM)
-    try:
+    with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    except OSError:
-        pass
     kernel_ts = True
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)

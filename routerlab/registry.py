@@ -12,6 +12,7 @@ survives.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -20,9 +21,10 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psutil
 
@@ -52,7 +54,7 @@ class Session:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def create(cls, label: str = "") -> "Session":
+    def create(cls, label: str = "") -> Session:
         SESSIONS_DIR.mkdir(parents=True, exist_ok=True)
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{'-' + label if label else ''}"
         s = cls(SESSIONS_DIR / f"{name}.jsonl")
@@ -62,11 +64,10 @@ class Session:
 
     def _append(self, rec: dict[str, Any]) -> None:
         line = json.dumps(rec, sort_keys=True) + "\n"
-        with self._lock:
-            with open(self.path, "a") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
+        with self._lock, open(self.path, "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
 
     def add(self, kind: str, name: str, **attrs: Any) -> None:
         """Record a resource about to be created (call before creating it)."""
@@ -87,7 +88,7 @@ class Session:
 
     def release(self, kind: str, name: str) -> None:
         """Mark a resource as removed by its owner (a process is named by its pid)."""
-        rec = {"op": "del", "kind": kind, "name": str(name)}
+        rec: dict[str, Any] = {"op": "del", "kind": kind, "name": str(name)}
         if kind == "process":
             rec["pid"] = int(name)
         self._append(rec)
@@ -98,10 +99,8 @@ class Session:
     def close(self) -> None:
         """End the session after a clean teardown: if nothing is left, drop the file."""
         if not live_resources(self.path):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
-            except FileNotFoundError:
-                pass
 
 
 _current: Session | None = None
@@ -174,7 +173,7 @@ class CleanReport:
     def total(self) -> int:
         return sum(len(v) for v in self.removed.values())
 
-    def merge(self, other: "CleanReport") -> None:
+    def merge(self, other: CleanReport) -> None:
         for k, v in other.removed.items():
             self.removed.setdefault(k, []).extend(v)
         self.errors.extend(other.errors)
@@ -209,10 +208,8 @@ def kill_pids(pids: list[int], timeout: float = 3.0) -> list[int]:
             pass
     _, alive = psutil.wait_procs(procs, timeout=timeout)
     for p in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(alive, timeout=timeout)
     return [p.pid for p in procs]
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 import fcntl
 import io
 import logging
+import os
 import re
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from rich.console import Console
 from rich.measure import Measurement
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from routerlab import registry
@@ -32,25 +34,23 @@ class RunLock:
 
     def __init__(self, path: Path = LOCK_PATH):
         self.path = path
-        self.f = None
+        self.f: TextIO | None = None
 
     def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = open(self.path, "a+")
+        f = self.f = open(self.path, "a+")  # held open (and locked) until __exit__
         try:
-            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self.f.seek(0)
-            holder = self.f.read().strip() or "another process"
-            self.f.close()
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
             raise UserError(f"another routerlab run is in progress ({holder}); "
                             "wait for it or stop it") from None
-        self.f.seek(0)
-        self.f.truncate()
-        import os
-
-        self.f.write(f"pid {os.getpid()}")
-        self.f.flush()
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -157,13 +157,16 @@ def _progress(console: Console, names: list[str], label: str,
                   BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         overall = progress.add_task("", total=len(names), exp=label) if not single else None
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def start(name: str) -> Callable[..., None]:
             task = tasks[name] = progress.add_task("starting", total=1.0, exp=name)
 
             def report(msg: str, frac: float | None = None, _t=task) -> None:
-                progress.update(_t, description=msg[:70], **({"completed": frac} if frac is not None else {}))
+                if frac is None:
+                    progress.update(_t, description=msg[:70])
+                else:
+                    progress.update(_t, description=msg[:70], completed=frac)
 
             return report
 

@@ -135,9 +135,9 @@ def clear_network_lock(netns_path: str | os.PathLike) -> list[str]:
     for tool in ("iptables", "ip6tables"):
         if not shutil.which(tool):
             continue
-        r = subprocess.run(nsenter + [tool, "-w", "-n", "-L", "CRIU"], capture_output=True,
-                           timeout=30)
-        if r.returncode != 0:
+        chain = subprocess.run(nsenter + [tool, "-w", "-n", "-L", "CRIU"], capture_output=True,
+                               timeout=30)
+        if chain.returncode != 0:
             continue  # no CRIU chain
         for cmd in (["-D", "INPUT", "-j", "CRIU"], ["-D", "OUTPUT", "-j", "CRIU"],
                     ["-F", "CRIU"], ["-X", "CRIU"]):

@@ -74,16 +74,14 @@ _BGP_CANON.update({"close": "Idle", "clearing": "Idle", "deleted": "Idle", "down
 
 def normalize_ospf_state(raw: str) -> tuple[str, str | None]:
     """'Full/DR' -> ('Full', 'DR'); '2-Way/DROther' -> ('2-Way', 'DROther'); 'ptp' kept as role."""
-    state, _, role = raw.strip().partition("/")
+    state, _, role_text = raw.strip().partition("/")
     key = state.strip().lower().replace("-", "").replace("_", "").replace(" ", "")
     canon = _OSPF_CANON.get(key)
     if canon is None:
         log.debug("unknown OSPF state %r", raw)
         canon = state.strip()
-    role = role.strip() or None
-    if role in ("-", ""):
-        role = None
-    return canon, role
+    role = role_text.strip()
+    return canon, (role if role not in ("-", "") else None)
 
 
 def normalize_bgp_state(raw: str) -> str:

@@ -16,8 +16,8 @@ import logging
 import re
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .base import (BgpSession, Daemon, DaemonError, NextHop, OspfNeighbor, Route,
                    normalize_bgp_state, normalize_ospf_state, one_line, parse_int)

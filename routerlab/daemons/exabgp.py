@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from routerlab.expect import ExpectTimeout, wait_for
 
@@ -339,6 +340,11 @@ class EventState:
     rib: dict[str, dict[str, tuple[str | None, int | None]]] = field(default_factory=dict)
 
 
+def _nlri_prefix(n: Any) -> str | None:
+    """An update's NLRI as its prefix: ExaBGP writes a bare string or {"nlri": PREFIX, ...}."""
+    return n.get("nlri") if isinstance(n, dict) else n
+
+
 def replay_events(lines: Iterable[str]) -> EventState:
     """Fold ExaBGP's JSON API messages into session states and per-peer received routes."""
     st = EventState()
@@ -374,13 +380,16 @@ def replay_events(lines: Iterable[str]) -> EventState:
                     continue
                 for nh, nlris in by_nh.items():
                     for n in nlris:
-                        prefix = n.get("nlri") if isinstance(n, dict) else n
-                        rib[prefix] = (nh, med)
+                        prefix = _nlri_prefix(n)
+                        if prefix is not None:
+                            rib[prefix] = (nh, med)
             for fam, nlris in (upd.get("withdraw") or {}).items():
                 if fam != "ipv4 unicast":
                     continue
                 for n in nlris:
-                    rib.pop(n.get("nlri") if isinstance(n, dict) else n, None)
+                    prefix = _nlri_prefix(n)
+                    if prefix is not None:
+                        rib.pop(prefix, None)
     return st
 
 

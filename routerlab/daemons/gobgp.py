@@ -340,6 +340,8 @@ def parse_neighbors(data: list[dict[str, Any]], established_counts: dict[str, in
                 received = parse_int(afst.get("accepted", afst.get("received", 0))) or 0
         peer = (conf.get("neighbor_address") or conf.get("neighbor-address")
                 or st.get("neighbor_address"))
+        if peer is None:
+            continue  # not a neighbour: gobgp always gives the address
         transport = (e.get("transport") or {})
         out.append(BgpSession(
             peer=peer, peer_asn=parse_int(conf.get("peer_asn", conf.get("peer-as"))),

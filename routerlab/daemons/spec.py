@@ -48,7 +48,7 @@ class PrefixMatch:
     le: int | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "PrefixMatch":
+    def parse(cls, text: str) -> PrefixMatch:
         parts = text.split()
         if not parts or len(parts) % 2 != 1:
             raise SpecError(f"bad prefix match {text!r}")
@@ -229,7 +229,7 @@ class RouterSpec:
                 return str(i.iface.ip)
         return None
 
-    def validate(self) -> "RouterSpec":
+    def validate(self) -> RouterSpec:
         """Check internal consistency; raise SpecError with what is wrong. Returns self."""
         def ip(v: str, what: str) -> None:
             try:
@@ -254,7 +254,7 @@ class RouterSpec:
                 raise SpecError(f"{self.name}: interface {i.name} listed twice")
             names.add(i.name)
             try:
-                i.iface
+                _ = i.iface  # parsing the address is the check
             except ValueError as e:
                 raise SpecError(f"{self.name}: interface {i.name}: {e}") from None
             if i.ospf_area is not None:

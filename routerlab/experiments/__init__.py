@@ -6,9 +6,9 @@ lists; `load_all` imports routerlab's own experiments and those modules."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from routerlab.report import Result
 

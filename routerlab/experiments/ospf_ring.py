@@ -6,7 +6,6 @@ when the link it crosses goes down (carrier loss, so OSPF reacts without waiting
 dead interval)."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -51,14 +50,16 @@ def run_ospf_ring(ctx: RunContext) -> Result:
     net = Network(topo, prefix=ctx.options.get("prefix", "rl-"))
     try:
         ctx.step("building the ring", 0.05)
-        net.start(progress=lambda m, f=None: ctx.step(m))
+        net.start(progress=lambda m, f: ctx.step(m))
         ctx.step("waiting for OSPF to converge", 0.2)
         conv_adj = net.wait_converged(timeout=90)
         h1, h2 = net.host("h1"), net.host("h2")
         dst = net.address("h2")
         wait_for(lambda: "1 received" in h1.cmd(f"ping -c1 -W1 {dst}"), 60, interval=0.1,
                  what="h1 to reach h2")
-        convergence_s = time.monotonic() - net.daemon_start_time
+        started = net.daemon_start_time
+        assert started is not None  # set by net.start()
+        convergence_s = time.monotonic() - started
         # Measure failover in steady state: right after convergence the SPF hold time is
         # still escalated (up to 1 s) by the start-up's SPF runs, which would add up to a
         # second to the first failure's recovery. Steady = no SPF run and no new LSA on any
@@ -66,7 +67,7 @@ def run_ospf_ring(ctx: RunContext) -> Result:
         ctx.step(f"converged in {convergence_s:.1f} s; waiting for OSPF to be quiet", 0.35)
         wait_for(lambda: all(r.daemon.ospf_quiet_s() >= QUIET_S for r in net.routers.values()),
                  60, interval=0.2, what="OSPF quiet on every router")
-        steady_s = time.monotonic() - net.daemon_start_time
+        steady_s = time.monotonic() - started
         ctx.step("steady; starting the probe", 0.4)
 
         probe = Probe(h1, h2, dst, rate_pps=RATE_PPS)
@@ -90,6 +91,7 @@ def run_ospf_ring(ctx: RunContext) -> Result:
             probe.close()
         restore_full_s = t_reconv - t_up
 
+        assert probe.sender_report is not None and probe.log is not None  # set by probe.stop()
         series = arrival_series(probe.sender_report, probe.log, bin_s=0.05)
         plot(ctx.out_dir / "probe.png",
              {"received per 50 ms": ([t for t, _ in series], [c for _, c in series])},
@@ -108,7 +110,8 @@ def run_ospf_ring(ctx: RunContext) -> Result:
         res.add_section("Setup", (
             f"Topology `ring` (4 FRR routers, OSPF hello {topo.ospf.hello} s / dead {topo.ospf.dead} s, "
             f"10 Mbit/s links; the r4-r1 link's cost raised to {backup.cost} so that the probe's "
-            f"path is unique and failing it needs an OSPF recomputation). Probe h1 -> h2, {RATE_PPS} packets/s, 64-byte UDP. The link r1-{peer} "
+            f"path is unique and failing it needs an OSPF recomputation). Probe h1 -> h2, "
+            f"{RATE_PPS} packets/s, 64-byte UDP. The link r1-{peer} "
             f"(the one the probe used) was held down {hold_s:.0f} s with both ends' carrier off, then "
             f"restored. Adjacencies were Full {conv_adj:.1f} s after the daemons started; the "
             f"failure came in steady state (no SPF run and no new LSA on any router for "

@@ -90,10 +90,12 @@ def address_plan(source: str, nodes: dict[str, Node], links: list[_LinkSpec]) ->
     rids: dict[IPv4Address, Node] = {}
     for n in nodes.values():
         if n.runs_daemon:
-            n.router_id = n.router_id or n.loopback.ip  # type: ignore[union-attr]
-            if n.router_id in rids:
-                _fail(source, n.line, f"node {n.name}: router id {n.router_id} is also {rids[n.router_id].name}'s")
-            rids[n.router_id] = n
+            assert n.loopback is not None  # every daemon node has one by now (given or assigned above)
+            rid = n.router_id or n.loopback.ip
+            n.router_id = rid
+            if rid in rids:
+                _fail(source, n.line, f"node {n.name}: router id {rid} is also {rids[rid].name}'s")
+            rids[rid] = n
 
     # LANs first try 10.1.N.0/24 for their gateway router N, so addresses are easy to read
     aligned: set[str] = set()
@@ -123,16 +125,24 @@ def address_plan(source: str, nodes: dict[str, Node], links: list[_LinkSpec]) ->
     seg_of = {(ls.index, side): seg for seg in segments for ls, side in seg.members}
     for ls in links:
         for side, end in enumerate(ls.ends):
-            host, seg = nodes[end.node], seg_of.get((ls.index, side))
-            gw = gateway(seg, nodes) if seg is not None else None
-            if host.role == "host" and host.gateway is None and gw is not None:
-                host.gateway = next(m.ends[sd].addr.ip for m, sd in seg.members  # type: ignore[union-attr]
-                                    if m.ends[sd].node == gw.name)
+            host, end_seg = nodes[end.node], seg_of.get((ls.index, side))
+            gw = gateway(end_seg, nodes) if end_seg is not None else None
+            if host.role == "host" and host.gateway is None and end_seg is not None and gw is not None:
+                # fill() gave every end of the segment an address
+                host.gateway = next(e.addr.ip for e in _ends(end_seg) if e.node == gw.name and e.addr is not None)
     # belt and braces: the whole plan, user-given and assigned, must be overlap-free
-    check_overlaps(source, [(s.network, s.net_line or s.line, s.label) for s in segments]  # type: ignore[misc]
-                   + [(n.loopback.network, n.line, f"loopback of {n.name}")
-                      for n in nodes.values() if n.loopback is not None])
+    planned: list[tuple[IPv4Network, int, str]] = []
+    for s in segments:
+        assert s.network is not None  # every segment got a subnet above
+        planned.append((s.network, s.net_line or s.line, s.label))
+    check_overlaps(source, planned + [(n.loopback.network, n.line, f"loopback of {n.name}")
+                                      for n in nodes.values() if n.loopback is not None])
     return segments
+
+
+def _ends(seg: _Segment) -> list[_End]:
+    """The segment's member ends, in member order."""
+    return [ls.ends[side] for ls, side in seg.members]
 
 
 def link_segments(nodes: dict[str, Node], links: list[_LinkSpec]) -> list[_Segment]:
@@ -205,7 +215,7 @@ def gateway(seg: _Segment, nodes: dict[str, Node]) -> Node | None:
 def fill(source: str, seg: _Segment, nodes: dict[str, Node]) -> None:
     """Give each end without an address the lowest free one: daemon nodes first, then hosts."""
     assert seg.network is not None
-    used = {ls.ends[side].addr.ip for ls, side in seg.members if ls.ends[side].addr is not None}  # type: ignore[union-attr]
+    used = {e.addr.ip for e in _ends(seg) if e.addr is not None}
     order = sorted(seg.members, key=lambda m: not nodes[m[0].ends[m[1]].node].runs_daemon) \
         if seg.kind == "lan" else seg.members
     hosts = (ip for ip in seg.network.hosts() if ip not in used)

@@ -95,7 +95,7 @@ def read_yaml(text: str, source: str) -> Any:
     """Topology YAML text as data whose mappings and sequences carry line numbers; a YAML
     error is a TopologyError naming ``source`` and the line."""
     try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_LineLoader)  # safe: _LineLoader is a SafeLoader subclass
     except _KeyProblem as e:
         raise TopologyError(source, e.line, e.problem) from None
     except yaml.MarkedYAMLError as e:

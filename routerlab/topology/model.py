@@ -255,8 +255,9 @@ class Topology:
         if n.loopback is not None:
             return n.loopback.ip
         for ln in self.links_of(node):
-            if ln.end(node).address is not None:
-                return ln.end(node).address.ip
+            address = ln.end(node).address
+            if address is not None:
+                return address.ip
         return None
 
     # -- resolved views for daemons and the network builder
@@ -307,11 +308,13 @@ class Topology:
                 continue
             mine_a = s.a == node
             peer = self.nodes[s.b if mine_a else s.a]
+            # the validator only accepts sessions between daemon nodes that have an ASN
+            assert me.asn is not None and peer.asn is not None and peer.daemon is not None
             out.append(BgpSession(
-                node=node, peer=peer.name, local_asn=me.asn, peer_asn=peer.asn,  # type: ignore[arg-type]
+                node=node, peer=peer.name, local_asn=me.asn, peer_asn=peer.asn,
                 local_address=s.a_address if mine_a else s.b_address,
                 peer_address=s.b_address if mine_a else s.a_address,
-                ibgp=s.ibgp, interface=s.a_intf if mine_a else s.b_intf, peer_daemon=peer.daemon,  # type: ignore[arg-type]
+                ibgp=s.ibgp, interface=s.a_intf if mine_a else s.b_intf, peer_daemon=peer.daemon,
                 keepalive=self.bgp.keepalive, hold=self.bgp.hold))
         return out
 

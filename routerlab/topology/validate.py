@@ -200,8 +200,7 @@ class _Builder:
         segments = address_plan(self.source, nodes, links)
         sessions = self.sessions(bgp_raw.get("sessions"), _line(bgp_raw, "sessions"), nodes, links, segments)
 
-        topo_links = [Link(a=Endpoint(ls.ends[0].node, ls.ends[0].intf, ls.ends[0].port, ls.ends[0].addr),  # type: ignore[arg-type]
-                           b=Endpoint(ls.ends[1].node, ls.ends[1].intf, ls.ends[1].port, ls.ends[1].addr),  # type: ignore[arg-type]
+        topo_links = [Link(a=_endpoint(ls.ends[0]), b=_endpoint(ls.ends[1]),
                            bw=ls.bw, delay=ls.delay, cost=ls.cost, area=ls.area, ospf=ls.ospf,
                            index=ls.index, line=ls.line, params=ls.params) for ls in links]
         params = self.mapping(top.get("params"), _line(top, "params"), "params")
@@ -276,7 +275,7 @@ class _Builder:
         where = f"node {name}: "
         m = self.mapping(spec, line, f"node {name}")
         self.keys(m, _NODE_KEYS, where)
-        kl = lambda key: _line(m, key) or line  # noqa: E731 - line of a key, else the node's
+        kl = lambda key: _line(m, key) or line  # line of a key, else the node's
 
         role = m.get("role", "router")
         if not isinstance(role, str) or role not in ROLES:
@@ -393,7 +392,7 @@ class _Builder:
             iline = _item_line(raw, i)
             m = self.mapping(item, iline, f"link #{i + 1}", optional=False)
             iline = iline or _line(m)
-            kl = lambda key: _line(m, key) or iline  # noqa: E731, B023 - used within this iteration only
+            kl = lambda key: _line(m, key) or iline  # noqa: B023 - used within this iteration only
             self.keys(m, _LINK_KEYS, f"link #{i + 1}: ", required=("a", "b"))
             a, b = m["a"], m["b"]
             label = f"{a}-{b}"
@@ -490,16 +489,25 @@ class _Builder:
             ibgp = na.asn == nb.asn
             shared = shared_segment(a, b, segments)
             if ibgp and na.ospf and nb.ospf:
-                out.append(BgpPeering(a, b, True, na.loopback.ip, nb.loopback.ip, None, None, iline))  # type: ignore[union-attr]
+                # address_plan() gave every daemon node a loopback
+                assert na.loopback is not None and nb.loopback is not None
+                out.append(BgpPeering(a, b, True, na.loopback.ip, nb.loopback.ip, None, None, iline))
             elif shared is not None:
                 ea, eb = shared
-                out.append(BgpPeering(a, b, ibgp, ea.addr.ip, eb.addr.ip, ea.intf, eb.intf, iline))  # type: ignore[union-attr]
+                assert ea.addr is not None and eb.addr is not None  # address_plan() addressed every end
+                out.append(BgpPeering(a, b, ibgp, ea.addr.ip, eb.addr.ip, ea.intf, eb.intf, iline))
             elif ibgp:
                 self.fail(iline, f"{where}iBGP needs both nodes in OSPF (loopback session) or a shared link")
             else:
                 self.fail(iline, f"{where}eBGP needs a direct link or a shared switch LAN between "
                                  f"{a} and {b} (multihop eBGP is not supported)")
         return out
+
+
+def _endpoint(end: _End) -> Endpoint:
+    """A planned link end as the topology's Endpoint."""
+    assert end.intf is not None  # interface_names() named every end
+    return Endpoint(end.node, end.intf, end.port, end.addr)
 
 
 def _a(word: str) -> str:
@@ -521,17 +529,6 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_plain(v) for v in obj]
     return obj
-
-
-def _suggest(word: Any, choices: Iterable[str]) -> str:
-    if not isinstance(word, str):
-        return ""
-    choices = list(choices)
-    alias = _ALIASES.get(word.lower())
-    if alias in choices:
-        return f" (did you mean {alias!r}?)"
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.7)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _suggest(word: Any, choices: Iterable[str]) -> str:

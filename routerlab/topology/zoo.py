@@ -85,11 +85,13 @@ def import_topohub(key: str, *, daemon: str = "frr", bw: float | None = None, ho
             h = _short_name(f"h{r}", taken, maxlen=MAX_NODE_NAME)
             nodes[h] = {"role": "host"}
             links.append({"a": r, "b": h})
-    raw = {"name": re.sub(r"[^A-Za-z0-9_.-]", "", f"{prefix}-{match}"),
-           "description": f"{match} from topohub ({group}), imported as an OSPF network",
-           "defaults": {"daemon": daemon, **({"bw": bw} if bw is not None else {})},
-           "ospf": {"area": 0, "hello": 1, "dead": 4},
-           "nodes": nodes, "links": links, "params": {"topohub": f"{group}/{match}"}}
-    topo = _Builder(source).build(raw, raw["name"])
+    topo_name = re.sub(r"[^A-Za-z0-9_.-]", "", f"{prefix}-{match}")
+    raw: dict[str, Any] = {
+        "name": topo_name,
+        "description": f"{match} from topohub ({group}), imported as an OSPF network",
+        "defaults": {"daemon": daemon, **({"bw": bw} if bw is not None else {})},
+        "ospf": {"area": 0, "hello": 1, "dead": 4},
+        "nodes": nodes, "links": links, "params": {"topohub": f"{group}/{match}"}}
+    topo = _Builder(source).build(raw, topo_name)
     log.info("imported %s: %d routers, %d links", source, len(topo.routers()), len(topo.links))
     return topo
