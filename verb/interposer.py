@@ -425,7 +425,7 @@ class Interposer:
             self._open(r, nb)
 
     def neighbor_down(self, nb: Neighbor) -> None:
-        for (r, peer), ep in list(self.endpoints.items()):
+        for (_replica, peer), ep in list(self.endpoints.items()):
             if peer == nb.peer:
                 ep.close()
 

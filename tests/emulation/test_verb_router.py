@@ -314,7 +314,7 @@ def test_a_replica_can_be_replaced_by_another_implementation(net: Net):
         for _ in range(3):
             gen = router.replica("r2").generation
             faults.make("crash", router, "r2").inject()
-            wait_for(lambda: router.replica("r2").generation > gen and net.healthy(), 60,
+            wait_for(lambda gen=gen: router.replica("r2").generation > gen and net.healthy(), 60,
                      what="r2 replaced and readmitted")
             seen.append(router.replica("r2").impl)
             assert set(PREFIXES) <= set(router.fib())

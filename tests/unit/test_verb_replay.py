@@ -52,7 +52,7 @@ def test_replaying_the_log_rebuilds_the_adj_rib_in(entries, slack):
 def test_compaction_waits_for_readers_and_keeps_order():
     log = ReplayLog(chunked, slack=0)
     slow = log.cursor()
-    for i in range(10):
+    for _ in range(10):
         log.append(Entry(b"m", (), b"A", (PREFIXES[0],)))
     assert log.compactions == 0 and len(log.entries) == 10  # a reader is behind
     slow.take(100)
