@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 from routerlab import registry
 from routerlab.expect import ExpectTimeout, wait_for
+from routerlab.traffic.process import agent_env
 
 from b4.model import Wan
 from b4.rpc import RpcError, call, free_port
@@ -134,8 +135,7 @@ class B4Deployment:
         r.config.write_text(json.dumps(cfg, indent=1))
 
     def _spawn(self, r: Replica) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env = agent_env()
         module = "b4.ofc" if r.kind == "ofc" else "b4.server"
         out = open(self.run_dir / f"{r.name}.out", "ab")
         try:

@@ -24,7 +24,6 @@ import argparse
 import heapq
 import json
 import logging
-import os
 import select
 import socket
 import struct
@@ -33,15 +32,15 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
+
+from routerlab.traffic.process import agent_env
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"B4TG"
 HEADER = struct.Struct("!4sIIQ")  # magic, flow id, sequence, send time (ns)
 IP_UDP_OVERHEAD = 28
-REPO = str(Path(__file__).resolve().parent.parent)
 
 
 @dataclass(frozen=True)
@@ -222,12 +221,6 @@ class TrafficError(RuntimeError):
     pass
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
 def _readline(proc: subprocess.Popen, timeout: float, what: str) -> dict[str, Any]:
     assert proc.stdout is not None
     r, _, _ = select.select([proc.stdout], [], [], timeout)
@@ -271,7 +264,7 @@ class FlowGroupTraffic:
     def start(self) -> "FlowGroupTraffic":
         from routerlab.traffic import spawn
 
-        pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+        pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=agent_env())
         try:
             for host in sorted({f.dst_host for f in self.flows}):
                 ports = {f.port for f in self.flows if f.dst_host == host}

@@ -69,6 +69,14 @@ def subset_diff(actual: Any, expected: Any, path: str = "") -> list[str] | None:
     return diffs or None
 
 
+#: differing paths an `expect` failure shows (a 10,000-route table can differ in every one)
+SHOWN_DIFFS = 20
+
+
+def _first(diff: list[str], n: int = SHOWN_DIFFS) -> list[str]:
+    return diff if len(diff) <= n else [*diff[:n], f"... and {len(diff) - n} more of {len(diff)}"]
+
+
 def wait_for(cond: Callable[[], T], timeout: float, interval: float = 0.2,
              what: str = "condition", retry_on: tuple[type[BaseException], ...] = RETRIED) -> T:
     """Poll `cond` until it returns a truthy value (returned) or raise `ExpectTimeout`
@@ -113,5 +121,5 @@ def expect(fn: Callable[[], Any], expected: Any, timeout: float, what: str,
             diff = [f"{type(e).__name__}: {e}"]
         if time.monotonic() >= deadline:
             raise ExpectTimeout(f"timed out after {timeout:.0f} s waiting for {what}; "
-                                f"last difference:\n  " + "\n  ".join(diff))
+                                f"last difference:\n  " + "\n  ".join(_first(diff)))
         time.sleep(interval)

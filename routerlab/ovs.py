@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from routerlab import registry
-from routerlab.criu import pidfd_getfd
+from routerlab.criu import pidfd_getfd, socket_fds
 from routerlab.errors import UserError
 from routerlab.expect import wait_for
 from routerlab.netns import CommandError, run
@@ -148,13 +148,9 @@ def boost_rx_buffers(ifnames: list[str], size: int = RX_BUFFER) -> int:
                 if len(t) >= 9 and int(t[4]) in want:
                     inodes.add(int(t[8]))
         done = 0
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:[") and int(target[8:-1]) in inodes:
-                with socket.socket(fileno=pidfd_getfd(pid, int(fd))) as s:
+        for inode, fd in socket_fds(pid).items():
+            if inode in inodes:
+                with socket.socket(fileno=pidfd_getfd(pid, fd)) as s:
                     s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
                 done += 1
         return done

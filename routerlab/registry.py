@@ -297,12 +297,18 @@ def clean(stale_only: bool = False) -> CleanReport:
     for path in session_files():
         if stale_only and session_alive(path):
             continue
-        rep.merge(remove_resources(live_resources(path)))
-        leftover = [r for r in live_resources(path) if _still_there(r)]
-        if not leftover:
-            path.unlink(missing_ok=True)
-        else:
-            rep.errors.append(f"{path.name}: {len(leftover)} resources could not be removed")
+        rep.merge(clean_session_file(path))
+    return rep
+
+
+def clean_session_file(path: Path) -> CleanReport:
+    """Remove what one session file records, and the file once nothing of it is left."""
+    rep = remove_resources(live_resources(path))
+    leftover = [r for r in live_resources(path) if _still_there(r)]
+    if not leftover:
+        path.unlink(missing_ok=True)
+    else:
+        rep.errors.append(f"{path.name}: {len(leftover)} resources could not be removed")
     return rep
 
 

@@ -216,9 +216,7 @@ def _clean_child_session(pid: int) -> None:
     """Remove whatever a dead hypervisor process left recorded in its own session."""
     for path in registry.session_files():
         if path.stem.split("-")[2:3] == [str(pid)] and not registry.session_alive(path):
-            registry.remove_resources(registry.live_resources(path))
-            if not [r for r in registry.live_resources(path) if registry._still_there(r)]:
-                path.unlink(missing_ok=True)
+            registry.clean_session_file(path)
 
 
 if __name__ == "__main__":

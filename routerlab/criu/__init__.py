@@ -75,6 +75,7 @@ from routerlab.criu.linux import (
     netlink_memberships,
     pidfd_getfd,
     set_child_subreaper,
+    socket_fds,
     socket_in_netns,
 )
 from routerlab.criu.locate import (
@@ -114,5 +115,5 @@ __all__ = [
     "features", "find_criu", "first_error", "groups_from_bitmap", "inherit_fd_arg", "load_cache",
     "log_tail", "main", "netlink_memberships", "netns_inode_of_pid", "parse_version", "pidfd_getfd",
     "probe_netlink_groups", "probe_socket_dump", "read_source", "restore_args", "run_probes",
-    "save_cache", "set_child_subreaper", "socket_in_netns", "socket_selftest",
+    "save_cache", "set_child_subreaper", "socket_fds", "socket_in_netns", "socket_selftest",
 ]

@@ -29,9 +29,24 @@ def _check_errno(ret: int, what: str) -> int:
     return ret
 
 
-def set_child_subreaper() -> None:
-    """Make this process the reaper of orphaned descendants (restored tasks land here)."""
-    _check_errno(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+def set_child_subreaper(on: bool = True) -> None:
+    """Make this process the reaper of orphaned descendants (restored tasks land here), or
+    stop being it (`on=False`)."""
+    _check_errno(_libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def socket_fds(pid: int) -> dict[int, int]:
+    """{socket inode: fd} of process `pid`'s sockets (from /proc/PID/fd), to match them with
+    the /proc/PID/net tables, which list sockets by inode."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            out[int(target[8:-1])] = int(fd)
+    return out
 
 
 def pidfd_getfd(pid: int, targetfd: int) -> int:

@@ -7,7 +7,6 @@ import functools
 import ipaddress
 import json
 import logging
-import os
 import random
 import secrets
 import subprocess
@@ -15,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from routerlab.criu import socket_fds
 from routerlab.expect import ExpectTimeout, wait_for
 from routerlab.traffic.probe import _check_unicast
 from routerlab.traffic.process import Host, IperfError, _stderr_tail, _terminate, spawn
@@ -95,14 +95,7 @@ def _listening(pid: int, port: int) -> bool:
     type without running anything inside it; matching socket inodes to the pid's fds means
     another server on the same port never counts."""
     try:
-        inodes = set()
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
+        inodes = socket_fds(pid)
         for table in ("tcp", "tcp6"):
             try:
                 lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
@@ -111,7 +104,7 @@ def _listening(pid: int, port: int) -> bool:
             for line in lines:
                 f = line.split()
                 if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port \
-                        and f[9] in inodes:
+                        and int(f[9]) in inodes:
                     return True
     except OSError:
         return False

@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from routerlab.traffic.analysis import ProbeResult, ReceiverLog, SenderReport, analyze
-from routerlab.traffic.process import Host, ProbeError, _agent_env, _read_line, _terminate, spawn
+from routerlab.traffic.process import Host, ProbeError, agent_env, _read_line, _terminate, spawn
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Probe:
             raise ProbeError(f"{self!r} already started (a Probe runs once)")
         self._started = True
         pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                     env=_agent_env())
+                     env=agent_env())
         try:
             self._receiver = spawn(
                 self.dst, self._agent() + ["recv", "--bind", self.dst_ip, "--port", str(self.port),

@@ -38,7 +38,9 @@ class IperfError(TrafficError):
     pass
 
 
-def _agent_env() -> dict[str, str]:
+def agent_env() -> dict[str, str]:
+    """The environment for a traffic agent (a Python module run inside a host): this
+    checkout importable, whatever the caller's PYTHONPATH."""
     # The agents run with the venv's interpreter; make the package importable even from a
     # checkout that is not installed into it.
     env = dict(os.environ)

@@ -3,7 +3,6 @@ ones adopted by the driver, this process their subreaper meanwhile."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import subprocess
@@ -26,10 +25,6 @@ class CpMoveError(RuntimeError):
         super().__init__(f"{stage}: {message}")
 
 
-PR_SET_CHILD_SUBREAPER = 36
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
 @contextlib.contextmanager
 def subreaper() -> Iterator[None]:
     """Be the child subreaper (`routerlab.criu.set_child_subreaper`) while CRIU restores:
@@ -39,8 +34,8 @@ def subreaper() -> Iterator[None]:
     criu.set_child_subreaper()
     try:
         yield
-    finally:  # (routerlab.criu only sets it)
-        _libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+    finally:
+        criu.set_child_subreaper(False)
 
 
 def daemon_processes(d: Daemon) -> list[tuple[str, int]]:

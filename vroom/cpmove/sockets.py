@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 import socket
 import struct
 
@@ -38,23 +37,10 @@ def parse_maddress(text: str) -> dict[str, set[str]]:
     return out
 
 
-def _socket_inodes(pid: int) -> dict[int, int]:
-    """{socket inode: fd} of a process."""
-    out = {}
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            out[int(target[8:-1])] = int(fd)
-    return out
-
-
 def raw_sockets(pid: int, proto: int = OSPF_PROTO) -> list[int]:
     """The fds of `pid`'s raw IPv4 sockets for IP protocol `proto` (as /proc/PID/net/raw,
     which shows the process's own namespace, lists them)."""
-    inodes = _socket_inodes(pid)
+    inodes = criu.socket_fds(pid)
     fds = []
     with open(f"/proc/{pid}/net/raw") as f:
         next(f)
