@@ -17,7 +17,6 @@ from collections.abc import Iterator
 import pytest
 
 from routerlab.daemons import Interface, RouterSpec, StaticRoute
-from routerlab.netns import run
 from routerlab.expect import wait_for
 from routerlab.ovs import bridges_named, dump_flows
 from routerlab.traffic import measure
@@ -32,19 +31,8 @@ pytestmark = [
 log = logging.getLogger(__name__)
 
 
-def ovs_ok() -> bool:
-    if run(["ovs-vsctl", "-t", "5", "show"], check=False).returncode == 0:
-        return True
-    ctl = "/usr/share/openvswitch/scripts/ovs-ctl"
-    if os.path.exists(ctl):
-        run([ctl, "start", "--system-id=random"], check=False, timeout=60)
-    return run(["ovs-vsctl", "-t", "5", "show"], check=False).returncode == 0
-
-
 @pytest.fixture
 def net() -> Iterator[VroomNetwork]:
-    if not ovs_ok():
-        pytest.skip("Open vSwitch is not available")
     prefix = f"tvr{secrets.token_hex(2)}"
     net = VroomNetwork(prefix)
     try:
