@@ -98,7 +98,7 @@ def _rates(dep: B4Deployment, seconds: float = 0.5) -> dict[str, float]:
 
 
 def extension(base: type) -> type:
-    class B4Commands(base):  # type: ignore[misc, valid-type]
+    class B4Commands(base):
         def do_te(self, line: str) -> None:
             """te show | te off | te on: TE state, or remove / restore every TE entry."""
             def run() -> None:

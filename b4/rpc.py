@@ -119,7 +119,7 @@ class RpcServer:
         outer = self
 
         class _H(socketserver.BaseRequestHandler):
-            def handle(self) -> None:  # noqa: D401 - socketserver API
+            def handle(self) -> None:
                 self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 conn = Connection(self.request, f"{self.client_address[0]}:{self.client_address[1]}")
                 outer._serve(conn)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from routerlab import criu  # noqa: E402
+from routerlab import criu
 
 if __name__ == "__main__":
     args = sys.argv[1:]

@@ -16,11 +16,11 @@ import shutil
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from routerlab.report import results_table, run_time
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from routerlab.report import results_table, run_time  # noqa: E402
-
 BEGIN = "<!-- run-all results: written by scripts/publish-results.py -->"
 END = "<!-- end of run-all results -->"
 COPIED = ("report.md", "summary.json")

@@ -128,8 +128,10 @@ def trusted_core_lines() -> int:
     import importlib.util
     script = Path(__file__).resolve().parent.parent / "scripts" / "count-trusted-lines.py"
     spec = importlib.util.spec_from_file_location("count_trusted_lines", script)
-    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {script} as a Python module")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
     return mod.count()["code_lines"]
 
 

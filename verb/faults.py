@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from routerlab.errors import UserError
 from routerlab.netns import CommandError
@@ -43,6 +43,8 @@ from routerlab.netns import CommandError
 from . import bgp
 
 if TYPE_CHECKING:
+    from routerlab.daemons import FrrDaemon, GobgpDaemon
+
     from .replica import Replica
     from .router import BugTolerantRouter
 
@@ -272,7 +274,8 @@ class _RouteFault(Fault):
         return self.params["prefix"]
 
     def _gobgp(self, *args: str) -> None:
-        self.replica.daemon.gobgp("global", "rib", *args)  # type: ignore[union-attr]
+        # callers check impl == "gobgp"; a started replica keeps its daemon
+        cast("GobgpDaemon", self.replica.daemon).gobgp("global", "rib", *args)
 
 
 class WrongNextHop(_RouteFault):
@@ -329,7 +332,7 @@ class MissingRoute(_RouteFault):
     def _inject(self) -> None:
         impl = self.replica.impl
         if impl == "frr":
-            self.replica.daemon.vtysh(_FRR_FILTER.format(p=self.prefix))  # type: ignore[union-attr]
+            cast("FrrDaemon", self.replica.daemon).vtysh(_FRR_FILTER.format(p=self.prefix))
         elif impl == "bird":
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._keep_deleting, daemon=True)
@@ -346,7 +349,7 @@ class MissingRoute(_RouteFault):
 
     def _clear(self) -> None:
         if self.replica.impl == "frr":
-            self.replica.daemon.vtysh(_FRR_UNFILTER)  # type: ignore[union-attr]
+            cast("FrrDaemon", self.replica.daemon).vtysh(_FRR_UNFILTER)
         elif hasattr(self, "_stop"):
             self._stop.set()
 

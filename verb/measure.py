@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable, Coroutine, cast
 
 from .bgp import RouteAttrs
 from .fib import FibValue, KernelFib
@@ -28,8 +28,8 @@ class LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
-    def call(self, coro: Awaitable[Any], timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
+    def call(self, coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -86,7 +86,11 @@ class FibRecorder(Recorder):
     def __init__(self, host: BugTolerantRouter | LoopThread, ns: str | None = None):
         super().__init__()
         self.host = host
-        self.ns = ns or host.fwd.name  # type: ignore[union-attr]
+        if not ns:
+            if not isinstance(host, BugTolerantRouter):
+                raise ValueError("a FibRecorder on a LoopThread needs the namespace's name")
+            ns = host.fwd.name
+        self.ns = ns
         self.watcher: KernelFib | None = None
 
     def start(self) -> "FibRecorder":
@@ -117,7 +121,7 @@ class AdvertRecorder(Recorder):
         def observe(kind: str, peer: str, what: object) -> None:
             if kind == "advertised":
                 now = time.monotonic()
-                for prefix, attrs in what:  # type: ignore[union-attr]
+                for prefix, attrs in cast("list[tuple[str, RouteAttrs | None]]", what):  # what Neighbor._send sent
                     self.add(f"{peer} {prefix}", attrs, now)
         self.router.run(lambda: self.router.interposer.observers.append(observe))
         self._observe = observe

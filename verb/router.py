@@ -16,7 +16,7 @@ import asyncio
 import logging
 import shutil
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,9 +144,9 @@ class BugTolerantRouter:
         log.error("hypervisor loop: %s", ctx.get("message"), exc_info=ctx.get("exception"))
 
     # ----- talking to the hypervisor thread -----
-    def call(self, coro: Awaitable[T], timeout: float | None = 30.0) -> T:
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
         """Run a coroutine on the hypervisor's loop and wait for its result."""
-        fut: Future = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return fut.result(timeout)
 
     def run(self, fn: Callable[[], T], timeout: float | None = 30.0) -> T:

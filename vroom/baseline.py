@@ -107,14 +107,14 @@ class RestartMove(VrMove):
         return self.hv_dst.start().to_json()
 
     def _links(self) -> dict:
-        vr, dst = self.vr, self.dst
-        assert vr and dst
+        vr, src, dst = self.vr, self.src, self.dst
+        assert vr and src and dst
         moved = []
         for itf in vr.interfaces:
             c = self.net.circuit(vr.name, itf.name)
             if c is not None and c in self.net.transport.circuits:
                 secs = self.net.transport.repatch(c, dst.transport_port(vr.name, itf.name),
-                                                  frm=self.src.transport_port(vr.name, itf.name))  # type: ignore[union-attr]
+                                                  frm=src.transport_port(vr.name, itf.name))
                 moved.append(itf.name)
                 self.report.links.append({"interface": itf.name, "circuit": c,
                                           "seconds": round(secs, 4), "at": time.time()})

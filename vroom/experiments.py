@@ -108,7 +108,7 @@ def _maintenance_run(tn: TopoNetwork, vr: str, target: str, live: bool,
         out["syncs"] = {f"{n}@{pr.name}": [st.to_json() for st in hv.recent]
                         for pr in tn.net.prs.values() for n, hv in pr.hypervisors.items()
                         if n in (vr, *tn.topo.neighbors(vr))}
-        out["neighbours"] = tn.net.vrs[vr].ns.ip("-4", "neigh", "show", check=False).stdout  # type: ignore[union-attr]
+        out["neighbours"] = tn.net.vrs[vr].ns.ip("-4", "neigh", "show", check=False).stdout  # type: ignore[union-attr]  # a running VR has its namespace
     log.info("%s run %d %s -> %s: %d lost, longest gap %.0f ms, resets %s, freeze %s",
              out["kind"], i, rep.source, target, lost, gap, out["resets"] or "none",
              "-" if rep.freeze_s is None else f"{rep.freeze_s:.3f} s")
@@ -150,7 +150,7 @@ def run_maintenance(ctx: RunContext) -> Result:
             while i < runs:
                 kind = "live migration" if live else "restart"
                 ctx.step(f"{kind} {i + 1}/{runs}", 0.05 + 0.9 * (len(records) / (2 * runs)))
-                target = "NY2" if tn.net.vrs[vr].pr.name == home else home  # type: ignore[union-attr]
+                target = "NY2" if tn.net.vrs[vr].pr.name == home else home  # type: ignore[union-attr]  # a running VR has its router
                 rec = _maintenance_run(tn, vr, target, live, pairs, i + 1, opts)
                 tn.wait_converged(timeout=90)
                 tn.wait_reachable("hNYCM", "hLOSA")
@@ -439,17 +439,17 @@ def run_core_failure(ctx: RunContext) -> Result:
         for i in range(runs):
             ctx.step(f"run {i + 1}/{runs}: migrating {vr}, failing {fail_a}-{fail_b}",
                      0.1 + 0.85 * i / runs)
-            target = spare if tn.net.vrs[vr].pr.name == home else home  # type: ignore[union-attr]
+            target = spare if tn.net.vrs[vr].pr.name == home else home  # type: ignore[union-attr]  # a running VR has its router
             caps = {}
             for nb in nbs:
-                caps[nb] = LsaCapture(tn.net.vrs[nb].ns, topo.link_between(nb, vr).end(nb).intf)  # type: ignore[arg-type]
+                caps[nb] = LsaCapture(tn.net.vrs[nb].ns, topo.link_between(nb, vr).end(nb).intf)  # type: ignore[arg-type]  # running: ns set
                 caps[nb].start()
             time.sleep(0.5)
             before = tn.neighbour_view(vr)
             failed_at: list[float] = []
 
             def fail_link(m: Any, failed_at: list[float] = failed_at) -> None:
-                tn.net.vrs[fail_a].ns.ip("link", "set", fail_if, "down")  # type: ignore[union-attr]
+                tn.net.vrs[fail_a].ns.ip("link", "set", fail_if, "down")  # type: ignore[union-attr]  # a running VR has its namespace
                 failed_at.append(time.monotonic())
 
             t0 = time.monotonic()
@@ -463,8 +463,8 @@ def run_core_failure(ctx: RunContext) -> Result:
             rx = {}
             for nb, ss in sends.items():
                 per = retransmissions(ss)
-                nb_ip = str(topo.link_between(nb, vr).end(nb).address.ip)  # type: ignore[union-attr]
-                vr_ip = str(topo.link_between(nb, vr).end(vr).address.ip)  # type: ignore[union-attr]
+                nb_ip = str(topo.link_between(nb, vr).end(nb).address.ip)  # type: ignore[union-attr]  # router links are addressed
+                vr_ip = str(topo.link_between(nb, vr).end(vr).address.ip)  # type: ignore[union-attr]  # router links are addressed
                 rx[nb] = {"to_vr": per.get(nb_ip, {}), "from_vr": per.get(vr_ip, {})}
             lost, gap, sent = _loss(ps)
             records.append({"run": i + 1, "from": rep.source, "to": target,
@@ -476,7 +476,7 @@ def run_core_failure(ctx: RunContext) -> Result:
                             "before": before, "after": after, "vr_router_id": vr_rid})
             log.info("core-failure run %d: resets %s, retransmissions %s, lost %d",
                      i + 1, resets or "none", rx, lost)
-            tn.net.vrs[fail_a].ns.ip("link", "set", fail_if, "up")  # type: ignore[union-attr]
+            tn.net.vrs[fail_a].ns.ip("link", "set", fail_if, "up")  # type: ignore[union-attr]  # a running VR has its namespace
             tn.wait_converged(timeout=90)
             tn.wait_reachable(*pairs[0])
     finally:

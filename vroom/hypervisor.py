@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from routerlab.criu import socket_in_netns
 from routerlab.ovs import apply_changes
@@ -231,7 +231,7 @@ class DataPlaneHypervisor:
             if bindings is not None:
                 self.bindings = list(bindings)
             if tunnel != "keep":
-                self.tunnel = tunnel  # type: ignore[assignment]
+                self.tunnel = cast("TunnelEnd | None", tunnel)  # "keep" is the only string it takes
             binding = self._binding_tables()
             t0 = time.monotonic()
             n, install_s = apply_changes(self.bridge, diff_bundle(self._binding, binding))

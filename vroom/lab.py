@@ -88,7 +88,7 @@ class VroomLab:
 def vroom_commands(base: type) -> type:
     """A CLI class with VROOM's commands (VROOM's lab commands in `vroom.system`)."""
 
-    class VroomCLI(base):  # type: ignore[misc, valid-type]
+    class VroomCLI(base):
         def _vroom(self):
             v = getattr(self.network, "vroom", None)
             if v is None:

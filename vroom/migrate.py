@@ -371,8 +371,8 @@ class Migration(VrMove):
             back = ControlPlaneMove(
                 vr.daemon, self.dst_ns, self.src_ns, vr.run_dir / "images-back",
                 {i.name: i.ifindex for i in vr.interfaces}, self.criu,
-                redirect=lambda: self.hv_src.set_bindings(  # type: ignore[union-attr]
-                    tunnel=TunnelEnd(self.tunnel_ports[0], accept=True)))  # type: ignore[index]
+                redirect=lambda: self.hv_src.set_bindings(  # type: ignore[union-attr, arg-type]  # asserted above, lost in a lambda; SyncStats unused
+                    tunnel=TunnelEnd(self.tunnel_ports[0], accept=True)))  # type: ignore[index]  # asserted above, lost in a lambda
             back.run()
             m.dumped = m.restored = False
         elif m is not None and m.dumped:  # stopped at A, not (or no longer) running at B
@@ -469,7 +469,7 @@ class Migration(VrMove):
         assert src and dst and self.hv_src and self.hv_dst
         tr = self.net.transport
         for ifname in reversed(self.moved_links):
-            c = tr.circuits[self.net.circuit(self.vr_name, ifname)]  # type: ignore[index]
+            c = tr.circuits[self.net.circuit(self.vr_name, ifname)]  # type: ignore[index]  # a moved link has a circuit
             tr.release(c.name)
             if dst.transport_port(self.vr_name, ifname) in (c.a, c.b):  # it did move
                 self._move_link(ifname, dst, src, self.here_dst, self.here_src, self.hv_dst,
@@ -477,8 +477,8 @@ class Migration(VrMove):
             else:  # the transport never switched: only the bindings may need restoring
                 self.here_src.add(ifname)
                 self.here_dst.discard(ifname)
-                self.hv_src.set_bindings(src.bindings(self.vr, here=self.here_src))  # type: ignore[arg-type]
-                self.hv_dst.set_bindings(dst.bindings(self.vr, here=self.here_dst))  # type: ignore[arg-type]
+                self.hv_src.set_bindings(src.bindings(self.vr, here=self.here_src))  # type: ignore[arg-type]  # links moved: VR resolved
+                self.hv_dst.set_bindings(dst.bindings(self.vr, here=self.here_dst))  # type: ignore[arg-type]  # links moved: VR resolved
         self.moved_links = []
 
     # ------------------------------------------------------------------ 7. cleanup
@@ -496,14 +496,14 @@ class Migration(VrMove):
                 log.warning("%s cleanup: %s: %s", vr.name, what, e)
 
         old_ports = [p for (v, _), (_, p) in src.vr_ports.items() if v == vr.name]
-        attempt("old data plane", lambda: self.hv_src.stop(remove_flows=True))  # type: ignore
+        attempt("old data plane", lambda: self.hv_src.stop(remove_flows=True))  # type: ignore[union-attr]  # asserted above, lost in a lambda
         attempt("old hypervisor", self.hv_src.close)
         src.hypervisors.pop(vr.name, None)
         attempt("old VR ports", lambda: src.del_vr_ports(vr))
         src.portmap.unbind(vr.name)
         if self.src_ns is not None:
             attempt("old namespace", self.src_ns.delete)
-        attempt("tunnel flows at the new router", lambda: self.hv_dst.set_bindings(  # type: ignore
+        attempt("tunnel flows at the new router", lambda: self.hv_dst.set_bindings(  # type: ignore[union-attr]  # asserted above, lost in a lambda
             dst.bindings(vr), tunnel=None))
         left = []
         try:

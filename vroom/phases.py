@@ -21,7 +21,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-class Phase(str, enum.Enum):  # noqa: UP042 (StrEnum would change str(Phase.X))
+class Phase(str, enum.Enum):  # not StrEnum: that would change str(Phase.X)
     """The phases of a VROOM migration, in order."""
 
     PREPARE = "prepare-target"
@@ -33,7 +33,7 @@ class Phase(str, enum.Enum):  # noqa: UP042 (StrEnum would change str(Phase.X))
     CLEANUP = "cleanup"
 
 
-class Status(str, enum.Enum):  # noqa: UP042 (as Phase)
+class Status(str, enum.Enum):  # not StrEnum (as Phase)
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"

@@ -40,10 +40,10 @@ def test_experiments_come_from_the_systems_declarations() -> None:
 
 def test_a_topology_names_its_system() -> None:
     topo = SimpleNamespace(name="t", params={"system": "vroom"})
-    assert systems.for_topology(topo).name == "vroom"  # type: ignore[arg-type, union-attr]
-    assert systems.for_topology(SimpleNamespace(name="t", params={})) is None  # type: ignore[arg-type]
+    assert systems.for_topology(topo).name == "vroom"  # type: ignore[arg-type, union-attr]  # a stand-in topology
+    assert systems.for_topology(SimpleNamespace(name="t", params={})) is None  # type: ignore[arg-type]  # a stand-in topology
     with pytest.raises(UserError, match="unknown system 'nope'.*known: b4, verb, vroom"):
-        systems.for_topology(SimpleNamespace(name="t", params={"system": "nope"}))  # type: ignore[arg-type]
+        systems.for_topology(SimpleNamespace(name="t", params={"system": "nope"}))  # type: ignore[arg-type]  # a stand-in topology
 
 
 def test_serve_lab_runs_the_systems_teardown_then_stops(tmp_path, monkeypatch) -> None:
@@ -64,7 +64,7 @@ def test_a_failing_lab_still_tears_down(tmp_path, monkeypatch) -> None:
     calls: list[str] = []
 
     def boom(base: type) -> type:
-        class Broken(base):  # type: ignore[misc, valid-type]
+        class Broken(base):
             def __init__(self, *a, **k):
                 raise RuntimeError("lab crashed")
         return Broken

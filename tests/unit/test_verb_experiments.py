@@ -32,7 +32,7 @@ def test_union_of_intervals():
 
 def test_deviation_counts_leaks_and_how_long():
     want = {"a": 1, "b": 1}
-    ok = lambda k, v: (v == want[k]) if k in want else (v is None)  # noqa: E731
+    ok = lambda k, v: (v == want[k]) if k in want else (v is None)
     events = [E(t=1.0, key="a", value=2), E(t=3.0, key="a", value=1),
               E(t=2.0, key="bogus", value=9), E(t=2.5, key="bogus", value=None)]
     events.sort(key=lambda e: e.t)

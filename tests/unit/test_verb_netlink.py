@@ -20,7 +20,7 @@ def route(mtype: int, dst: str, plen: int, *, proto=186, rtype=1, table=254, att
 
 def test_single_and_multipath_routes_and_deletions():
     gw = attr(nl.RTA_GATEWAY, socket.inet_aton("10.1.0.2")) + attr(nl.RTA_OIF, struct.pack("=i", 3))
-    hop = lambda g, i: (lambda a: struct.pack("=HBBi", 8 + len(a), 0, 0, i) + a)(  # noqa: E731
+    hop = lambda g, i: (lambda a: struct.pack("=HBBi", 8 + len(a), 0, 0, i) + a)(
         attr(nl.RTA_GATEWAY, socket.inet_aton(g)))
     mp = attr(nl.RTA_MULTIPATH, hop("10.1.0.2", 3) + hop("10.2.0.2", 4))
     buf = (route(nl.RTM_NEWROUTE, "100.64.1.0", 24, attrs=gw + attr(nl.RTA_PRIORITY, struct.pack("=I", 20)))

@@ -174,7 +174,7 @@ class World:
 
 def build(mode: Mode, faulty: str, window=5.0, timeout=1.0) -> World:
     clock = Clock()
-    w = World(voter=None, clock=clock, faulty=faulty,  # type: ignore[arg-type]
+    w = World(voter=None, clock=clock, faulty=faulty,  # type: ignore[arg-type]  # set below: the Voter needs w.emit
               correct=tuple(r for r in REPLICAS if r != faulty))
     w.voter = Voter(VoterConfig(mode, REPLICAS, window=window, consensus_timeout=timeout),
                     w.emit, clock=clock)

@@ -116,13 +116,13 @@ def test_adopt_takes_over_processes_and_records_them(session: registry.Session) 
     d = _FakeDaemon(RouterSpec(name="r1", router_id="10.255.0.1"))
     a, b = _sleeper(), _sleeper()
     try:
-        d.adopt(SimpleNamespace(name="ns-b"), {"a": a.pid, "b": b.pid})  # type: ignore[arg-type]
+        d.adopt(SimpleNamespace(name="ns-b"), {"a": a.pid, "b": b.pid})  # type: ignore[arg-type]  # a stand-in Netns
         assert d.ns.name == "ns-b" and d.pids == {"a": a.pid, "b": b.pid} and d.is_running()
         live = {r["pid"]: r for r in registry.live_resources(session.path)}
         assert live[a.pid]["name"] == "fake:ns-b:r1:a"
         assert live[a.pid]["start"] == registry.proc_start_time(a.pid)  # pid reuse guard
         # moved back: the same programs, now named in their new namespace
-        d.adopt(SimpleNamespace(name="ns-a"), {"a": a.pid, "b": b.pid})  # type: ignore[arg-type]
+        d.adopt(SimpleNamespace(name="ns-a"), {"a": a.pid, "b": b.pid})  # type: ignore[arg-type]  # a stand-in Netns
         assert registry.live_resources(session.path)[0]["name"].startswith("fake:ns-a:")
         d.stop()
         assert not d.is_running() and a.poll() is not None and b.poll() is not None
@@ -136,9 +136,9 @@ def test_adopt_refuses_a_missing_program_and_changes_nothing(session: registry.S
     d = _FakeDaemon(RouterSpec(name="r1", router_id="10.255.0.1"))
     a, b = _sleeper(), _sleeper()
     try:
-        d.adopt(SimpleNamespace(name="ns-a"), {"a": a.pid, "b": b.pid})  # type: ignore[arg-type]
+        d.adopt(SimpleNamespace(name="ns-a"), {"a": a.pid, "b": b.pid})  # type: ignore[arg-type]  # a stand-in Netns
         with pytest.raises(DaemonError, match="no restored process for b"):
-            d.adopt(SimpleNamespace(name="ns-b"), {"a": a.pid})  # type: ignore[arg-type]
+            d.adopt(SimpleNamespace(name="ns-b"), {"a": a.pid})  # type: ignore[arg-type]  # a stand-in Netns
         assert d.ns.name == "ns-a" and d.pids == {"a": a.pid, "b": b.pid}
         d.stop()
     finally:

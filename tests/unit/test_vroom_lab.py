@@ -29,7 +29,7 @@ class FakeVroom:
             raise MigrationRefused(f"unknown physical router {pr!r}")
         rep = MigrationReport(vr, "A", pr, ok=True, total_s=1.5)
         rep.phases = [PhaseRecord(p.value, p, Status.DONE, 0.1) for p in Phase]
-        rep.cp = SimpleNamespace(freeze_s=0.2)  # type: ignore[assignment]
+        rep.cp = SimpleNamespace(freeze_s=0.2)  # type: ignore[assignment]  # a stand-in: the CLI reads only freeze_s
         rep.clone = {"routes": 7, "total_s": 0.05}
         return rep
 

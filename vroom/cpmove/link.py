@@ -41,7 +41,7 @@ class PriorityCriu(criu.Criu):
 
     nice = -20
 
-    def run(self, args, *, timeout: float = 60, **kwargs):  # type: ignore[override]
+    def run(self, args, *, timeout: float = 60, **kwargs):
         nice = self.nice
         kwargs.setdefault("preexec_fn", lambda: os.setpriority(os.PRIO_PROCESS, 0, nice))
         return super().run(args, timeout=timeout, **kwargs)
@@ -125,7 +125,7 @@ class LinkCriu(PriorityCriu):
         super().__init__(path, **kw)
         self.ns = ns
 
-    def run(self, args, *, timeout: float = 60, **kwargs):  # type: ignore[override]
+    def run(self, args, *, timeout: float = 60, **kwargs):
         nice = self.nice
         kwargs.setdefault("preexec_fn", lambda: os.setpriority(os.PRIO_PROCESS, 0, nice))
         return subprocess.run(["nsenter", f"--net={self.ns.path}", "--", self.path, *args],

@@ -23,13 +23,14 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository
 
-from routerlab.daemons import (BgpNeighbor, BirdDaemon, ExabgpDaemon, FrrDaemon,  # noqa: E402
+from routerlab.daemons import (BgpNeighbor, BirdDaemon, ExabgpDaemon, FrrDaemon,
                                GobgpDaemon, Interface, Network, RouterSpec)
-from routerlab.expect import wait_for  # noqa: E402
-from routerlab.netns import Netns, create_veth  # noqa: E402
+from routerlab.expect import wait_for
+from routerlab.netns import Netns, create_veth
+
+HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
