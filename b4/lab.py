@@ -63,10 +63,9 @@ class B4LabNetwork:
 
 
 def _b4(cli: Any) -> B4Deployment:
-    dep = getattr(cli.network, "b4", None)
-    if dep is None:
-        raise UserError("not a B4 network (run `routerlab cli b4` or another B4 topology)")
-    return dep
+    """The deployment behind a B4 lab (these commands exist only in labs B4 built)."""
+    network: B4LabNetwork = cli.network
+    return network.b4
 
 
 def show_tables(dep: B4Deployment, rates: dict[str, float] | None = None) -> list[Table]:
