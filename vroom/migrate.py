@@ -48,9 +48,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Daemons whose state lives in the kernel FIB and that CRIU can move (FRR: only with a CRIU
-# that handles rtnetlink groups above 32).
-MIGRATABLE = {"bird": (), "frr": ("netlink_groups_gt32",)}
+# Daemons whose state lives in the kernel FIB and that CRIU can move, with the CRIU features
+# each needs beyond NEEDED_FEATURES. FRR's zebra holds rtnetlink groups above 32: a CRIU
+# with `netlink_groups_gt32` dumps them as they are, else they are dropped right before the
+# dump and added back after the restore (`vroom.cpmove.netlink`); its daemons must run as
+# one process tree (`FrrDaemon(spec, process_tree=True)`: they share zserv Unix sockets).
+MIGRATABLE: dict[str, tuple[str, ...]] = {"bird": (), "frr": ()}
 NEEDED_FEATURES = ("check", "socket_dump")
 LINGER_S = 0.05  # how long a re-patched circuit's old port keeps delivering
 
@@ -192,6 +195,7 @@ class Migration(VrMove):
         self.here_src: set[str] = set()  # interfaces whose circuits are patched to A
         self.here_dst: set[str] = set()  # ... to B
         self.route_watch: RouteWatch | None = None
+        self.dump_attempt = 0  # of the control plane's dump (hook "before-dump" sees it)
 
     # ------------------------------------------------------------------ refusal
     def check(self) -> None:
@@ -218,6 +222,9 @@ class Migration(VrMove):
         if free < need:
             raise MigrationRefused(f"physical router {dst.name} is full: {vr.name} needs "
                                    f"{need} free ports, {dst.name} has {free}")
+        why_not = impl_refusal(vr.daemon, self.features)
+        if why_not:
+            raise MigrationRefused(f"{vr.name}: {why_not}")
         feats = self.features()
         for name in NEEDED_FEATURES + MIGRATABLE[vr.impl]:
             f = feats.get(name)
@@ -345,7 +352,7 @@ class Migration(VrMove):
             {i.name: i.ifindex for i in vr.interfaces}, self.criu, precopy=pre,
             redirect=self._punt_remote,
             before_restore=lambda: self._hook("before-restore"), route_watch=self.route_watch,
-            link=self.link)
+            link=self.link, before_dump=self._before_dump, netlink_gt32=self._netlink_gt32())
         res = self.move.run()  # on failure the runner calls _undo_cp for this step too
         vr.ns, vr.pr = self.dst_ns, self.dst
         self._close_watch()
@@ -353,6 +360,14 @@ class Migration(VrMove):
         # B is a copy), so no full re-read here: its watcher catches any change
         self.hv_src.follow(self.dst_ns.name, sync=False)
         return res.to_json()
+
+    def _netlink_gt32(self) -> bool:
+        f = self.features().get("netlink_groups_gt32")
+        return bool(f and f.ok)
+
+    def _before_dump(self, attempt: int) -> None:
+        self.dump_attempt = attempt
+        self._hook("before-dump")
 
     def _close_watch(self) -> None:
         if self.route_watch is not None:
@@ -371,6 +386,7 @@ class Migration(VrMove):
             back = ControlPlaneMove(
                 vr.daemon, self.dst_ns, self.src_ns, vr.run_dir / "images-back",
                 {i.name: i.ifindex for i in vr.interfaces}, self.criu,
+                netlink_gt32=self._netlink_gt32(),
                 redirect=lambda: self.hv_src.set_bindings(  # type: ignore[union-attr, arg-type]  # asserted above, lost in a lambda; SyncStats unused
                     tunnel=TunnelEnd(self.tunnel_ports[0], accept=True)))  # type: ignore[index]  # asserted above, lost in a lambda
             back.run()
@@ -513,6 +529,23 @@ class Migration(VrMove):
         if left:
             problems.append(f"{len(left)} flows of {vr.name} left on {src.name}")
         return {"left_on_old": len(left), "problems": problems}
+
+
+def impl_refusal(daemon: Any, features: Callable[[], dict[str, rlcriu.Feature]]) -> str | None:
+    """Why this running daemon cannot be moved by CRIU (one line), or None."""
+    if getattr(daemon, "implementation", "?") != "frr":
+        return None
+    if getattr(daemon, "tree_root", None) is None:
+        return ("its FRR daemons run as separate processes, which share zserv sockets and "
+                "cannot be dumped apart: start them as one tree (FrrDaemon(spec, process_tree=True))")
+    f = features().get("netlink_groups_gt32")
+    if f is not None and f.ok:
+        return None
+    ok, detail = rlcriu.netlink_drop_selftest()
+    if not ok:
+        return (f"CRIU lacks netlink_groups_gt32 (zebra's rtnetlink groups above 32) and they "
+                f"cannot be dropped around the dump: {detail}").replace("\n", " ")
+    return None
 
 
 def migrate(net: VroomNetwork, vr: str, target: str, **options: Any) -> MigrationReport:

@@ -15,7 +15,11 @@ CLONE_NEWNET = 0x40000000
 PR_SET_CHILD_SUBREAPER = 36
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
+NETLINK_DROP_MEMBERSHIP = 2
 NETLINK_LIST_MEMBERSHIPS = 9
+NETLINK_CAP_ACK = 10
+NETLINK_EXT_ACK = 11
+NETLINK_GROUPS_STOCK = 32  # the highest group stock CRIU (4.2) can dump a socket in
 SYS_PIDFD_GETFD = 438
 
 
@@ -94,3 +98,59 @@ def groups_from_bitmap(raw: bytes) -> set[int]:
 def netlink_memberships(sock: socket.socket) -> set[int]:
     """The multicast groups a netlink socket is subscribed to."""
     return groups_from_bitmap(sock.getsockopt(SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, 64))
+
+
+def parse_proc_netlink(text: str) -> dict[int, int]:
+    """/proc/PID/net/netlink (every netlink socket of that process's network namespace) ->
+    {socket inode: netlink protocol}. (Its Groups column shows only groups 1-32: ask the
+    socket itself, `netlink_memberships`.)"""
+    out: dict[int, int] = {}
+    lines = text.splitlines()
+    if not lines:
+        return out
+    head = lines[0].split()
+    try:
+        i_eth, i_inode = head.index("Eth"), head.index("Inode")
+    except ValueError:
+        return out
+    for ln in lines[1:]:
+        t = ln.split()
+        if len(t) > max(i_eth, i_inode):
+            out[int(t[i_inode])] = int(t[i_eth])
+    return out
+
+
+def netlink_fds(pid: int) -> dict[int, int]:
+    """{fd: netlink protocol} of process `pid`'s netlink sockets."""
+    with open(f"/proc/{pid}/net/netlink") as f:
+        table = parse_proc_netlink(f.read())
+    return {fd: table[ino] for ino, fd in sorted(socket_fds(pid).items()) if ino in table}
+
+
+def set_netlink_groups(sock: socket.socket, groups: set[int] | list[int], join: bool = True) -> list[int]:
+    """Join (or leave) netlink multicast groups on `sock`; returns the groups changed."""
+    have = netlink_memberships(sock)
+    todo = sorted(set(groups) - have if join else set(groups) & have)
+    for g in todo:
+        sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP if join else NETLINK_DROP_MEMBERSHIP, g)
+    return todo
+
+
+def netlink_drop_selftest(group: int = 34) -> tuple[bool, str]:
+    """Can memberships above 32 be dropped and re-added on another process's netlink socket
+    from outside (pidfd_getfd, then NETLINK_DROP/ADD_MEMBERSHIP on the duplicate, which
+    shares the kernel socket)? Tried on a socket of our own. (ok, detail)"""
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as s:
+            s.bind((0, 0))
+            s.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+            with socket.socket(fileno=pidfd_getfd(os.getpid(), s.fileno())) as dup:
+                set_netlink_groups(dup, [group], join=False)
+                dropped = group not in netlink_memberships(s)
+                set_netlink_groups(dup, [group])
+            back = group in netlink_memberships(s)
+    except (OSError, AttributeError) as e:
+        return False, f"pidfd_getfd + netlink membership changes fail here: {e}"
+    if not (dropped and back):
+        return False, f"group {group} {'not dropped' if not dropped else 'not re-added'} through a duplicate fd"
+    return True, f"netlink group {group} dropped and re-added through a pidfd_getfd duplicate"

@@ -167,11 +167,41 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def children_by_comm(root: int, names: list[str] | tuple[str, ...] = ()) -> dict[str, int]:
+    """{command name: pid} of the direct children of process `root` (those named in `names`
+    only, when given), from /proc (a child still between fork and exec carries its parent's
+    name). The first child of each name wins."""
+    out: dict[str, int] = {}
+    try:
+        with open(f"/proc/{root}/task/{root}/children") as f:
+            kids = [int(x) for x in f.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        kids = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == root:
+                            kids.append(int(d))
+                except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                    continue
+    for pid in sorted(kids):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if (not names or comm in names) and comm not in out:
+            out[comm] = pid
+    return out
+
+
 class RestoredProcess:
-    """A daemon process this process did not start (restored by CRIU), known by its pid,
-    with the part of the `subprocess.Popen` interface the drivers use. When it is our
-    child (CRIU restored it while we were its child subreaper) its exit status is
-    collected; otherwise /proc tells whether it lives."""
+    """A daemon process this process did not start (restored by CRIU, or a child of the
+    daemon's own parent process in a process tree), known by its pid, with the part of the
+    `subprocess.Popen` interface the drivers use. When it is our child (CRIU restored it
+    while we were its child subreaper) its exit status is collected; otherwise /proc tells
+    whether it lives."""
 
     def __init__(self, pid: int):
         self.pid = pid
@@ -219,6 +249,9 @@ class DaemonProcess:
     name: str  # the daemon program's short name (zebra, bgpd, bird, ...)
     popen: subprocess.Popen | RestoredProcess
     reg_name: str  # its registry key
+    #: the parent of a process tree (`Daemon._popen_tree`): not a program of the daemon, it
+    #: only starts and waits for them; one CRIU dump of it takes the whole tree
+    root: bool = False
 
 
 class Daemon(abc.ABC):
@@ -416,6 +449,56 @@ class Daemon(abc.ABC):
         self._procs.append(DaemonProcess(name, p, reg_name))
         return p
 
+    def _popen_tree(self, name: str, args: list[str], *, log_path: Path | None = None) -> subprocess.Popen:
+        """Start the parent of a process tree (a small shell that starts the daemon's
+        programs as its children and waits for them) and register it; the children are
+        registered by `_adopt_children` once they run."""
+        p = self._popen(name, args, log_path=log_path)
+        self._procs[-1].root = True
+        return p
+
+    def _adopt_children(self, names: list[str], timeout: float) -> list[str]:
+        """Register the programs `names` the tree's parent started, found among its children
+        by their command names (waiting up to `timeout` for them to exec). Returns those not
+        found (the parent died, or a program never started)."""
+        root = self.tree_root
+        assert root is not None
+        found: dict[str, int] = {}
+
+        def all_there() -> bool:
+            found.update(children_by_comm(root.popen.pid, names))
+            return len(found) == len(names) or root.popen.poll() is not None
+
+        with contextlib.suppress(ExpectTimeout):
+            wait_for(all_there, timeout, interval=0.02, retry_on=(), what="the tree's programs")
+        self._add_children(found, names)
+        missing = [n for n in names if n not in found]
+        for name in missing:  # listed as exited, so start-up fails with the daemon's own words
+            gone = RestoredProcess(0)
+            gone.returncode = -1
+            self._procs.append(DaemonProcess(name, gone, self._reg_name(name)))
+        return missing
+
+    def _add_children(self, pids: dict[str, int], names: list[str]) -> None:
+        for name in names:
+            if name in pids:
+                reg_name = self._reg_name(name)
+                registry.session().add_process(pids[name], reg_name)
+                self._procs.append(DaemonProcess(name, RestoredProcess(pids[name]), reg_name))
+
+    @property
+    def tree_root(self) -> DaemonProcess | None:
+        """The parent process when the daemon runs as one process tree, else None."""
+        return next((p for p in self._procs if p.root), None)
+
+    def dump_roots(self) -> dict[str, int]:
+        """{name: pid} of what one CRIU dump each must take (a dump covers the descendants):
+        the tree's parent alone, or every running process of a daemon without one."""
+        root = self.tree_root
+        if root is not None:
+            return {root.name: root.popen.pid} if root.popen.poll() is None else {}
+        return self.pids
+
     def _reg_name(self, name: str) -> str:
         """Program `name`'s key in the registry (says what it is in `routerlab clean`'s list)."""
         assert self.ns is not None
@@ -428,7 +511,15 @@ class Daemon(abc.ABC):
         They replace the handles of the processes that were dumped, and are recorded in the
         registry by pid and start time, as `_popen` records what it starts, so `routerlab
         clean` can kill them and `stop`, `pids` and `is_running` act on them. The running
-        configuration and `started_at` are kept: it is the same daemon, moved."""
+        configuration and `started_at` are kept: it is the same daemon, moved.
+
+        A daemon run as a process tree is adopted from its parent's pid alone (as
+        `dump_roots` names it): its programs are found among the parent's children by their
+        command names."""
+        root = self.tree_root
+        if root is not None and root.name in pids:
+            kids = [p.name for p in self._procs if not p.root]
+            pids = {**children_by_comm(pids[root.name], kids), **pids}
         names = [p.name for p in self._procs] or list(pids)
         missing = [n for n in names if n not in pids]
         if missing:
@@ -436,10 +527,10 @@ class Daemon(abc.ABC):
                               f"for {', '.join(missing)}")
         self.ns = ns
         procs = []
-        for name in names:
-            reg_name = self._reg_name(name)
-            registry.session().add_process(pids[name], reg_name)
-            procs.append(DaemonProcess(name, RestoredProcess(pids[name]), reg_name))
+        for old in self._procs or [DaemonProcess(n, RestoredProcess(0), "") for n in names]:
+            reg_name = self._reg_name(old.name)
+            registry.session().add_process(pids[old.name], reg_name)
+            procs.append(DaemonProcess(old.name, RestoredProcess(pids[old.name]), reg_name, old.root))
         self._procs = procs
         log.debug("%s %s: adopted %s in %s", self.implementation, self.spec.name, pids, ns.name)
 
@@ -468,8 +559,16 @@ class Daemon(abc.ABC):
         return {p.name: p.popen.pid for p in self._procs if p.popen.poll() is None}
 
     def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM every process (last started first), SIGKILL after `timeout`; release them."""
-        for p in reversed(self._procs):
+        """SIGTERM every process (last started first), SIGKILL after `timeout`; release them.
+        A process tree's programs go first, its parent after them (it reaps them)."""
+        for group in ([p for p in self._procs if not p.root], [p for p in self._procs if p.root]):
+            self._stop_group(group, timeout)
+        self._procs = []
+        self._started_at = None
+        self._after_stop()
+
+    def _stop_group(self, procs: list[DaemonProcess], timeout: float) -> None:
+        for p in reversed(procs):
             if p.popen.poll() is None:
                 try:
                     p.popen.send_signal(signal.SIGCONT)  # a stopped (frozen) process cannot exit
@@ -477,7 +576,7 @@ class Daemon(abc.ABC):
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + timeout
-        for p in reversed(self._procs):
+        for p in reversed(procs):
             try:
                 p.popen.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -485,9 +584,6 @@ class Daemon(abc.ABC):
                 p.popen.kill()
                 p.popen.wait(5)
             registry.session().release_process(p.popen.pid)
-        self._procs = []
-        self._started_at = None
-        self._after_stop()
 
     def _after_stop(self) -> None:  # noqa: B027 - an optional hook
         """Remove per-instance leftovers (sockets, pid files) after the processes are gone."""

@@ -15,19 +15,34 @@ from .. import fib
 log = logging.getLogger(__name__)
 
 
+_FLAGS = ("linkdown", "dead", "offload", "trap", "rt_offload", "rt_trap", "notify", "unresolved",
+          "pervasive")
+
+
 def _route_spec(line: str) -> str | None:
-    """An ``ip -o route`` line as arguments for ``ip route replace`` (None: not copied)."""
+    """An ``ip -o route`` line as arguments for ``ip route replace`` (None: not copied).
+
+    A route using a nexthop object (``nhid N``, as FRR's zebra installs them) keeps the
+    reference and drops the expanded next hops (the kernel refuses both): the objects are
+    copied first (`copy_nexthops`), so the daemon finds the ids it knows at the target."""
     line = line.replace("\\\t", " ").replace("\\", " ")
     t = line.split()
     if not t or "proto" in t and t[t.index("proto") + 1] == "kernel":
         return None  # connected routes come from the addresses
+    if "nhid" in t:
+        out, i = [], 0
+        while i < len(t):
+            if t[i] in ("via", "dev", "weight"):
+                i += 2
+            elif t[i] in ("nexthop", "onlink") or t[i] in _FLAGS:
+                i += 1
+            else:
+                out.append(t[i])
+                i += 1
+        return " ".join(out)
     out, i = [], 0
     while i < len(t):
-        if t[i] == "nhid":  # the expanded next hops follow; nexthop objects are not copied
-            i += 2
-            continue
-        if t[i] in ("linkdown", "dead", "offload", "trap", "rt_offload", "rt_trap",
-                    "notify", "unresolved", "pervasive"):
+        if t[i] in _FLAGS:
             i += 1
             continue
         out.append(t[i])
@@ -55,11 +70,48 @@ def _batch(ns: str, commands: list[str], ignore: tuple[str, ...] = ()) -> int:
 BULK_COPY = 2000  # beyond this many missing routes, copy with `ip route save | restore`
 
 
+def _nexthop_spec(line: str) -> tuple[int, str] | None:
+    """An ``ip -o nexthop`` line as (id, arguments for ``ip nexthop replace``)."""
+    t = line.split()
+    if len(t) < 2 or t[0] != "id":
+        return None
+    out, i = [], 0
+    while i < len(t):
+        if t[i] == "scope":
+            i += 2
+        elif t[i] in _FLAGS:
+            i += 1
+        else:
+            out.append(t[i])
+            i += 1
+    return int(t[1]), " ".join(out)
+
+
+def nexthop_lines(ns: str) -> dict[int, str]:
+    """{id: spec} of the nexthop objects in namespace `ns` ({} when there are none)."""
+    r = subprocess.run(["ip", "-n", ns, "-o", "nexthop", "show"], capture_output=True, text=True,
+                       timeout=120)
+    return dict(x for x in map(_nexthop_spec, r.stdout.splitlines()) if x)
+
+
+def nexthop_commands(want: dict[int, str], have: dict[int, str]) -> tuple[list[str], list[str]]:
+    """(before the routes: objects added or changed, single next hops before groups; after
+    them: objects `dst` has and `src` no longer does)."""
+    changed = [(i, s) for i, s in sorted(want.items()) if have.get(i) != s]
+    add = [f"nexthop replace {s}" for i, s in changed if " group " not in f" {s} "]
+    add += [f"nexthop replace {s}" for i, s in changed if " group " in f" {s} "]
+    gone = sorted(set(have) - set(want), key=lambda i: " group " not in f" {have[i]} ")
+    return add, [f"nexthop del id {i}" for i in gone]
+
+
 def copy_routes(src: str, dst: str, *, src_lines: set[str] | None = None) -> int:
-    """Make `dst`'s table main hold `src`'s non-connected routes; returns changes made.
+    """Make `dst`'s table main hold `src`'s non-connected routes (and the nexthop objects
+    they use); returns changes made.
 
     A large difference (a fresh namespace) goes first through ``ip route save | ip route
     restore`` (250,000 routes in ~3.5 s instead of ~7 s with ``ip -batch``)."""
+    nh_add, nh_del = nexthop_commands(nexthop_lines(src), nexthop_lines(dst))
+    _batch(dst, nh_add)
     have = route_lines(dst)
     want = src_lines if src_lines is not None else route_lines(src)
     bulk = 0
@@ -76,7 +128,8 @@ def copy_routes(src: str, dst: str, *, src_lines: set[str] | None = None) -> int
         have = route_lines(dst)
     cmds = [f"route replace {s}" for s in want - have]
     cmds += [f"route del {s}" for s in have - want]
-    return bulk + _batch(dst, cmds, ignore=("No such process",))
+    n = bulk + _batch(dst, cmds, ignore=("No such process",))
+    return n + len(nh_add) + _batch(dst, nh_del, ignore=("No such",))
 
 
 class RouteWatch:

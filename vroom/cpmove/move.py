@@ -15,6 +15,7 @@ from routerlab import criu, registry
 from routerlab.daemons import Daemon
 from routerlab.netns import Netns
 
+from . import netlink
 from .fibcopy import RouteWatch, copy_routes
 from .link import MigrationLink, predump_args, raised_priority
 from .processes import CpMoveError, daemon_processes, reap_dumped, reap_leftovers, rebind_daemon, subreaper
@@ -27,6 +28,16 @@ _LOCK_RULES = f"""table inet {LOCK_TABLE} {{
   chain input {{ type filter hook input priority -300; policy drop; iifname "lo" accept; }}
 }}
 """
+
+
+# CRIU's reasons to refuse a dump that may pass a moment later: a netlink socket with an
+# event queued at the freeze (the daemon had not read it yet)
+RETRY_DUMP = ("data to read",)
+
+
+def retryable_dump_error(e: criu.CriuError) -> bool:
+    text = " ".join([str(e), e.output or "", *e.log_tail])
+    return any(r in text for r in RETRY_DUMP)
 
 
 def lock_netns(ns: Netns) -> None:
@@ -56,6 +67,10 @@ class CpMoveResult:
     freeze_s: float = 0.0  # from the start of the final dump until the daemon hears again
     image_bytes: int = 0
     pages_over_link: bool = False
+    dump_attempts: int = 0  # a dump refused for a transient reason is tried again
+    dump_errors: list[str] = field(default_factory=list)  # of the attempts that failed
+    netlink_dropped: list[str] = field(default_factory=list)  # "prog:fdN:-G" before the dump
+    netlink_fixed: list[str] = field(default_factory=list)  # "prog:fdN:+G" / ":EXT_ACK=1" after
     joined: list[tuple[str, str]] = field(default_factory=list)
     sockopts_fixed: list[str] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
@@ -86,6 +101,12 @@ class ControlPlaneMove:
     redirect: Callable[[], None] | None = None
     after_restore: Callable[[], None] | None = None
     before_restore: Callable[[], None] | None = None  # test hook (fault injection)
+    before_dump: Callable[[int], None] | None = None  # test hook, given the attempt (1, 2, ...)
+    # whether the CRIU dumps netlink sockets in groups above 32 itself; if not, those
+    # memberships are dropped right before the dump and added back after the restore
+    netlink_gt32: bool = False
+    dump_attempts: int = 3  # tries of a dump refused for a transient reason (RETRY_DUMP)
+    dump_backoff_s: float = 0.05  # wait before try k+1: k times this
     route_watch: RouteWatch | None = None  # source route changes since the FIB pre-copy
     dumped: bool = False
     restored: bool = False
@@ -94,16 +115,18 @@ class ControlPlaneMove:
     _names: list[str] = field(default_factory=list)
     _dumped_pids: list[tuple[str, int]] = field(default_factory=list)
     _sockopts: dict[str, dict[int, dict[str, int]]] = field(default_factory=dict)
+    _netlink: netlink.NetlinkState = field(default_factory=dict)
 
     def run(self) -> CpMoveResult:
         res = self.result
-        procs = daemon_processes(self.daemon)
+        procs = daemon_processes(self.daemon)  # what to dump: a tree's parent covers its children
         if not procs:
             raise CpMoveError("dump", f"{self.daemon.spec.name}: the daemon is not running")
         self._names = [n for n, _ in procs]
-        self._dumped_pids = list(procs)
+        self._dumped_pids = list(self.daemon.pids.items())
         self._groups = memberships(self.src.name)
-        self._sockopts = {name: raw_socket_options(pid) for name, pid in procs}
+        self._sockopts = {name: raw_socket_options(pid) for name, pid in self._dumped_pids}
+        self._netlink = netlink.save(self.daemon.pids)
         if self.images.exists():
             shutil.rmtree(self.images)
         self.images.mkdir(parents=True)
@@ -135,31 +158,11 @@ class ControlPlaneMove:
 
     def _frozen(self, procs: list[tuple[str, int]], res: CpMoveResult, t_freeze: float) -> None:
         """Dump, copy the FIB delta, restore at the target, redirect, re-join groups."""
-        for name, pid in procs:
-            extra: list[str] = []
-            if self.precopy:
-                extra += ["--prev-images-dir", str(self.images / "pre" / name), "--track-mem"]
-            dumper, server = self.criu, None
-            if self.link is not None:
-                server = self.link.page_server(self.criu, self.images / name)
-                dumper = self.link.criu(self.criu)
-                extra += self.link.dump_args()
-                res.pages_over_link = True
-            try:
-                dumper.dump(pid, self.images / name, extra_args=extra)
-            except criu.CriuError as e:
-                raise CpMoveError("dump", str(e)) from None
-            finally:
-                if server is not None:
-                    try:
-                        server.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        server.kill()
-                        server.wait(5)
-                    registry.session().release_process(server.pid)
-        self.dumped = True
-        res.dump_s = time.monotonic() - t_freeze
-        reap_dumped(self.daemon)
+        with subreaper():  # a dumped tree's children, orphaned as it dies, are reaped here
+            self._dump_retrying(procs, res)
+            self.dumped = True
+            res.dump_s = time.monotonic() - t_freeze
+            reap_dumped(self.daemon)
         t0 = time.monotonic()
         if self.route_watch is None or self.route_watch.changed():
             res.delta_routes = copy_routes(self.src.name, self.dst.name)
@@ -172,8 +175,8 @@ class ControlPlaneMove:
             pids[name] = self._restore(self.images / name, self.dst, "restore")
         self.restored = True
         res.restore_s = time.monotonic() - t0
-        res.pids = pids
         rebind_daemon(self.daemon, self.dst, pids)
+        res.pids = self.daemon.pids
         t0 = time.monotonic()
         unlock_netns(self.dst)
         if self.after_restore is not None:
@@ -181,12 +184,74 @@ class ControlPlaneMove:
         res.unlock_s = time.monotonic() - t0
         t0 = time.monotonic()
         try:
-            for name, pid in pids.items():
-                res.joined += rejoin_multicast(pid, self._groups, self.ifindex)
-                res.sockopts_fixed += restore_socket_options(pid, self._sockopts.get(name, {}))
+            self._fix_sockets(res)
         except OSError as e:
             raise CpMoveError("rejoin", f"re-joining multicast groups: {e}") from None
         res.rejoin_s = time.monotonic() - t0
+
+    def _fix_sockets(self, res: CpMoveResult) -> None:
+        """What CRIU does not carry, put back on the (restored or recovered) processes:
+        IP multicast memberships and raw-socket options, netlink groups and ack flags."""
+        pids = self.daemon.pids
+        res.netlink_fixed += netlink.put_back(pids, self._netlink)
+        for name, pid in pids.items():
+            res.joined += rejoin_multicast(pid, self._groups, self.ifindex)
+            res.sockopts_fixed += restore_socket_options(pid, self._sockopts.get(name, {}))
+
+    def _dump_retrying(self, procs: list[tuple[str, int]], res: CpMoveResult) -> None:
+        """Dump every root; a dump refused for a transient reason (`RETRY_DUMP`: say an
+        event queued on a netlink socket at the freeze) is tried again after a short
+        backoff. On failure the source runs on with its netlink memberships back."""
+        for attempt in range(1, self.dump_attempts + 1):
+            res.dump_attempts = attempt
+            if self.before_dump is not None:
+                self.before_dump(attempt)
+            try:
+                if not self.netlink_gt32:
+                    res.netlink_dropped += netlink.drop_high(self.daemon.pids, self._netlink)
+                self._dump(procs, res)
+                return
+            except (criu.CriuError, OSError) as e:
+                res.dump_errors.append(str(e))
+                retry = isinstance(e, criu.CriuError) and retryable_dump_error(e)
+                criu.clear_network_lock(self.src.path)
+                if not retry or attempt == self.dump_attempts or not self.daemon.dump_roots():
+                    self._undo_drop(res)
+                    raise CpMoveError("dump", f"{e} (attempt {attempt} of {self.dump_attempts})") from None
+                log.warning("%s: dump attempt %d failed (%s), trying again", self.daemon.spec.name,
+                            attempt, e)
+                time.sleep(self.dump_backoff_s * attempt)
+
+    def _undo_drop(self, res: CpMoveResult) -> None:
+        """The dump failed and the daemon runs on at the source: its memberships back."""
+        try:
+            fixed = netlink.put_back(self.daemon.pids, self._netlink)
+        except OSError as e:
+            log.error("%s: netlink groups not put back at the source: %s", self.daemon.spec.name, e)
+            return
+        res.netlink_fixed += fixed
+
+    def _dump(self, procs: list[tuple[str, int]], res: CpMoveResult) -> None:
+        for name, pid in procs:
+            extra: list[str] = []
+            if self.precopy:
+                extra += ["--prev-images-dir", str(self.images / "pre" / name), "--track-mem"]
+            dumper, server = self.criu, None
+            if self.link is not None:
+                server = self.link.page_server(self.criu, self.images / name)
+                dumper = self.link.criu(self.criu)
+                extra += self.link.dump_args()
+                res.pages_over_link = True
+            try:
+                dumper.dump(pid, self.images / name, extra_args=extra)
+            finally:
+                if server is not None:
+                    try:
+                        server.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        server.kill()
+                        server.wait(5)
+                    registry.session().release_process(server.pid)
 
     def _predump(self, pid: int, d: Path) -> None:
         """One round of iterative pre-copy: memory copied while the daemon runs, dirty pages
@@ -215,18 +280,18 @@ class ControlPlaneMove:
         dump (the state it had when it stopped), re-join its groups, drop the lock."""
         if not self.dumped:
             return {}
-        for p in self.daemon.processes():  # anything half-restored at the target
-            if p.popen.poll() is None and self.restored:
-                p.popen.kill()
-                p.popen.wait(10)
+        if self.restored:  # anything half-restored at the target
+            with subreaper():  # a tree's children, orphaned as it dies, are reaped here
+                for p in self.daemon.processes():
+                    if p.popen.poll() is None:
+                        p.popen.kill()
+                reap_dumped(self.daemon)
         pids = {}
         for name in self._names:
             pids[name] = self._restore(self.images / name, self.src, "recover")
         rebind_daemon(self.daemon, self.src, pids)
         criu.clear_network_lock(self.src.path)
-        for name, pid in pids.items():
-            rejoin_multicast(pid, self._groups, self.ifindex)
-            restore_socket_options(pid, self._sockopts.get(name, {}))
+        self._fix_sockets(self.result)
         self.dumped = self.restored = False
         log.warning("%s: control plane recovered in %s from its dump", self.daemon.spec.name,
                     self.src.name)

@@ -39,17 +39,43 @@ def subreaper() -> Iterator[None]:
 
 
 def daemon_processes(d: Daemon) -> list[tuple[str, int]]:
-    """(program name, pid) of a driver's running processes."""
-    return list(d.pids.items())
+    """(name, pid) of what a dump of the driver's daemon must take, one CRIU dump each:
+    the parent of a process tree alone (the dump covers its children), else every process."""
+    return list(d.dump_roots().items())
+
+
+def _pid_gone(pid: int) -> bool:
+    """Whether `pid` is free again: reaped when it is our (zombie) child, else gone from /proc."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:
+        pass
+    return not os.path.exists(f"/proc/{pid}")
 
 
 def reap_dumped(d: Daemon, timeout: float = 10.0) -> None:
-    """Wait for the processes a dump killed, so their pids are free for a restore."""
-    for p in d.processes():
-        try:
-            p.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise CpMoveError("dump", f"{p.name} (pid {p.popen.pid}) still alive after the dump") from None
+    """Wait for the processes a dump killed, so their pids are free for a restore. A tree's
+    children die orphaned: call this as their subreaper (`subreaper`), so they are ours to
+    reap (no one else may: init here does not reap)."""
+    procs = d.processes()
+    for p in procs:
+        if isinstance(p.popen, subprocess.Popen):
+            try:
+                p.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                raise CpMoveError("dump", f"{p.name} (pid {p.popen.pid}) still alive after the dump") from None
+    pending = [p for p in procs if p.popen.pid > 0 and not isinstance(p.popen, subprocess.Popen)]
+
+    def all_gone() -> bool:
+        pending[:] = [p for p in pending if not _pid_gone(p.popen.pid)]
+        return not pending
+
+    try:
+        wait_for(all_gone, timeout, interval=0.005, retry_on=(), what="dumped processes reaped")
+    except ExpectTimeout:
+        raise CpMoveError("dump", ", ".join(f"{p.name} (pid {p.popen.pid})" for p in pending)
+                          + " still there after the dump") from None
 
 
 def rebind_daemon(d: Daemon, ns: Netns, pids: dict[str, int]) -> None:
