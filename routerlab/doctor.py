@@ -162,6 +162,34 @@ def check_criu(refresh: bool = False) -> list[Check]:
             for f in criu.features(refresh=refresh).values()]
 
 
+def check_frr_migration() -> Check:
+    """Can VROOM live-migrate an FRR virtual router with the CRIU found here?"""
+    name = "FRR live migration"
+    try:
+        from routerlab import criu
+        from routerlab.daemons import FrrDaemon
+    except ImportError as e:
+        return Check(name, "missing", f"module unavailable: {e}", "", required=False)
+    if not FrrDaemon.version():
+        return Check(name, "missing", "FRR is not installed", "run scripts/setup.sh", required=False)
+    feats = criu.features()
+    for need in ("check", "socket_dump"):
+        f = feats.get(need)
+        if f is None or not f.ok:
+            return Check(name, "missing", f"CRIU lacks {need}: {f.detail if f else 'not detected'}",
+                         f.hint if f else criu.HINT_GET_CRIU, required=False)
+    gt32 = feats.get("netlink_groups_gt32")
+    if gt32 is not None and gt32.ok:
+        return Check(name, "ok", "CRIU dumps zebra's netlink groups > 32 itself", required=False)
+    ok, detail = criu.netlink_drop_selftest()
+    if ok:
+        return Check(name, "ok", "stock CRIU + netlink groups > 32 dropped/re-added around the dump",
+                     required=False)
+    return Check(name, "missing", f"CRIU lacks netlink_groups_gt32 and {detail}",
+                 "a kernel with pidfd_getfd (Linux >= 5.6) or a CRIU that dumps netlink groups > 32",
+                 required=False)
+
+
 def check_zookeeper() -> Check:
     path = "/usr/share/zookeeper/bin/zkServer.sh"
     java = shutil.which("java")
@@ -179,5 +207,6 @@ def run_checks(refresh: bool = False) -> list[Check]:
     checks.append(check_netem())
     checks += check_daemons()
     checks += check_criu(refresh)
+    checks.append(check_frr_migration())
     checks.append(check_zookeeper())
     return checks

@@ -24,7 +24,7 @@ import pytest
 from routerlab import criu as rlcriu
 from routerlab.expect import wait_for
 from routerlab.ovs import dump_flows
-from tests.emulation.vroomlab import LO_N2, Lab, explain_loss, lab_fixture, probe
+from tests.emulation.vroomlab import Lab, explain_loss, lab_fixture, probe
 from vroom.cpmove import netlink
 from vroom.migrate import Migration, migrate
 from vroom.phases import MigrationFailed

@@ -34,7 +34,9 @@ def test_parse_maddress_skips_all_hosts() -> None:
      "10.6.0.0/16 proto bird metric 32 nexthop via 10.0.0.2 dev eth0 weight 1 "
      "nexthop via 10.0.1.2 dev eth1 weight 2"),
     ("10.10.0.0/16 nhid 5 via 10.0.0.2 dev eth0 proto ospf ",
-     "10.10.0.0/16 via 10.0.0.2 dev eth0 proto ospf"),
+     "10.10.0.0/16 nhid 5 proto ospf"),  # FRR's nexthop objects are copied: keep the id
+    ("10.6.0.0/16 nhid 20 proto ospf metric 20 \\\tnexthop via 10.0.0.2 dev eth0 weight 1 "
+     "\\\tnexthop via 10.0.1.2 dev eth1 weight 1 ", "10.6.0.0/16 nhid 20 proto ospf metric 20"),
     ("blackhole 10.7.0.0/16 proto bird ", "blackhole 10.7.0.0/16 proto bird"),
 ])
 def test_route_spec_for_copying(line: str, spec: str | None) -> None:
@@ -144,3 +146,101 @@ def test_adopt_refuses_a_missing_program_and_changes_nothing(session: registry.S
     finally:
         for p in (a, b):
             p.kill()
+
+
+def test_nexthop_objects_copied_singles_before_groups() -> None:
+    from vroom.cpmove.fibcopy import _nexthop_spec, nexthop_commands
+    assert _nexthop_spec("id 12 via 10.9.1.2 dev eth0 scope link proto zebra") == (
+        12, "id 12 via 10.9.1.2 dev eth0 proto zebra")
+    want = {20: "id 20 group 12/13 proto zebra", 12: "id 12 via 1.1.1.1 dev eth0 proto zebra",
+            3: "id 3 dev lo proto zebra"}
+    add, drop = nexthop_commands(want, {3: "id 3 dev lo proto zebra", 9: "id 9 dev eth0"})
+    assert add == ["nexthop replace id 12 via 1.1.1.1 dev eth0 proto zebra",
+                   "nexthop replace id 20 group 12/13 proto zebra"]
+    assert drop == ["nexthop del id 9"]
+
+
+def test_proc_netlink_table_by_inode() -> None:
+    from routerlab.criu import parse_proc_netlink
+    text = ("sk               Eth Pid        Groups   Rmem     Wmem     Dump  Locks    Drops    Inode\n"
+            "0000000031f55412 0   3632986853 00000000 0        0        0     2        0        5012    \n"
+            "0000000098251775 16  4220102342 00000000 0        0        0     2        0        5007    \n")
+    assert parse_proc_netlink(text) == {5012: 0, 5007: 16}
+
+
+def test_netlink_fixes_readd_groups_and_reset_flags() -> None:
+    from vroom.cpmove.netlink import NetlinkSocket, fixes, high_groups
+    saved = NetlinkSocket(10, 0, frozenset({1, 5, 32, 34}), {"EXT_ACK": 1, "CAP_ACK": 0})
+    now = NetlinkSocket(10, 0, frozenset({1, 5, 32, 7}), {"EXT_ACK": 0, "CAP_ACK": 0})
+    assert fixes(saved, now) == ([34], {"EXT_ACK": 1})
+    assert high_groups({"zebra": {10: saved}, "ospfd": {}}) == {"zebra": {10: [34]}}
+
+
+def test_only_transient_dump_refusals_are_retried() -> None:
+    from routerlab.criu import CriuError
+    from vroom.cpmove.move import retryable_dump_error
+    busy = CriuError("dump", 1, None, ["(00.05) Error (criu/sk-netlink.c:101): The socket has data to read"])
+    other = CriuError("dump", 1, None, ["(00.05) Error (criu/sk-inet.c:3): Can't dump inet socket"])
+    assert retryable_dump_error(busy) and not retryable_dump_error(other)
+
+
+def test_frr_tree_script_starts_zebra_first_then_waits() -> None:
+    from routerlab.daemons.frr import tree_script
+    script = tree_script([("zebra", ["/usr/lib/frr/zebra", "-f", "/r/zebra.conf"], Path("/r/zebra.out")),
+                          ("ospfd", ["/usr/lib/frr/ospfd", "-f", "/r/o d.conf"], Path("/r/ospfd.out"))],
+                         Path("/r/zserv.api"))
+    lines = script.splitlines()
+    assert lines[0] == "/usr/lib/frr/zebra -f /r/zebra.conf >/r/zebra.out 2>&1 &"
+    assert "[ ! -S /r/zserv.api ]" in lines[2] and "exit 1" in lines[2]
+    assert lines[3] == "/usr/lib/frr/ospfd -f '/r/o d.conf' >/r/ospfd.out 2>&1 &"
+    assert lines[-1] == "wait"
+
+
+class _TreeFake(Daemon):
+    implementation = "fake"
+
+    def render(self):
+        return {}
+
+    def _check_config(self, directory):
+        pass
+
+    def _launch(self):
+        pass
+
+    def _ready(self):
+        return True
+
+    def bgp_sessions(self):
+        return []
+
+    def routes(self):
+        return []
+
+    def cli(self, command):
+        return ""
+
+    @classmethod
+    def version(cls):
+        return "1"
+
+
+def test_process_tree_children_found_adopted_and_stopped(session: registry.Session) -> None:
+    from routerlab.daemons.base import children_by_comm
+    d = _TreeFake(RouterSpec(name="r1", router_id="10.0.0.1"))
+    d.ns = SimpleNamespace(name="ns-a")  # type: ignore[assignment]  # a stand-in Netns
+    root = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 31 & wait"], start_new_session=True)
+    try:
+        from routerlab.daemons.base import DaemonProcess
+        d._procs.append(DaemonProcess("tree", root, "fake:ns-a:r1:tree", root=True))
+        assert d._adopt_children(["sleep"], 5) == []
+        kids = children_by_comm(root.pid)
+        assert list(kids) == ["sleep"]
+        assert d.dump_roots() == {"tree": root.pid} and d.is_running()
+        d.adopt(SimpleNamespace(name="ns-b"), {"tree": root.pid})  # type: ignore[arg-type]  # a stand-in Netns
+        assert d.pids["sleep"] == kids["sleep"] and d.tree_root is not None
+    finally:
+        d.stop(timeout=5)
+        root.kill()
+        root.wait(5)
+    assert root.returncode is not None and not d.pids
