@@ -57,9 +57,10 @@ class B4LabNetwork:
         raise UserError(f"{name} has no address")
 
     def probe(self, src: str, dst: str, seconds: float, rate_pps: int = 1000):
-        from routerlab.traffic import measure
+        from routerlab.traffic import check_probe_args, measure
 
-        return measure(self.host(src), self.host(dst), self.address(dst), seconds, rate_pps=rate_pps)
+        seconds, rate = check_probe_args(seconds, rate_pps)
+        return measure(self.host(src), self.host(dst), self.address(dst), seconds, rate_pps=rate)
 
 
 def _b4(cli: Any) -> B4Deployment:

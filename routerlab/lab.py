@@ -5,7 +5,8 @@ Extra commands (see `help` inside the CLI):
   neighbors R     R's OSPF neighbours (state, uptime)
   sessions R      R's BGP sessions (state, uptime, connections)
   daemon R CMD    run CMD in R's own CLI (vtysh, birdc, gobgp)
-  probe A B [S]   a 1,000 packets/s probe from host A to host B for S seconds (default 3)
+  probe A B [S [R]]  a UDP probe from host A to host B for S seconds (default 3) at R
+                  packets/s (default 1,000): loss, gaps, one-way latency p50/p99/max
 A topology whose ``params: {system: NAME}`` names an installed system
 (`routerlab.systems`) is built by that system, and its lab gets that system's commands.
 """
@@ -35,7 +36,7 @@ class LabNetwork(Protocol):
 
     def router(self, name: str) -> Any: ...
 
-    def probe(self, src: str, dst: str, seconds: float) -> Any: ...
+    def probe(self, src: str, dst: str, seconds: float, rate_pps: int = 1000) -> Any: ...
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
@@ -140,18 +141,50 @@ class RouterlabCLI(CLI):
         self._guard(run)
 
     def do_probe(self, line: str) -> None:
-        """probe A B [SECONDS]: constant-rate UDP probe (1,000 packets/s) from host A to B."""
+        """probe A B [SECONDS [RATE]]: constant-rate UDP probe from host A to B (default 3 s at
+        1,000 packets/s): loss, reordering, longest gap, one-way latency p50/p99/max."""
         def run() -> None:
-            args = shlex.split(line)
-            if len(args) not in (2, 3):
-                raise UserError("usage: probe A B [SECONDS]")
-            seconds = float(args[2]) if len(args) == 3 else 3.0
-            res = self.network.probe(args[0], args[1], seconds)
+            src, dst, seconds, rate = parse_probe_args(line)
+            res = self.network.probe(src, dst, seconds, rate_pps=rate)
             self.console.print(
-                f"probe {args[0]} -> {args[1]}: sent {res.sent}, received {res.received}, "
+                f"probe {src} -> {dst}: sent {res.sent}, received {res.received}, "
                 f"lost {res.lost}, reordered {res.reordered}, duplicated {res.duplicated}, "
-                f"longest gap {res.max_gap_ms:.1f} ms at {res.rate_pps:.0f} packets/s")
+                f"longest gap {res.max_gap_ms:.1f} ms at {res.rate_pps:.0f} packets/s; "
+                f"one-way {res.latency_text()}")
         self._guard(run)
+
+
+PROBE_MAX_SECONDS = 3600.0
+PROBE_MAX_RATE = 1_000_000
+PROBE_USAGE = "usage: probe A B [SECONDS [RATE]]"
+
+
+def parse_probe_args(line: str) -> tuple[str, str, float, int]:
+    """``A B [SECONDS [RATE]]`` -> (A, B, seconds, packets/s); a one-line `UserError` for
+    anything else (seconds in (0, 3600], rate a whole number in 1..1,000,000)."""
+    try:
+        args = shlex.split(line)
+    except ValueError as e:
+        raise UserError(f"{PROBE_USAGE} ({e})") from None
+    if len(args) not in (2, 3, 4):
+        raise UserError(PROBE_USAGE)
+    seconds = 3.0
+    if len(args) >= 3:
+        try:
+            seconds = float(args[2])
+        except ValueError:
+            raise UserError(f"probe: SECONDS must be a number, not {args[2]!r}") from None
+        if not 0 < seconds <= PROBE_MAX_SECONDS:  # also refuses nan
+            raise UserError(f"probe: SECONDS must be in (0, {PROBE_MAX_SECONDS:g}], not {args[2]}")
+    rate = 1000
+    if len(args) == 4:
+        try:
+            rate = int(args[3].replace(",", "").replace("_", ""))
+        except ValueError:
+            raise UserError(f"probe: RATE must be a whole number of packets/s, not {args[3]!r}") from None
+        if not 1 <= rate <= PROBE_MAX_RATE:
+            raise UserError(f"probe: RATE must be in 1..{PROBE_MAX_RATE:,} packets/s, not {args[3]}")
+    return args[0], args[1], seconds, rate
 
 
 def teardown_lab(network: Any, system: systems.System | None) -> None:

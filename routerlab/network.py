@@ -343,6 +343,7 @@ class Network:
     # ------------------------------------------------------------------ traffic
     def probe(self, src: str, dst: str, seconds: float, rate_pps: int = 1000):
         """Run a constant-rate probe from host `src` to host `dst` for `seconds`."""
-        from routerlab.traffic import measure
+        from routerlab.traffic import check_probe_args, measure
 
-        return measure(self.host(src), self.host(dst), self.address(dst), seconds, rate_pps=rate_pps)
+        seconds, rate = check_probe_args(seconds, rate_pps)
+        return measure(self.host(src), self.host(dst), self.address(dst), seconds, rate_pps=rate)

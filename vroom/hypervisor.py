@@ -17,6 +17,7 @@ its own ports and VLAN ids, and groups numbered ``VR << 24 | n``.
 """
 from __future__ import annotations
 
+import copy
 import errno
 import gc
 import logging
@@ -239,6 +240,18 @@ class DataPlaneHypervisor:
             return SyncStats(flows=len(self._routes.flows) + len(binding.flows),
                              groups=len(self._routes.groups), changes=n, install_s=install_s,
                              total_s=time.monotonic() - t0)
+
+    def fib_state(self) -> tuple[set[str], int]:
+        """(destination prefixes in the FIB it follows, bundle lines a sync would send now):
+        0 lines means the bridge forwards exactly what the FIB says. Reads and translates
+        the FIB without changing anything (a convergence check for small tables: it costs
+        what a sync costs, minus the install)."""
+        with self._lock:
+            snap = fib.read_snapshot(self.fib_ns)
+            tr = route_tables(self.vr_id, self.ifindex, snap, copy.deepcopy(self.groups))
+            pending = len(diff_bundle(self._routes, tr.tables))
+            pending += len(diff_bundle(self._binding, self._binding_tables()))
+        return {r.prefix for r in snap.routes}, pending
 
     def route_keys(self) -> set[tuple]:
         """(priority, match) of the VR's routing-table flows (to compare two data planes)."""

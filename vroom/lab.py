@@ -76,10 +76,12 @@ class VroomLab:
         raise UserError(f"unknown node {name!r}")
 
     def probe(self, src: str, dst: str, seconds: float, rate_pps: int = 1000):
-        from routerlab.traffic import measure
+        """A constant-rate UDP probe from host `src` to host `dst` (`routerlab.traffic.measure`)."""
+        from routerlab.traffic import check_probe_args, measure
 
+        seconds, rate = check_probe_args(seconds, rate_pps)
         return measure(self.host(src), self.host(dst), self.tn.address(dst), seconds,
-                       rate_pps=rate_pps)
+                       rate_pps=rate)
 
     def stop(self) -> None:
         self.tn.stop()

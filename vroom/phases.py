@@ -2,7 +2,10 @@
 
 A migration is a list of `Step`s, each in one of the paper's phases, with an action and the
 action that undoes it. `PhaseRunner.run` executes them in order and records a
-`PhaseRecord` per step (seconds, details the step returned). If a step raises, its own undo
+`PhaseRecord` per step (seconds, details the step returned, and when it started and ended
+in epoch seconds: ``started_at``/``ended_at``, to line phases up with probe packets;
+`phase_windows` turns records into the (label, start, end) windows that
+`routerlab.traffic.latency_in_windows` takes). If a step raises, its own undo
 runs first (undos must accept a half-done step), then the steps already done are undone in
 reverse order (each undo is attempted even if an earlier one failed), and
 `MigrationFailed` is raised saying which step failed, why, and how the rollback went. A
@@ -61,11 +64,25 @@ class PhaseRecord:
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     undo_error: str | None = None
+    started_at: float | None = None  # epoch seconds (time.time()) when the step began
+    ended_at: float | None = None  # ... and when it ended (done or failed)
 
     def to_json(self) -> dict[str, Any]:
         return {"step": self.step, "phase": self.phase.value, "status": self.status.value,
                 "seconds": round(self.seconds, 4), "details": self.details,
-                "error": self.error, "undo_error": self.undo_error}
+                "error": self.error, "undo_error": self.undo_error,
+                "started_at": self.started_at, "ended_at": self.ended_at}
+
+
+def phase_windows(records: list[PhaseRecord], *, by: str = "step") -> list[tuple[str, float, float]]:
+    """(label, start, end) in epoch seconds of every step that ran, labelled by its step
+    name (``by="step"``) or its phase's name (``by="phase"``: steps of one phase share the
+    label), in order; steps that never started are left out. Add the whole move with
+    ``("migration", windows[0][1], windows[-1][2])`` when needed."""
+    if by not in ("step", "phase"):
+        raise ValueError(f"by must be 'step' or 'phase', not {by!r}")
+    return [(r.step if by == "step" else r.phase.value, r.started_at, r.ended_at)
+            for r in records if r.started_at is not None and r.ended_at is not None]
 
 
 class MigrationFailed(RuntimeError):
@@ -94,6 +111,7 @@ class PhaseRunner:
 
     label: str = "migration"
     clock: Callable[[], float] = time.monotonic
+    wallclock: Callable[[], float] = time.time  # for the records' started_at/ended_at
     records: list[PhaseRecord] = field(default_factory=list)
 
     def run(self, steps: list[Step]) -> list[PhaseRecord]:
@@ -102,11 +120,13 @@ class PhaseRunner:
         committed = False
         for i, (s, rec) in enumerate(zip(steps, self.records)):
             log.info("%s: %s (%s)", self.label, s.name, s.phase.value)
+            rec.started_at = self.wallclock()
             t0 = self.clock()
             try:
                 details = s.do() or {}
             except BaseException as e:
                 rec.seconds = self.clock() - t0
+                rec.ended_at = self.wallclock()
                 rec.status = Status.FAILED
                 rec.error = f"{type(e).__name__}: {e}"
                 log.error("%s: %s failed after %.3f s: %s", self.label, s.name, rec.seconds, e)
@@ -116,6 +136,7 @@ class PhaseRunner:
                 raise MigrationFailed(s.name, s.phase, e, self.records,
                                       rolled_back=not committed) from e
             rec.seconds = self.clock() - t0
+            rec.ended_at = self.wallclock()
             rec.status = Status.DONE
             rec.details = dict(details)
             log.info("%s: %s done in %.3f s %s", self.label, s.name, rec.seconds,

@@ -39,6 +39,12 @@ Definitions used by `analyze` (all counts over sequence numbers 0..sent-1):
   when the silence ended) that never arrived. That is time-based because the packet that
   ends a gap can be an old one released from a queue (e.g. held while ARP resolved). A gap
   with ``lost == 0`` was a delay spike, not a loss.
+* *latency*: one-way delay of a packet, its kernel arrival stamp minus the send stamp it
+  carries (sender and receiver run on one machine: the same CLOCK_REALTIME), first
+  arrival only. ``latency_p50_ms``/``latency_p99_ms``/``latency_max_ms`` cover the run
+  (nearest-rank percentiles); `latency_in_windows` gives them for packets sent within
+  given (label, start, end) windows, e.g. a migration's phases; `latency_series` lists
+  every packet's.
 * The sender keeps an absolute schedule (packet i at first send + i/rate) and catches up
   after a short stall; time during which it fell further behind that schedule (a stall of
   the probe itself on a busy machine, e.g. 30 ms descheduled) is not time "while the
@@ -68,6 +74,7 @@ The package (everything public is importable from ``routerlab.traffic``): ``proc
 from routerlab.traffic.analysis import (
     DEFAULT_GAP_THRESHOLD_MS,
     Gap,
+    LatencyStats,
     ProbeResult,
     ReceiverLog,
     SenderReport,
@@ -75,16 +82,21 @@ from routerlab.traffic.analysis import (
     arrival_series,
     attribute_loss,
     default_gap_threshold_ms,
+    latency_in_windows,
+    latency_series,
+    latency_stats,
     loss_ms,
+    percentile,
 )
 from routerlab.traffic.counters import tx_packets
 from routerlab.traffic.iperf3 import Iperf, IperfResult, iperf, parse_iperf3
-from routerlab.traffic.probe import Probe, measure
+from routerlab.traffic.probe import Probe, check_probe_args, measure
 from routerlab.traffic.process import Host, IperfError, ProbeError, TrafficError, spawn
 
 __all__ = [
-    "DEFAULT_GAP_THRESHOLD_MS", "Gap", "Host", "Iperf", "IperfError", "IperfResult", "Probe",
-    "ProbeError", "ProbeResult", "ReceiverLog", "SenderReport", "TrafficError", "analyze",
-    "arrival_series", "attribute_loss", "default_gap_threshold_ms", "iperf", "loss_ms", "measure",
-    "parse_iperf3", "spawn", "tx_packets",
+    "DEFAULT_GAP_THRESHOLD_MS", "Gap", "Host", "Iperf", "IperfError", "IperfResult", "LatencyStats",
+    "Probe", "ProbeError", "ProbeResult", "ReceiverLog", "SenderReport", "TrafficError", "analyze",
+    "arrival_series", "attribute_loss", "check_probe_args", "default_gap_threshold_ms", "iperf", "latency_in_windows",
+    "latency_series", "latency_stats", "loss_ms", "measure", "percentile", "parse_iperf3", "spawn",
+    "tx_packets",
 ]

@@ -1,6 +1,7 @@
 """Probe accounting, pure functions of the two agents' reports: `analyze` (loss, reordering,
-duplicates, gaps; the definitions are in the `routerlab.traffic` docstring), `arrival_series`,
-and the loss analysis of experiments (`loss_ms`, `attribute_loss`)."""
+duplicates, gaps, one-way latency; the definitions are in the `routerlab.traffic` docstring),
+`arrival_series`, the latency views (`latency_series`, `latency_stats`,
+`latency_in_windows`) and the loss analysis of experiments (`loss_ms`, `attribute_loss`)."""
 from __future__ import annotations
 
 import bisect
@@ -101,6 +102,11 @@ class ProbeResult:
     sender_max_late_ms: float = 0.0
     skipped_slots: int = 0
     min_delay_ms: float | None = None  # smallest (arrival - send stamp): one-way delay floor
+    # one-way latency (arrival - send stamp, first arrival of each packet): sender and
+    # receiver share the machine's clock, so these are real delays, not just differences
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    latency_max_ms: float | None = None
 
     @property
     def loss_ratio(self) -> float:
@@ -123,7 +129,15 @@ class ProbeResult:
                          for g in self.gaps) or "none"
         return (f"{self.sent} sent at {self.rate_pps:g} pps over {self.duration_s:.2f} s, "
                 f"{self.lost} lost, {self.reordered} reordered, {self.duplicated} duplicated, "
-                f"max gap {self.max_gap_ms:.1f} ms; gaps > {self.gap_threshold_ms:g} ms: {gaps}")
+                f"max gap {self.max_gap_ms:.1f} ms; {self.latency_text()}; "
+                f"gaps > {self.gap_threshold_ms:g} ms: {gaps}")
+
+    def latency_text(self) -> str:
+        """``latency p50 0.21 / p99 1.3 / max 4.0 ms`` (one-way), or ``no latency`` without arrivals."""
+        if self.latency_p50_ms is None:
+            return "no latency"
+        return (f"latency p50 {self.latency_p50_ms:.2f} / p99 {self.latency_p99_ms:.2f} / "
+                f"max {self.latency_max_ms:.2f} ms")
 
 
 def default_gap_threshold_ms(rate_pps: float) -> float:
@@ -233,6 +247,7 @@ def analyze(sender: SenderReport, rlog: ReceiverLog,
         if prev < w1:  # nothing arrived after `prev` although the sender kept sending
             interval(prev, w1, late_last - late_prev, hw, tail=True)
     duration_s = (sender.last_send_ns - sender.first_send_ns) / 1e9 if sent > 1 else 0.0
+    lat = latency_stats([ms for _, _, ms in latency_series(sender, rlog)])
     return ProbeResult(
         sent=sent, received=received, lost=sent - received, reordered=reordered,
         duplicated=duplicated, max_gap_ms=round(max_gap / 1e6, 3), gaps=gaps,
@@ -240,7 +255,79 @@ def analyze(sender: SenderReport, rlog: ReceiverLog,
         gap_threshold_ms=thr_ms, started_at=sender.first_send_ns / 1e9,
         send_errors=sender.send_errors, sender_max_late_ms=round(sender.max_late_ns / 1e6, 3),
         skipped_slots=sender.skipped_slots,
-        min_delay_ms=None if min_owd is None else round(min_owd / 1e6, 3))
+        min_delay_ms=None if min_owd is None else round(min_owd / 1e6, 3),
+        latency_p50_ms=lat.p50_ms, latency_p99_ms=lat.p99_ms, latency_max_ms=lat.max_ms)
+
+
+# --------------------------------------------------------------------------- latency
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """One-way latency percentiles of a set of packets (None when there are none)."""
+
+    count: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    min_ms: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The nearest-rank `q`-th percentile (0 < q <= 100) of already sorted values."""
+    if not sorted_values:
+        raise ValueError("no values")
+    if not 0 < q <= 100:
+        raise ValueError(f"percentile {q} out of (0, 100]")
+    k = max(1, -(-len(sorted_values) * q // 100))  # ceil(n q / 100), at least 1
+    return sorted_values[int(k) - 1]
+
+
+def latency_stats(latencies_ms: Sequence[float]) -> LatencyStats:
+    """p50, p99, max (and min) of one-way latencies in milliseconds (nearest rank)."""
+    if not latencies_ms:
+        return LatencyStats()
+    v = sorted(latencies_ms)
+    return LatencyStats(count=len(v), p50_ms=round(percentile(v, 50), 4),
+                        p99_ms=round(percentile(v, 99), 4), max_ms=round(v[-1], 4),
+                        min_ms=round(v[0], 4))
+
+
+def latency_series(sender: SenderReport, rlog: ReceiverLog) -> list[tuple[float, int, float]]:
+    """(send time in epoch seconds, sequence number, one-way latency in ms) of every packet
+    that arrived (its first arrival; duplicates and stray sequence numbers left out), in
+    send order. The latency is the receiver's kernel arrival stamp minus the sender's stamp
+    in the packet, both CLOCK_REALTIME of the same machine."""
+    first: dict[int, tuple[int, int]] = {}
+    for s, t, a in zip(rlog.seq, rlog.send_ns, rlog.arrival_ns):
+        if 0 <= s < sender.sent and (s not in first or a < first[s][1]):
+            first[s] = (t, a)
+    return [(t / 1e9, s, (a - t) / 1e6) for s, (t, a) in sorted(first.items())]
+
+
+Window = tuple[str, float, float]  # (label, start, end): epoch seconds
+
+
+def latency_in_windows(sender: SenderReport, rlog: ReceiverLog, windows: Sequence[Window],
+                       *, overall: str | None = "all") -> dict[str, LatencyStats]:
+    """Latency percentiles of the packets *sent* within each window (label, start, end in
+    epoch seconds, end included), e.g. a migration's phases (`vroom.phases.phase_windows`).
+    A packet held back during a window counts there even if it arrives after it. With
+    `overall` the whole run is added under that label. Labels that repeat are merged."""
+    series = latency_series(sender, rlog)
+    sends = [t for t, _, _ in series]
+    out: dict[str, list[float]] = {}
+    for label, start, end in windows:
+        if end < start:
+            raise ValueError(f"window {label!r} ends ({end}) before it starts ({start})")
+        lo, hi = bisect.bisect_left(sends, start), bisect.bisect_right(sends, end)
+        out.setdefault(label, []).extend(ms for _, _, ms in series[lo:hi])
+    stats = {label: latency_stats(v) for label, v in out.items()}
+    if overall is not None:
+        stats[overall] = latency_stats([ms for _, _, ms in series])
+    return stats
 
 
 def arrival_series(sender: SenderReport, rlog: ReceiverLog,

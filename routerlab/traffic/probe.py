@@ -10,7 +10,8 @@ import subprocess
 import sys
 from typing import Any
 
-from routerlab.traffic.analysis import ProbeResult, ReceiverLog, SenderReport, analyze
+from routerlab.traffic.analysis import (LatencyStats, ProbeResult, ReceiverLog, SenderReport, Window,
+                                       analyze, latency_in_windows, latency_series)
 from routerlab.traffic.process import Host, ProbeError, agent_env, _read_line, _terminate, spawn
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,20 @@ class Probe:
                 raise ProbeError(f"{self!r}: sender still running after {timeout} s") from None
         return self.stop()
 
+    def latency_in_windows(self, windows: list[Window], *,
+                           overall: str | None = "all") -> dict[str, LatencyStats]:
+        """After `stop()`: one-way latency percentiles of the packets sent in each (label,
+        start, end) window (epoch seconds), plus the whole run under `overall`."""
+        if self.sender_report is None or self.log is None:
+            raise ProbeError(f"{self!r} has no result yet (stop() it first)")
+        return latency_in_windows(self.sender_report, self.log, windows, overall=overall)
+
+    def latency_series(self) -> list[tuple[float, int, float]]:
+        """After `stop()`: (send time in epoch s, seq, one-way latency in ms) per packet."""
+        if self.sender_report is None or self.log is None:
+            raise ProbeError(f"{self!r} has no result yet (stop() it first)")
+        return latency_series(self.sender_report, self.log)
+
     def close(self) -> None:
         """Kill both agents (by pid) without collecting results; idempotent."""
         _terminate(self._sender)
@@ -162,6 +177,26 @@ class Probe:
             self.stop()
         else:
             self.close()
+
+
+MAX_SECONDS = 3600.0
+MAX_RATE_PPS = 1_000_000
+
+
+def check_probe_args(seconds: float, rate_pps: float) -> tuple[float, float]:
+    """A probe's duration and rate as a user gave them, checked: seconds in (0, 3600],
+    rate in (0, 1,000,000] packets/s; anything else is a one-line `UserError`."""
+    from routerlab.errors import UserError
+
+    try:
+        s, r = float(seconds), float(rate_pps)
+    except (TypeError, ValueError):
+        raise UserError(f"probe: duration and rate must be numbers, not {seconds!r}, {rate_pps!r}") from None
+    if not 0 < s <= MAX_SECONDS:  # also refuses nan
+        raise UserError(f"probe: duration must be in (0, {MAX_SECONDS:g}] s, not {seconds}")
+    if not 0 < r <= MAX_RATE_PPS:
+        raise UserError(f"probe: rate must be in (0, {MAX_RATE_PPS:,}] packets/s, not {rate_pps}")
+    return s, r
 
 
 def measure(src: Host, dst: Host, dst_ip: str, duration_s: float, **kwargs: Any) -> ProbeResult:

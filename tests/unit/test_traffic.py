@@ -8,8 +8,9 @@ import sys
 import pytest
 
 from routerlab import probe_agent
-from routerlab.traffic import (Gap, Iperf, ProbeResult, ReceiverLog, SenderReport, analyze,
-                               arrival_series, default_gap_threshold_ms, parse_iperf3)
+from routerlab.traffic import (Gap, Iperf, LatencyStats, ProbeResult, ReceiverLog, SenderReport, analyze,
+                               arrival_series, default_gap_threshold_ms, latency_in_windows,
+                               latency_series, latency_stats, parse_iperf3, percentile)
 
 MS = 1_000_000  # ns
 T0 = 1_700_000_000 * 1_000_000_000  # a realistic CLOCK_REALTIME origin
@@ -357,3 +358,90 @@ def test_probe_agents_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     assert p.result is not None and p.result.sent > 0 and p.result.lost == 0
     with pytest.raises(traffic.ProbeError):
         p.start()
+
+
+# --------------------------------------------------------------------------- latency
+
+def test_latency_percentiles_in_the_result() -> None:
+    # 100 packets: latency 1..100 ms (packet i takes i+1 ms)
+    rep = SenderReport(sent=100, rate_pps=1000, first_send_ns=T0, last_send_ns=T0 + 99 * MS)
+    recs = [(i, T0 + i * MS, T0 + i * MS + (i + 1) * MS) for i in range(100)]
+    r = analyze(rep, ReceiverLog.from_records(recs))
+    assert (r.latency_p50_ms, r.latency_p99_ms, r.latency_max_ms) == (50.0, 99.0, 100.0)
+    assert "latency p50 50.00 / p99 99.00 / max 100.00 ms" in r.summary()
+    assert ProbeResult.from_json(json.loads(json.dumps(r.to_json()))).latency_p99_ms == 99.0
+
+
+def test_latency_of_an_empty_run_is_none() -> None:
+    rep = SenderReport(sent=10, rate_pps=1000, first_send_ns=T0, last_send_ns=T0 + 9 * MS)
+    r = analyze(rep, ReceiverLog())
+    assert r.latency_p50_ms is None and "no latency" in r.summary()
+    assert latency_stats([]) == LatencyStats()
+
+
+def test_percentile_nearest_rank() -> None:
+    v = [float(x) for x in range(1, 11)]
+    assert percentile(v, 50) == 5.0 and percentile(v, 99) == 10.0 and percentile(v, 10) == 1.0
+    assert percentile([7.0], 99) == 7.0
+    with pytest.raises(ValueError):
+        percentile(v, 0)
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_latency_series_keeps_first_arrivals_in_send_order() -> None:
+    rep = SenderReport(sent=3, rate_pps=1000, first_send_ns=T0, last_send_ns=T0 + 2 * MS)
+    recs = [(1, T0 + MS, T0 + 3 * MS),  # seq 1 overtaken by...
+            (0, T0, T0 + 5 * MS),
+            (1, T0 + MS, T0 + 9 * MS),  # a duplicate: ignored
+            (7, T0, T0 + MS)]  # not a sequence number of this run
+    ser = latency_series(rep, ReceiverLog.from_records(recs))
+    assert [(s, round(ms, 3)) for _, s, ms in ser] == [(0, 5.0), (1, 2.0)]
+    assert ser[0][0] == pytest.approx(T0 / 1e9)
+
+
+def test_latency_in_windows_by_send_time() -> None:
+    # 1,000 pps for 3 s, 0.2 ms each, except packets sent in [1.0, 1.1) s held until 1.13 s
+    rep, recs = stream(1000, 3000, delay_ns=200_000)
+    held = [(s, t, max(a, T0 + 1130 * MS)) if 1000 <= s < 1100 else (s, t, a) for s, t, a in recs]
+    lg = ReceiverLog.from_records(held)
+    t0 = T0 / 1e9
+    w = latency_in_windows(rep, lg, [("steady", t0, t0 + 0.9), ("link", t0 + 1.0, t0 + 1.0999),
+                                     ("after", t0 + 1.2, t0 + 3.0)])
+    assert w["steady"].count == 901 and w["steady"].max_ms == pytest.approx(0.2)
+    assert w["link"].count == 100 and w["link"].max_ms == pytest.approx(130.0)
+    assert w["link"].p50_ms == pytest.approx(80.0, abs=1.01)
+    assert w["after"].p99_ms == pytest.approx(0.2)
+    assert w["all"].count == 3000 and w["all"].max_ms == pytest.approx(130.0)
+    assert "all" not in latency_in_windows(rep, lg, [], overall=None)
+    with pytest.raises(ValueError):
+        latency_in_windows(rep, lg, [("bad", t0 + 2, t0 + 1)])
+
+
+def test_probe_arguments_are_checked() -> None:
+    from routerlab.errors import UserError
+    from routerlab.traffic import check_probe_args
+
+    assert check_probe_args(5, 10000) == (5.0, 10000.0)
+    for s, r in ((0, 1000), (-1, 1000), (float("nan"), 1000), (3, 0), (3, -5), (3, 2e6), ("x", 1)):
+        with pytest.raises(UserError) as ei:
+            check_probe_args(s, r)
+        assert "\n" not in str(ei.value)
+
+
+def test_lab_probe_command_arguments() -> None:
+    from routerlab.errors import UserError
+    from routerlab.lab import parse_probe_args
+
+    assert parse_probe_args("hA hB") == ("hA", "hB", 3.0, 1000)
+    assert parse_probe_args("hA hB 5") == ("hA", "hB", 5.0, 1000)
+    assert parse_probe_args("hA hB 5 10000") == ("hA", "hB", 5.0, 10000)
+    assert parse_probe_args("hA hB 0.5 20,000") == ("hA", "hB", 0.5, 20000)
+    for bad, msg in (("hA", "usage: probe A B [SECONDS [RATE]]"),
+                     ("hA hB 1 2 3", "usage"), ("hA hB x", "SECONDS must be a number"),
+                     ("hA hB 0", "SECONDS must be in"), ("hA hB 3 1.5", "RATE must be a whole"),
+                     ("hA hB 3 0", "RATE must be in"), ("hA hB 3 2000000", "RATE must be in"),
+                     ("hA 'hB", "usage")):
+        with pytest.raises(UserError) as ei:
+            parse_probe_args(bad)
+        assert msg in str(ei.value) and "\n" not in str(ei.value), bad

@@ -101,7 +101,37 @@ def test_nothing_is_undone_past_the_point_of_no_return() -> None:
 
 
 def test_records_serialise() -> None:
-    recs = PhaseRunner(clock=ticking_clock()).run(make_steps([]))
+    recs = PhaseRunner(clock=ticking_clock(), wallclock=lambda: 5.0).run(make_steps([]))
     j = recs[0].to_json()
     assert j == {"step": "prepare-target", "phase": "prepare-target", "status": "done",
-                 "seconds": 1.0, "details": {"n": 1}, "error": None, "undo_error": None}
+                 "seconds": 1.0, "details": {"n": 1}, "error": None, "undo_error": None,
+                 "started_at": 5.0, "ended_at": 5.0}
+
+
+def test_records_carry_wall_clock_start_and_end_for_latency_windows() -> None:
+    from vroom.phases import phase_windows
+
+    wall = itertools.count(1000)
+    runner = PhaseRunner(clock=ticking_clock(), wallclock=lambda: float(next(wall)))
+    recs = runner.run(make_steps([]))
+    # each step: started_at, then ended_at, from the wall clock (epoch seconds)
+    assert [(r.started_at, r.ended_at) for r in recs] == [(1000.0 + 2 * i, 1001.0 + 2 * i)
+                                                          for i in range(len(PHASES))]
+    assert recs[0].to_json()["started_at"] == 1000.0 and recs[0].to_json()["ended_at"] == 1001.0
+    w = phase_windows(recs)
+    assert w[0] == ("prepare-target", 1000.0, 1001.0) and len(w) == len(PHASES)
+    assert phase_windows(recs, by="phase")[-1][0] == Phase.CLEANUP.value
+    with pytest.raises(ValueError):
+        phase_windows(recs, by="nope")
+
+
+def test_a_failed_step_has_an_end_time_and_steps_never_run_have_no_window() -> None:
+    from vroom.phases import phase_windows
+
+    runner = PhaseRunner()
+    with pytest.raises(MigrationFailed) as ei:
+        runner.run(make_steps([], fail_at=Phase.DP_CLONE.value))
+    recs = ei.value.records
+    failed = next(r for r in recs if r.status is Status.FAILED)
+    assert failed.started_at is not None and failed.ended_at >= failed.started_at
+    assert [s for s, _, _ in phase_windows(recs)] == [p.value for p in PHASES[:4]]
