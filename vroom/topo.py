@@ -23,7 +23,7 @@ from routerlab.daemons import Daemon, driver_for
 from routerlab.errors import UserError
 from routerlab.expect import wait_for
 from routerlab.netns import Netns
-from routerlab.network import (daemon_gap, expected_ospf_neighbors, node_address,
+from routerlab.network import (daemon_gap, expected_ospf_neighbors, fib_gap, node_address,
                                poll_converged, router_spec)
 from routerlab.topology import Topology
 
@@ -150,6 +150,20 @@ class TopoNetwork:
             gap = daemon_gap(self.topo, name, d, ospf=d.implementation in ("frr", "bird"))
             if gap:
                 return False, gap
+        # Adjacencies Full is not forwarding yet: OSPF computes routes after that (BIRD on
+        # its next tick) and each VR's data plane installs them after its debounce. Without
+        # this a first probe right after "converged" lost its first 1-2 s.
+        ospf_routers = [n for n in self.net.vrs if self.topo.node(n).ospf]
+        for name, vr in self.net.vrs.items():
+            hv = vr.pr.hypervisors.get(name) if vr.pr is not None else None
+            if hv is None:
+                continue
+            prefixes, pending = hv.fib_state()
+            gap = fib_gap(self.topo, name, prefixes, ospf_routers) if name in ospf_routers else None
+            if gap:
+                return False, gap
+            if pending:
+                return False, f"{name}: its data plane is {pending} flow changes behind its FIB"
         return True, "converged"
 
     def wait_converged(self, timeout: float = 120.0) -> float:
