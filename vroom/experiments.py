@@ -1,5 +1,5 @@
-"""VROOM experiments: `routerlab run vroom-maintenance | vroom-core-failure | vroom-cloning |
-vroom-power`, each with ``--quick`` (sizes in each docstring).
+"""VROOM experiments: `routerlab run vroom-core-failure | vroom-cloning | vroom-power`, each
+with ``--quick`` (sizes in each docstring); vroom-maintenance is in `vroom.maintenance`.
 
 Every experiment builds its own VROOM network under a fresh prefix, runs, and tears it
 down; results go through `routerlab.report` (summary.json with the metric ids of issue 5,
@@ -7,225 +7,22 @@ report.md with the paper's numbers beside ours, raw.json, PNG plots).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import secrets
-import statistics
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from routerlab.expect import ExpectTimeout, wait_for
 from routerlab.experiments import RunContext, experiment
 from routerlab.report import Result, markdown_table, plot
 from routerlab.topology import load_topology
-from routerlab.traffic import Probe, ProbeResult
 
-from .baseline import restart_move
-from .migrate import MigrationReport, migrate
+from .measure import loadavg, probe_loss, probes, run_prefix
+from .migrate import migrate
 from .topo import TopoNetwork, sessions_reset
 
 log = logging.getLogger(__name__)
 
-RATE_PPS = 1000
-PAPER_FREEZE_S = 3.56  # VROOM's edge router (OSPF + BGP): control-plane downtime
 PAPER_CLONE_250K_S = 20.0  # software data plane: "over 20 s" for 250k routes
-MAX_DISTURBED = 3  # maintenance runs repeated because the network broke before the move
-
-
-def _prefix(tag: str) -> str:
-    return f"x{tag}{secrets.token_hex(2)}"[:7]
-
-
-@contextlib.contextmanager
-def probes(tn: TopoNetwork, pairs: list[tuple[str, str]]) -> Iterator[list[Probe]]:
-    """1,000 packets/s probes between host pairs, stopped (and measured) on exit."""
-    started: list[Probe] = []
-    try:
-        for src, dst in pairs:
-            p = Probe(tn.hosts[src], tn.hosts[dst], tn.address(dst), rate_pps=RATE_PPS,
-                      name=f"{src}-{dst}")
-            p.start()
-            started.append(p)
-        yield started
-    except BaseException:
-        for p in started:
-            p.close()
-        raise
-    for p in started:
-        p.stop()
-
-
-def _loadavg() -> float:
-    try:
-        with open("/proc/loadavg") as f:
-            return float(f.read().split()[0])
-    except (OSError, ValueError):
-        return -1.0
-
-
-def _loss(ps: list[Probe]) -> tuple[int, float, int]:
-    """(packets lost, longest gap in ms, packets sent) over several probes."""
-    rs: list[ProbeResult] = [p.result for p in ps if p.result is not None]
-    return (sum(r.lost for r in rs), max((r.max_gap_ms for r in rs), default=0.0),
-            sum(r.sent for r in rs))
-
-
-# --------------------------------------------------------------------------- maintenance
-
-def _maintenance_run(tn: TopoNetwork, vr: str, target: str, live: bool,
-                     pairs: list[tuple[str, str]], i: int,
-                     options: dict[str, Any] | None = None) -> dict[str, Any]:
-    before = tn.neighbour_view(vr)
-    t0 = time.monotonic()
-    with probes(tn, pairs) as ps:
-        time.sleep(1.0)
-        t_move = time.time()
-        if live:
-            rep: MigrationReport = migrate(tn.net, vr, target, **(options or {}))
-            time.sleep(1.5)
-        else:
-            rep = restart_move(tn.net, vr, target)
-            reconverge = tn.wait_converged(timeout=90)
-            time.sleep(1.0)
-    after = tn.neighbour_view(vr)
-    elapsed = time.monotonic() - t0
-    lost, gap, sent = _loss(ps)
-    out = {"run": i, "kind": "vroom" if live else "restart", "to": target, "loadavg": _loadavg(),
-           "from": rep.source, "packets_sent": sent, "packets_lost": lost,
-           "longest_gap_ms": round(gap, 1), "resets": sessions_reset(before, after, elapsed),
-           "before": before, "after": after, "total_s": round(rep.total_s, 3),
-           "freeze_s": rep.freeze_s, "phases": rep.phase_seconds(),
-           "cp": rep.cp.to_json() if rep.cp else None,
-           "probes": [p.result.to_json() for p in ps if p.result is not None]}
-    if not live:
-        out["reconverge_s"] = round(reconverge, 2)
-    # packets lost before the move began: the network was already broken (on this shared
-    # machine, e.g. another tenant's load stalling Open vSwitch for seconds)
-    out["lost_before_move"] = sum(g.lost for p in ps if p.result is not None
-                                  for g in p.result.gaps if p.result.started_at + g.start_s < t_move)
-    if lost:  # what the data planes did around the loss, to explain it
-        out["syncs"] = {f"{n}@{pr.name}": [st.to_json() for st in hv.recent]
-                        for pr in tn.net.prs.values() for n, hv in pr.hypervisors.items()
-                        if n in (vr, *tn.topo.neighbors(vr))}
-        out["neighbours"] = tn.net.vrs[vr].ns.ip("-4", "neigh", "show", check=False).stdout  # type: ignore[union-attr]  # a running VR has its namespace
-    log.info("%s run %d %s -> %s: %d lost, longest gap %.0f ms, resets %s, freeze %s",
-             out["kind"], i, rep.source, target, lost, gap, out["resets"] or "none",
-             "-" if rep.freeze_s is None else f"{rep.freeze_s:.3f} s")
-    return out
-
-
-@experiment("vroom-maintenance",
-            "planned maintenance: live-migrate an edge VR (OSPF + eBGP) A->B->A ten times in "
-            "Abilene under 1,000 pps probes; restart baseline beside it")
-def run_maintenance(ctx: RunContext) -> Result:
-    """Abilene (11 routers, each a VR on its own physical router; NYCM runs BIRD, the
-    others FRR; external AS 65100 on FRR peers with NYCM by eBGP), a spare physical router
-    NY2 at New York. Probes hNYCM <-> hLOSA (both directions, 1,000 packets/s each) cross
-    NYCM. Ten live migrations NYCM P8 <-> NY2, then ten restart moves (graceful restart).
-    A run whose probes lost packets in the second before the move began (the network was
-    already broken: the machine is shared) is repeated, at most three times, and listed.
-    --quick: two of each."""
-    runs = int(ctx.options.get("runs", 2 if ctx.quick else 10))
-    # `page_server_mbps`: the dump's memory goes to a CRIU page server over a link that fast
-    opts = {k: ctx.options[k] for k in ("page_server_mbps",) if ctx.options.get(k)}
-    res = Result("vroom-maintenance")
-    topo = load_topology("abilene")
-    vr = "NYCM"
-    pairs = [("hNYCM", "hLOSA"), ("hLOSA", "hNYCM")]
-    ctx.step("building Abilene: 11 VRs on 12 physical routers", 0.02)
-    tn = TopoNetwork(topo, _prefix("m"), impl={vr: "bird"}, spare={"NY2": vr}, graceful=True)
-    records: list[dict[str, Any]] = []
-    disturbed: list[dict[str, Any]] = []
-    try:
-        tn.start(progress=lambda m: ctx.step(m, None))
-        conv = tn.wait_converged(timeout=180)
-        tn.wait_reachable("hNYCM", "hLOSA")
-        tn.wait_reachable("hLOSA", "hNYCM")
-        home = tn.home[vr]
-        tn.net.tunnel(home, "NY2")  # the migration link between the two New York routers
-        res.raw["converged_s"] = round(conv, 2)
-        for live in (True, False):
-            i = retries = 0
-            while i < runs:
-                kind = "live migration" if live else "restart"
-                ctx.step(f"{kind} {i + 1}/{runs}", 0.05 + 0.9 * (len(records) / (2 * runs)))
-                target = "NY2" if tn.net.vrs[vr].pr.name == home else home  # type: ignore[union-attr]  # a running VR has its router
-                rec = _maintenance_run(tn, vr, target, live, pairs, i + 1, opts)
-                tn.wait_converged(timeout=90)
-                tn.wait_reachable("hNYCM", "hLOSA")
-                if rec["lost_before_move"] and retries < MAX_DISTURBED:
-                    retries += 1  # not the move's doing: listed, then the run is repeated
-                    log.warning("%s run %d disturbed (%d packets lost before the move); "
-                                "repeating it", kind, i + 1, rec["lost_before_move"])
-                    disturbed.append(rec)
-                    continue
-                records.append(rec)
-                i += 1
-    finally:
-        tn.stop()
-    live_runs = [r for r in records if r["kind"] == "vroom"]
-    base_runs = [r for r in records if r["kind"] == "restart"]
-    freezes = [r["freeze_s"] for r in live_runs if r["freeze_s"] is not None]
-    lost = sum(r["packets_lost"] for r in live_runs)
-    resets = sum(len(r["resets"]) for r in live_runs)
-    res.add_metric("runs", "live migrations completed", "", len(live_runs), paper=None,
-                   goal=f"= {runs}", met=len(live_runs) == runs)
-    res.add_metric("packets_lost_total", "packets lost over all live migrations", "packets",
-                   lost, paper=0, goal="0 in every run",
-                   met=all(r["packets_lost"] == 0 for r in live_runs))
-    res.add_metric("sessions_reset", "adjacencies/sessions reset by live migration", "", resets,
-                   paper=0, goal="0", met=resets == 0)
-    res.add_metric("cp_freeze_s_max", "control-plane freeze (max over runs)", "s",
-                   round(max(freezes), 3) if freezes else None, paper=PAPER_FREEZE_S,
-                   goal="< 0.5", met=bool(freezes) and max(freezes) < 0.5)
-    res.add_metric("restart_packets_lost", "packets lost, restart baseline (total)", "packets",
-                   sum(r["packets_lost"] for r in base_runs), goal="reported (baseline)")
-    res.add_metric("restart_sessions_reset", "sessions reset, restart baseline (total)", "",
-                   sum(len(r["resets"]) for r in base_runs), goal="reported (baseline)")
-    res.raw.update({"runs": records, "disturbed_runs": disturbed, "vr": vr,
-                    "rate_pps": RATE_PPS, "probes": pairs})
-    if disturbed:
-        res.add_section("Disturbed runs (repeated)", "Runs whose probes already lost packets "
-                        "in the second before the move began (the network was broken by "
-                        "something else: the machine is shared) were repeated; they are "
-                        "listed here and kept in raw.json.\n\n" + markdown_table(
-                            ("kind", "run", "lost before the move", "lost in all", "resets"),
-                            [(r["kind"], r["run"], r["lost_before_move"], r["packets_lost"],
-                              ", ".join(r["resets"]) or "none") for r in disturbed]))
-    rows = [(r["kind"], r["run"], f"{r['from']}->{r['to']}", r["packets_lost"],
-             r["longest_gap_ms"], r["freeze_s"] if r["freeze_s"] is not None else "-",
-             r["total_s"], r["loadavg"], ", ".join(r["resets"]) or "none") for r in records]
-    res.add_section("Runs", "Two probes (hNYCM -> hLOSA and back, 1,000 packets/s each) cross "
-                    "NYCM during every run; *freeze* is the time the VR's control plane is "
-                    "deaf: CRIU dump + restore + unlock + multicast re-join (live only). "
-                    "Load average: the machine's 1-minute load when the run ended (2 cores, "
-                    "shared).\n\n" + markdown_table(
-                        ("kind", "run", "move", "lost", "longest gap ms", "freeze s",
-                         "total s", "load avg", "resets"), rows))
-    if live_runs:
-        ph: dict[str, list[float]] = {}
-        for r in live_runs:
-            for k, v in r["phases"].items():
-                ph.setdefault(k, []).append(v)
-        res.add_section("Phase timings (live migration, median over runs)", markdown_table(
-            ("phase", "median s", "max s"),
-            [(k, round(statistics.median(v), 3), round(max(v), 3)) for k, v in ph.items()]))
-    try:
-        xs = [r["run"] for r in live_runs]
-        plot(ctx.out_dir / "loss.png",
-             {"live migration": (xs, [r["packets_lost"] for r in live_runs]),
-              "restart (graceful)": ([r["run"] for r in base_runs],
-                                     [r["packets_lost"] for r in base_runs])},
-             "Packets lost per move (2 x 1,000 pps)", "run", "packets lost", kind="bar")
-        res.plots.append(("Packets lost per move", "loss.png"))
-        plot(ctx.out_dir / "freeze.png", {"freeze": (xs, freezes)},
-             f"Control-plane freeze per live migration (paper: {PAPER_FREEZE_S} s downtime)",
-             "run", "seconds", kind="bar")
-        res.plots.append(("Control-plane freeze", "freeze.png"))
-    except Exception as e:  # a plot must never lose the numbers
-        log.warning("plots: %s", e)
-    return res
 
 
 # --------------------------------------------------------------------------- cloning
@@ -286,7 +83,7 @@ def run_cloning(ctx: RunContext) -> Result:
 
     sizes = [1000, 10000, 250000] if ctx.quick else [1000, 10000, 100000, 250000]
     res = Result("vroom-cloning")
-    net = VroomNetwork(_prefix("c"))
+    net = VroomNetwork(run_prefix("c"))
     ext = None
     rows: list[dict[str, Any]] = []
     try:
@@ -324,7 +121,7 @@ def run_cloning(ctx: RunContext) -> Result:
                                            base + n, timeout=120 + n / 1000)
             announced = n
             time.sleep(2.0)  # let the last syncs settle before measuring
-            load = _loadavg()
+            load = loadavg()
             if ctx.quick:
                 ctx.step(f"cloning {n:,} routes onto B", None)
                 hv_a = net.hypervisor("r1")
@@ -425,7 +222,7 @@ def run_core_failure(ctx: RunContext) -> Result:
     fail_if = topo.link_between(fail_a, fail_b).end(fail_a).intf
     nbs = [n for n in topo.neighbors(vr) if topo.node(n).role == "router"]
     ctx.step(f"building {topo.name}: every router a VR on its own physical router", 0.02)
-    tn = TopoNetwork(topo, _prefix("f"), impl={vr: "bird"}, spare={spare: vr})
+    tn = TopoNetwork(topo, run_prefix("f"), impl={vr: "bird"}, spare={spare: vr})
     records: list[dict[str, Any]] = []
     try:
         from .ospfwire import LsaCapture, retransmissions
@@ -466,7 +263,7 @@ def run_core_failure(ctx: RunContext) -> Result:
                 nb_ip = str(topo.link_between(nb, vr).end(nb).address.ip)  # type: ignore[union-attr]  # router links are addressed
                 vr_ip = str(topo.link_between(nb, vr).end(vr).address.ip)  # type: ignore[union-attr]  # router links are addressed
                 rx[nb] = {"to_vr": per.get(nb_ip, {}), "from_vr": per.get(vr_ip, {})}
-            lost, gap, sent = _loss(ps)
+            lost, gap, sent = probe_loss(ps)
             records.append({"run": i + 1, "from": rep.source, "to": target,
                             "resets": resets, "retransmissions": rx,
                             "freeze_s": rep.freeze_s, "total_s": round(rep.total_s, 3),
@@ -529,7 +326,7 @@ def run_power(ctx: RunContext) -> Result:
     topo = load_topology("ring")
     vrs = [n.name for n in topo.routers()]
     ctx.step("building the ring: 4 VRs on 4 physical routers", 0.02)
-    tn = TopoNetwork(topo, _prefix("p"), impl={v: "bird" for v in vrs},
+    tn = TopoNetwork(topo, run_prefix("p"), impl={v: "bird" for v in vrs},
                      ports={"P1": 6, "P3": 6})
     steps_done: list[dict[str, Any]] = []
     pairs = [("h1", "h2"), ("h2", "h1")]
@@ -555,7 +352,7 @@ def run_power(ctx: RunContext) -> Result:
                 elapsed = time.monotonic() - t0
                 resets = [r for v, _ in plan
                           for r in sessions_reset(before[v], tn.neighbour_view(v), elapsed)]
-                lost, gap, sent = _loss(ps)
+                lost, gap, sent = probe_loss(ps)
                 active = sorted({vr.pr.name for vr in tn.net.vrs.values() if vr.pr})
                 steps_done.append({"cycle": c + 1, "step": label,
                                    "moves": [f"{r.vr} {r.source}->{r.target}" for r in reps],
