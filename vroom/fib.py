@@ -262,7 +262,9 @@ def parse_neighbours(text: str) -> list[Neighbour]:
             continue
         ip, dev = t[0], t[t.index("dev") + 1]
         mac = t[t.index("lladdr") + 1].lower() if "lladdr" in t else None
-        state = t[-1] if t[-1].isupper() else "NONE"
+        # the NUD state is the last upper-case word: `ip` prints flags and "proto zebra"
+        # (FRR's zebra probes OSPF neighbours) after it
+        state = next((x for x in reversed(t[3:]) if x.isalpha() and x.isupper()), "NONE")
         out.append(Neighbour(ip=ip, dev=dev, mac=mac, state=state))
     return out
 

@@ -160,6 +160,28 @@ def test_nexthop_objects_copied_singles_before_groups() -> None:
     assert drop == ["nexthop del id 9"]
 
 
+
+def test_neighbours_probed_by_zebra_count_as_resolved(monkeypatch) -> None:
+    """FRR's zebra probes OSPF neighbours for ospfd, which tags the entries "proto zebra"
+    (printed after the NUD state): they are resolved, copied to the target and forwarded
+    to by the data plane (read as unresolved, their groups punted, and the punted packets,
+    routed at the target and sent back through the tunnel they came from, were lost)."""
+    from vroom import fib
+    from vroom.cpmove import fibcopy
+    text = ("10.95.1.2 dev eth0 lladdr 4e:e3:3a:3b:f8:e2 REACHABLE proto zebra\n"
+            "10.95.3.2 dev eth2 lladdr 92:aa:ab:33:89:86 STALE\n"
+            "10.95.4.2 dev eth3 INCOMPLETE proto zebra\n")
+    ns = fib.parse_neighbours(text)
+    assert [(n.ip, n.state, n.resolved) for n in ns] == [
+        ("10.95.1.2", "REACHABLE", True), ("10.95.3.2", "STALE", True),
+        ("10.95.4.2", "INCOMPLETE", False)]
+    sent: list[list[str]] = []
+    monkeypatch.setattr(fibcopy.fib, "read_neighbours", lambda _ns: ns)
+    monkeypatch.setattr(fibcopy, "_batch", lambda _ns, cmds: sent.append(cmds) or len(cmds))
+    assert fibcopy.copy_neighbours("a", "b") == 2
+    assert sent == [["neigh replace 10.95.1.2 lladdr 4e:e3:3a:3b:f8:e2 dev eth0 nud stale",
+                     "neigh replace 10.95.3.2 lladdr 92:aa:ab:33:89:86 dev eth2 nud stale"]]
+
 def test_proc_netlink_table_by_inode() -> None:
     from routerlab.criu import parse_proc_netlink
     text = ("sk               Eth Pid        Groups   Rmem     Wmem     Dump  Locks    Drops    Inode\n"
