@@ -181,6 +181,18 @@ class TopoNetwork:
         return time.monotonic() - t0
 
     # ------------------------------------------------------------------ what neighbours see
+    def gr_neighbours(self, vr: str) -> dict[str, tuple[Daemon | None, Netns | None]]:
+        """`vr`'s neighbours as `vroom.baseline.restart_move(..., observe=...)` and
+        `vroom.grstate.GrWatch` take them: name -> (its daemon, its namespace)."""
+        out: dict[str, tuple[Daemon | None, Netns | None]] = {}
+        for nb in sorted(set(self.topo.neighbors(vr))):
+            if nb in self.net.vrs:
+                v = self.net.vrs[nb]
+                out[nb] = (v.daemon, v.ns)
+            elif nb in self.externals:
+                out[nb] = (self.externals[nb], self.hosts.get(nb))
+        return out
+
     def neighbour_view(self, vr: str) -> dict[str, dict[str, Any]]:
         """How each neighbour of `vr` sees it: OSPF state/uptime, BGP state/uptime/count."""
         node = self.topo.node(vr)
@@ -238,4 +250,17 @@ def sessions_reset(before: dict[str, dict], after: dict[str, dict], elapsed: flo
             elif b.get("bgp_uptime") is not None and a.get("bgp_uptime") is not None and \
                     a["bgp_uptime"] < b["bgp_uptime"] + elapsed - slack:
                 out.append(f"{nb} BGP session restarted")
+    return out
+
+
+def sessions_reset_gr(before: dict[str, dict], after: dict[str, dict], elapsed: float,
+                      gr: dict[str, dict] | None = None, slack: float = 1.5) -> dict[str, list[str]]:
+    """`sessions_reset` aware of graceful restart: what it calls reset, split by the
+    `vroom.grstate.GrWatch` result `gr` (a `RestartReport.neighbours`) into ``reset``
+    (for real) and ``kept_by_gr`` (re-established while the helper kept the routes)."""
+    out: dict[str, list[str]] = {"reset": [], "kept_by_gr": []}
+    for item in sessions_reset(before, after, elapsed, slack):
+        nb, proto = item.split(" ", 2)[:2]
+        g = ((gr or {}).get(nb) or {}).get(proto.lower()) or {}
+        out["kept_by_gr" if g.get("kept") else "reset"].append(item)
     return out

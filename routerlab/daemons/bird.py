@@ -56,6 +56,8 @@ class BirdDaemon(Daemon):
     implementation = "bird"
     description = "OSPF, BGP, kernel FIB"
     features = frozenset({"bgp", "ospf", "fib", "static", "policy", "redistribute"})
+    #: set before `start` when the previous instance ended with `birdc graceful restart`
+    gr_recover: bool = False
 
     # ----- rendering -----
     def _policy_body(self, pol: Policy, indent: str) -> list[str]:
@@ -191,8 +193,18 @@ class BirdDaemon(Daemon):
     def _launch(self) -> None:
         assert self.run_dir is not None
         self.ctl.unlink(missing_ok=True)
-        self._popen("bird", ["bird", "-f", "-c", str(self.run_dir / "bird.conf"),
-                             "-s", str(self.ctl), "-P", str(self.run_dir / "bird.pid")])
+        self._popen("bird", self.launch_args(self.run_dir))
+
+    def launch_args(self, directory: Path) -> list[str]:
+        """The command line of `bird` running from `directory`."""
+        args = ["bird", "-f", "-c", str(directory / "bird.conf"), "-s", str(directory / "bird.ctl"),
+                "-P", str(directory / "bird.pid")]
+        if self.gr_recover and self.spec.graceful_restart:
+            # recovery after `birdc graceful restart`: the kernel protocol keeps the routes it
+            # finds until the protocols have converged, OSPF restarts gracefully (RFC 3623)
+            # instead of originating a fresh router-LSA at once, BGP tells its peers
+            args.append("-R")
+        return args
 
     def _ready(self) -> bool:
         return self.ctl.exists() and "Daemon is up and running" in self.birdc("show status")

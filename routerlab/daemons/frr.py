@@ -29,8 +29,12 @@ from .spec import ACCEPT_ALL, Policy, PrefixMatch, area_id, discard_prefixes
 log = logging.getLogger(__name__)
 
 FRR_DIR = Path("/usr/lib/frr")
+# ospfd 8.4 keeps a planned graceful restart's state here, keyed by VRF name only (not by
+# -N pathspace): one file for every ospfd on the host (see vroom.baseline)
+OSPFD_GR_STATE = Path("/var/run/frr/ospfd-gr.json")
 VTY_GROUP = "frrvty"
 OSPF_RXMT = 2  # seconds; the default 5 makes a lost LSA cost 5 s of convergence
+GR_GRACE_S = 120  # OSPF grace period and zebra's -K: how long restarted routes are kept
 
 # What a dry run (-C) prints for a bad line; the daemons exit 0 regardless, so we grep.
 _CHECK_ERR_RE = re.compile(r"config line \d+|^\s*%|\bline \d+:|error|can't open|cannot open",
@@ -75,6 +79,10 @@ class FrrDaemon(Daemon):
     start_timeout = 25.0
     # bgpd lives on without its listening socket; zebra without netlink is useless
     fatal_log_patterns = (r"bind: Address already in use", r"Can't bind to", r"netlink.*failed")
+
+    #: set before `start` when the previous instance stopped after a graceful restart:
+    #: zebra then keeps the routes it finds (-K) while the daemons re-learn them
+    gr_recover: bool = False
 
     # ----- rendering -----
     def daemons(self) -> list[str]:
@@ -139,12 +147,14 @@ class FrrDaemon(Daemon):
             lines.append("!")
         if s.loopback and s.loopback_area is not None:
             lines += ["interface lo", " ip ospf passive", "!"]
-        lines += ["router ospf", f" ospf router-id {s.router_id}",
-                  # fast SPF; LSAs no closer than 1 s, because peers (BIRD) drop an instance
-                  # arriving within MinLSArrival (1 s) of the previous one and then wait for
-                  # a retransmission
-                  " timers throttle spf 0 50 1000",
-                  " timers throttle lsa all 1000",
+        lines += ["router ospf", f" ospf router-id {s.router_id}"]
+        if s.graceful_restart:
+            # Grace-LSAs (RFC 3623) are type-9 opaque LSAs: without this ospfd refuses
+            # `graceful-restart prepare ip ospf` and does not take part in flooding them
+            lines.append(" capability opaque")
+        # fast SPF; LSAs no closer than 1 s, because peers (BIRD) drop an instance arriving
+        # within MinLSArrival (1 s) of the previous one and then wait for a retransmission
+        lines += [" timers throttle spf 0 50 1000", " timers throttle lsa all 1000",
                   " timers lsa min-arrival 1000"]
         for i in s.interfaces:
             if i.ospf_area is None:
@@ -156,7 +166,7 @@ class FrrDaemon(Daemon):
         for r in s.ospf_redistribute:
             lines.append(f" redistribute {r}")
         if s.graceful_restart:
-            lines.append(" graceful-restart grace-period 120")
+            lines.append(f" graceful-restart grace-period {GR_GRACE_S}")
             lines.append(" graceful-restart helper enable")
         lines.append("!")
         return "\n".join(lines) + "\n"
@@ -259,10 +269,22 @@ class FrrDaemon(Daemon):
                 "--vty_socket", str(directory / "vty"),
                 "-P", "0"]  # no TCP vty: namespaces must not each listen on 260x
         if dryrun:
-            return args + ["-C", "--log", "stdout"]
+            args += ["-C", "--log", "stdout"]
+            if daemon == "ospfd":
+                # `ospfd -C` runs `router ospf` for real, which reads AND deletes the planned
+                # graceful restart recorded in OSPFD_GR_STATE (one file for the host): a check
+                # must not take a restarting router's state, so it sees an empty directory
+                args = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                        f'mount -t tmpfs routerlab-check {OSPFD_GR_STATE.parent} 2>/dev/null; '
+                        'exec "$@"', "ospfd-check", *args]
+            return args
         args += ["--log", f"file:{directory / (daemon + '.log')}", "--log-level", "info"]
         if daemon == "bgpd":
             args += ["-p", "179"]
+        if daemon == "zebra" and self.spec.graceful_restart:
+            args.append("-r")  # retain: the FIB stays when zebra exits (a graceful restart)
+            if self.gr_recover:  # keep what the previous zebra left until the grace period ends
+                args += ["-K", str(GR_GRACE_S)]
         return args
 
     # ----- validation -----

@@ -171,6 +171,38 @@ def test_frr_render_bgp_and_policies() -> None:
     assert "route-map RM_ACCEPT_ALL" not in b  # accept-all needs no route-map
 
 
+def test_frr_render_graceful_restart() -> None:
+    """Grace-LSAs are opaque (type 9): ospfd needs `capability opaque` to send and flood them."""
+    o = FrrDaemon(full_spec()).render()["ospfd.conf"]
+    ospf = o.split("router ospf\n")[1].split("!")[0].splitlines()
+    for want in (" capability opaque", " graceful-restart grace-period 120",
+                 " graceful-restart helper enable"):
+        assert want in ospf, want
+    assert " bgp graceful-restart preserve-fw-state" in FrrDaemon(full_spec()).render()["bgpd.conf"]
+    plain = full_spec()
+    plain.graceful_restart = False
+    files = FrrDaemon(plain).render()
+    assert "capability opaque" not in files["ospfd.conf"]
+    assert "graceful-restart" not in files["ospfd.conf"] + files["bgpd.conf"]
+
+
+def test_frr_daemon_args_for_graceful_restart(tmp_path) -> None:
+    """zebra -r keeps the FIB at exit; -K only for the start that follows a graceful stop."""
+    d = FrrDaemon(full_spec())
+    zebra = d._daemon_args("zebra", tmp_path / "r1", dryrun=False)
+    assert "-r" in zebra and "-K" not in zebra
+    d.gr_recover = True
+    zebra = d._daemon_args("zebra", tmp_path / "r1", dryrun=False)
+    assert zebra[zebra.index("-K") + 1] == "120"
+    assert "-r" not in d._daemon_args("zebra", tmp_path / "r1", dryrun=True)  # the -C check
+    plain = full_spec()
+    plain.graceful_restart = False
+    p = FrrDaemon(plain)
+    p.gr_recover = True
+    args = p._daemon_args("zebra", tmp_path / "r1") + p._daemon_args("ospfd", tmp_path / "r1")
+    assert "-r" not in args and "-K" not in args and "-N" not in args
+
+
 def test_frr_overrides_appended() -> None:
     s = full_spec()
     s.overrides["frr"] = "bgp extra line"
@@ -201,6 +233,21 @@ def test_bird_render_ospf() -> None:
     assert 'interface "lo" 10.255.0.1/32 { stub yes; };' in ospf
     assert "r1-eth3" not in ospf
     assert "export none;" in ospf
+
+
+def test_bird_graceful_restart_render_and_recovery_flag(tmp_path) -> None:
+    d = BirdDaemon(full_spec())
+    c = d.render()["bird.conf"]
+    assert "graceful restart on;" in c.split("protocol kernel kernel1 {")[1].split("\n}")[0]
+    assert "graceful restart yes;" in c.split("protocol ospf v2 ospf1 {")[1].split("\n}\n")[0]
+    assert "-R" not in d.launch_args(tmp_path)
+    d.gr_recover = True  # started after `birdc graceful restart`: recovery mode
+    assert d.launch_args(tmp_path)[-1] == "-R"
+    plain = full_spec()
+    plain.graceful_restart = False
+    p = BirdDaemon(plain)
+    p.gr_recover = True
+    assert "-R" not in p.launch_args(tmp_path) and "graceful restart" not in p.render()["bird.conf"]
 
 
 def test_bird_render_bgp_and_policies() -> None:
