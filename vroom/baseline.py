@@ -44,18 +44,21 @@ from routerlab.daemons import BirdDaemon, Daemon, FrrDaemon
 from routerlab.daemons.frr import OSPFD_GR_STATE
 from routerlab.expect import ExpectTimeout, wait_for
 from routerlab.netns import Netns
+from routerlab.ovs import send_bundle
 
 from .cpmove import copy_neighbours, copy_routes
 from .grstate import GrWatch, gr_sessions
 from .hypervisor import DataPlaneHypervisor
 from .migrate import MigrationRefused, MigrationReport, VrMove
 from .phases import Phase, Step
+from .transport import Transport
 
 if TYPE_CHECKING:
     from .network import VroomNetwork
 
 log = logging.getLogger(__name__)
 
+LINK_LINGER_S = 0.05  # A's old ports still reach the neighbours this long after the switch
 GRACE_ACK_TIMEOUT_S = 3.0  # how long the Grace-LSAs may take to be acknowledged
 # one FRR graceful restart at a time on this host: ospfd 8.4 keeps the restart's state in ONE
 # file keyed by VRF name (OSPFD_GR_STATE), which the next ospfd to start takes over
@@ -324,18 +327,40 @@ class RestartMove(VrMove):
         return self.hv_dst.start().to_json()
 
     def _links(self) -> dict:
+        """Every circuit of the VR switched to B in ONE bundle (one after the other, a path
+        through two links is split for tens of milliseconds: ingress at B, egress still at
+        A); A's old ports keep reaching the neighbours for LINK_LINGER_S (frames already in
+        A's data plane are delivered), then released."""
         vr, src, dst = self.vr, self.src, self.dst
         assert vr and src and dst
-        moved = []
+        tr = self.net.transport
+        lines, moved = [], []
         for itf in vr.interfaces:
-            c = self.net.circuit(vr.name, itf.name)
-            if c is not None and c in self.net.transport.circuits:
-                secs = self.net.transport.repatch(c, dst.transport_port(vr.name, itf.name),
-                                                  frm=src.transport_port(vr.name, itf.name))
-                moved.append(itf.name)
-                self.report.links.append({"interface": itf.name, "circuit": c,
-                                          "seconds": round(secs, 4), "at": time.time()})
-        return {"moved": moved}
+            name = self.net.circuit(vr.name, itf.name)
+            if name is None or name not in tr.circuits:
+                continue
+            c = tr.circuits[name]
+            old, new = src.transport_port(vr.name, itf.name), dst.transport_port(vr.name, itf.name)
+            peer = c.peer(old)
+            lines += [Transport._flow(peer, new), Transport._flow(new, peer)]
+            moved.append((itf.name, name, c, old, new, peer))
+        t0 = time.monotonic()
+        if lines:
+            send_bundle(tr.name, lines)
+        secs = time.monotonic() - t0
+        for ifname, name, c, old, new, peer in moved:
+            c.lingering.append((old, peer))
+            if old == c.a:
+                c.a = new
+            else:
+                c.b = new
+            tr.repatches.append({"circuit": name, "from": old, "to": new, "seconds": round(secs, 4)})
+            self.report.links.append({"interface": ifname, "circuit": name,
+                                      "seconds": round(secs, 4), "at": time.time()})
+        time.sleep(LINK_LINGER_S)
+        for _, name, *_ in moved:
+            tr.release(name)
+        return {"moved": [m[0] for m in moved], "bundle_s": round(secs, 4)}
 
     def _start(self) -> dict:
         vr = self.vr
