@@ -14,6 +14,7 @@ import grp
 import ipaddress
 import json
 import logging
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -270,7 +271,7 @@ class FrrDaemon(Daemon):
                 "-P", "0"]  # no TCP vty: namespaces must not each listen on 260x
         if dryrun:
             args += ["-C", "--log", "stdout"]
-            if daemon == "ospfd":
+            if daemon == "ospfd" and os.geteuid() == 0:  # (unshare needs root)
                 # `ospfd -C` runs `router ospf` for real, which reads AND deletes the planned
                 # graceful restart recorded in OSPFD_GR_STATE (one file for the host): a check
                 # must not take a restarting router's state, so it sees an empty directory

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 RID = "10.255.94.1"
 EXT_IP = "10.202.0.1"
-BGP_PATH_MAX_LOST = 200  # measured 29-50 with graceful restart; a plain restart loses thousands
+BGP_PATH_MAX_LOST = 200  # measured 0 with graceful restart (BIRD, FRR); a plain restart 1,500-3,000
 
 
 class Lab:
