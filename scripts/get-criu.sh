@@ -16,6 +16,12 @@
 # What was chosen is recorded in /opt/routerlab/criu/SOURCE. Idempotent: a run that finds a
 # working CRIU already in place changes nothing (feature results are cached in
 # /run/routerlab/criu-features.json). --force refetches from sid.
+# The Debian mirror is the system's own: the first Debian archive source (not the security
+# archive) apt uses, from its sources.list, sources.list.d/*.list and deb822 *.sources
+# (`URIs:`); http://deb.debian.org/debian only when there is none (GET_CRIU_MIRROR=URI
+# overrides both). apt's proxy settings (`apt-config dump`: Acquire::*::Proxy*) and its
+# auth.conf are used too: the private apt configuration below would otherwise not see them.
+# --print-mirror prints the mirror, where it came from and the proxy settings, and exits.
 # --no-self-test (image builds, where dumping a process is not allowed): skip the system criu
 # (it cannot be tested) and the self-test; fetch and unpack sid's criu, check only that its
 # loader finds every library, and leave status=untested for the next normal run to test
@@ -26,7 +32,7 @@ set -euo pipefail
 
 PREFIX=/opt/routerlab/criu
 APTDIR=/opt/routerlab/apt-sid
-MIRROR=http://deb.debian.org/debian
+DEFAULT_MIRROR=http://deb.debian.org/debian
 SUITE=sid
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,14 +40,85 @@ T0=$(date +%s.%N)
 
 FORCE=0
 SELFTEST=1
+PRINT_MIRROR=0
 for a in "$@"; do
     case $a in
         --force) FORCE=1 ;;
         --no-self-test) SELFTEST=0 ;;
+        --print-mirror) PRINT_MIRROR=1 ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-        *) echo "usage: $0 [--force] [--no-self-test]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--force] [--no-self-test] [--print-mirror]" >&2; exit 2 ;;
     esac
 done
+
+# ---------------------------------------------------------------- the system's apt setup
+# Suites of the Debian archive (a source for another distribution or vendor is not a mirror
+# of it; the security archive carries no sid).
+DEBIAN_SUITES='^(buster|bullseye|bookworm|trixie|forky|duke|sid|oldoldstable|oldstable|stable|testing|unstable|experimental)(-updates|-backports|-backports-sloppy|-proposed-updates)?$'
+
+# system_mirror: "URI<TAB>FILE" of the first Debian archive source apt reads (sources.list,
+# then sources.list.d/ in name order, one-line *.list and deb822 *.sources alike); nothing
+# when there is none.
+system_mirror() {
+    local sl='' sp='' f
+    eval "$(apt-config shell sl Dir::Etc::sourcelist/f sp Dir::Etc::sourceparts/d 2>/dev/null)" || true
+    sl=${sl:-/etc/apt/sources.list}
+    sp=${sp:-/etc/apt/sources.list.d/}
+    for f in "$sl" "${sp%/}"/*; do
+        [ -f "$f" ] && [ -r "$f" ] || continue
+        case $f in
+            "$sl"|*.list) awk -v re="$DEBIAN_SUITES" -v file="$f" '
+                { sub(/#.*/, ""); gsub(/\[[^]]*\]/, " ") }
+                $1 == "deb" && $3 ~ re && $2 ~ /^(https?|mirror[+a-z]*):/ && $2 !~ /security/ {
+                    u = $2; sub(/\/+$/, "", u); print u "\t" file; exit }' "$f" ;;
+            *.sources) awk -v re="$DEBIAN_SUITES" -v file="$f" '
+                BEGIN { RS = "" }
+                {
+                    n = split($0, line, "\n"); types = uris = suites = ""; enabled = "yes"
+                    for (i = 1; i <= n; i++) {
+                        if (line[i] ~ /^[ \t#]/ || index(line[i], ":") == 0) continue
+                        k = tolower(substr(line[i], 1, index(line[i], ":") - 1))
+                        v = substr(line[i], index(line[i], ":") + 1)
+                        if (k == "types") types = v; else if (k == "uris") uris = v
+                        else if (k == "suites") suites = v; else if (k == "enabled") enabled = tolower(v)
+                    }
+                    if (enabled ~ /no/ || (" " types " ") !~ /[ \t]deb[ \t]/) next
+                    ns = split(suites, s, /[ \t]+/); ok = 0
+                    for (i = 1; i <= ns; i++) if (s[i] ~ re) ok = 1
+                    if (!ok) next
+                    nu = split(uris, u, /[ \t]+/)
+                    for (i = 1; i <= nu; i++)
+                        if (u[i] ~ /^(https?|mirror[+a-z]*):/ && u[i] !~ /security/) {
+                            x = u[i]; sub(/\/+$/, "", x); print x "\t" file; exit
+                        }
+                }' "$f" ;;
+            *) continue ;;
+        esac
+    done | head -n1
+}
+
+# apt_proxy: the system's proxy settings for apt (Acquire::http::Proxy, per-host ones,
+# Proxy-Auto-Detect, ...), as apt.conf lines.
+apt_proxy() {
+    apt-config dump 2>/dev/null | grep -E '^Acquire::(https?|ftp)::(Proxy|Proxy-Auto-Detect|ProxyAutoDetect)(::[^ ]+)? ' || true
+}
+
+if [ -n "${GET_CRIU_MIRROR:-}" ]; then
+    MIRROR=${GET_CRIU_MIRROR%/} MIRROR_FROM='GET_CRIU_MIRROR'
+else
+    found=$(system_mirror)
+    if [ -n "$found" ]; then
+        MIRROR=${found%%$'\t'*} MIRROR_FROM=${found#*$'\t'}
+    else
+        MIRROR=$DEFAULT_MIRROR MIRROR_FROM='default: no Debian archive in the system apt sources'
+    fi
+fi
+PROXY=$(apt_proxy)
+if [ "$PRINT_MIRROR" = 1 ]; then
+    printf 'mirror=%s\nfrom=%s\n' "$MIRROR" "$MIRROR_FROM"
+    [ -z "$PROXY" ] || printf '%s\n' "$PROXY" | sed 's/^/proxy: /'
+    exit 0
+fi
 
 step() { printf '[get-criu] %s\n' "$*"; }
 die() {
@@ -152,6 +229,12 @@ mkdir -p "$APTDIR"/etc/{apt.conf.d,sources.list.d,preferences.d,trusted.gpg.d} \
 # check-valid-until=no: the registry mirror reachable here can lag sid by weeks, past the
 # Release file's 7-day Valid-Until; signatures are still checked against Debian's keyring.
 echo "deb [check-valid-until=no signed-by=$KEYRING] $MIRROR $SUITE main" > "$APTDIR/etc/sources.list"
+# the system's auth.conf (a mirror that needs a login) and proxy settings, carried over
+NETRC='' NETRCPARTS='' AUTH=''
+eval "$(apt-config shell NETRC Dir::Etc::netrc/f NETRCPARTS Dir::Etc::netrcparts/d 2>/dev/null)" || true
+[ -z "$NETRC" ] || AUTH="Dir::Etc::netrc \"$NETRC\";"
+[ -z "$NETRCPARTS" ] || AUTH="$AUTH${AUTH:+ }Dir::Etc::netrcparts \"$NETRCPARTS\";"
+step "mirror $MIRROR (from $MIRROR_FROM)${PROXY:+, through the proxy set in the system apt configuration}"
 cat > "$APTDIR/apt.conf" <<EOF
 Dir::Etc "$APTDIR/etc/";
 Dir::Etc::main "apt.conf";
@@ -169,6 +252,8 @@ Dir::Cache::srcpkgcache "";
 APT::Architecture "amd64";
 APT::Architectures { "amd64"; };
 Acquire::Languages "none";
+$AUTH
+$PROXY
 EOF
 # apt fetches as the unprivileged _apt user: let it write where it downloads.
 if id _apt >/dev/null 2>&1; then
@@ -244,7 +329,7 @@ EOF
 chmod 755 "$new/bin/criu"
 write_source "$new/SOURCE" "source=$SUITE" "version=${CANDIDATE%%-*}" "package=criu $CANDIDATE" \
     "binary=$PREFIX/root/$REAL" "wrapper=$PREFIX/bin/criu" "loader=$PREFIX/root/$LOADER" \
-    "library_path=$LIBPATH" "mirror=$MIRROR $SUITE main" "kernel=$(uname -r)" \
+    "library_path=$LIBPATH" "mirror=$MIRROR $SUITE main" "mirror_from=$MIRROR_FROM" "kernel=$(uname -r)" \
     "packages=${VERSIONS[*]}" status=untested
 swap_in "$new"
 trap - EXIT

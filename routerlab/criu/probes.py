@@ -231,9 +231,9 @@ def probe_socket_dump(criu: Criu) -> Feature:
 def probe_netlink_groups(criu: Criu, group: int = NETLINK_TEST_GROUP) -> Feature:
     """Dump and restore a process whose NETLINK_ROUTE socket is in rtnetlink group > 32."""
     name = "netlink_groups_gt32"
-    hint = ("FRR routers (zebra joins rtnetlink groups > 32) cannot be live-migrated with "
-            "this CRIU; use BIRD routers, or point ROUTERLAB_CRIU at a CRIU built with "
-            ">32-group netlink support")
+    hint = ("FRR's zebra joins rtnetlink groups > 32: VROOM drops them right before the dump "
+            "and adds them back after the restore (`routerlab doctor` says whether that works "
+            "here); a CRIU built with >32-group netlink support would dump them as they are")
     with tempfile.TemporaryDirectory(prefix="rlcriu-img-") as images, ProbeNetns() as ns:
         holder = ns.popen(_NETLINK_HOLDER, str(group), stdout=subprocess.PIPE)
         assert holder.stdout is not None

@@ -303,3 +303,64 @@ def test_features_without_root_read_the_cache_only(fake: criu.Criu, tmp_path: Pa
     criu.save_cache(cache, criu.cache_key(fake.path, "9.9.9"), _feats())
     assert criu.features(criu_path=fake.path, cache_path=cache) == _feats()
     assert stat.S_IMODE(cache.stat().st_mode) == 0o644
+
+
+# ------------------------------------------------------------------ scripts/get-criu.sh
+GET_CRIU = Path(__file__).resolve().parents[2] / "scripts" / "get-criu.sh"
+
+
+def _print_mirror(tmp_path: Path, sources: dict[str, str], extra: str = "",
+                  env: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """get-criu.sh --print-mirror against an apt configuration in `tmp_path` (APT_CONFIG)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("apt-config") is None:
+        pytest.skip("apt-config is not installed")
+    etc = tmp_path / "etc"
+    (etc / "sources.list.d").mkdir(parents=True)
+    (etc / "apt.conf.d").mkdir()
+    for name, text in sources.items():
+        (etc / name).write_text(text)
+    conf = tmp_path / "apt.conf"
+    conf.write_text(f'Dir::Etc "{etc}/";\nDir::Etc::main "apt.conf";\n'
+                    f'Dir::Etc::parts "apt.conf.d";\n{extra}')
+    r = subprocess.run(["bash", str(GET_CRIU), "--print-mirror"], capture_output=True, text=True,
+                       env={**os.environ, "APT_CONFIG": str(conf), **(env or {})}, timeout=30)
+    assert r.returncode == 0, r.stderr
+    out: dict[str, list[str]] = {}
+    for line in r.stdout.splitlines():
+        k, _, v = line.partition("=" if not line.startswith("proxy: ") else " ")
+        out.setdefault(k.rstrip(":"), []).append(v)
+    return out
+
+
+def test_get_criu_takes_the_debian_mirror_from_the_system_apt_sources(tmp_path: Path) -> None:
+    sources = {
+        "sources.list": "# deb http://commented.example/debian bookworm main\n"
+                        "deb http://security.debian.org/debian-security bookworm-security main\n"
+                        "deb-src http://src.example/debian bookworm main\n",
+        "sources.list.d/a-vendor.list":
+            "deb [arch=amd64 signed-by=/k.gpg] https://packages.cloud.google.com/apt cloud-sdk-bookworm main\n",
+        "sources.list.d/b.sources":
+            "Types: deb\nURIs: http://off.example/debian\nSuites: bookworm\nEnabled: no\n\n"
+            "Types: deb deb-src\n# a comment\nURIs: http://mirror.example.org/debian/ http://two.example/debian\n"
+            "Suites: bookworm bookworm-updates\nComponents: main\nSigned-By:\n -----BEGIN PGP-----\n .\n"
+            " x: y\n -----END PGP-----\n\n"
+            "Types: deb\nURIs: http://mirror.example.org/debian-security\nSuites: bookworm-security\n"}
+    proxy = ('Acquire::http::Proxy "http://proxy.example:3128/";\n'
+             'Acquire::http::Proxy::deb.example.org "DIRECT";\n')
+    out = _print_mirror(tmp_path, sources, proxy)
+    assert out["mirror"] == ["http://mirror.example.org/debian"]
+    assert out["from"] == [str(tmp_path / "etc" / "sources.list.d" / "b.sources")]
+    assert out["proxy"] == ['Acquire::http::Proxy "http://proxy.example:3128/";',
+                            'Acquire::http::Proxy::deb.example.org "DIRECT";']
+
+
+def test_get_criu_mirror_from_a_one_line_list_or_the_default(tmp_path: Path) -> None:
+    out = _print_mirror(tmp_path / "a", {"sources.list": "deb [ trusted=yes ] http://m.example/debian/ sid main\n"})
+    assert out["mirror"] == ["http://m.example/debian"] and "proxy" not in out
+    out = _print_mirror(tmp_path / "b", {"sources.list": "deb http://archive.ubuntu.com/ubuntu jammy main\n"})
+    assert out["mirror"] == ["http://deb.debian.org/debian"] and out["from"][0].startswith("default")
+    out = _print_mirror(tmp_path / "c", {}, env={"GET_CRIU_MIRROR": "http://override.example/debian/"})
+    assert out["mirror"] == ["http://override.example/debian"]
