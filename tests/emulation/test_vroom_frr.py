@@ -73,6 +73,10 @@ def test_frr_vr_moves_a_b_a_without_loss_or_reset(lab: Lab, tmp_path) -> None:
     before = lab.wait_converged(10, "a converged network")
     nl_before = zebra_netlink(lab)
     assert any(g > 32 for groups, _ in nl_before.values() for g in groups), nl_before
+    # zebra probes ospfd's neighbours (entries "proto zebra"): the data plane forwards to them
+    # instead of punting (a punt into the tunnel after the freeze, routed at B and sent back
+    # through the tunnel it came in on, was dropped)
+    assert r1.pr.hypervisors["r1"].sync().unresolved == 0, r1.ns.ip("-4", "neigh", "show").stdout
     home = r1.pr.name
     for target in (other(lab), home):
         with probe(lab) as p:
