@@ -203,6 +203,21 @@ def test_frr_daemon_args_for_graceful_restart(tmp_path) -> None:
     assert "-r" not in args and "-K" not in args and "-N" not in args
 
 
+def test_frr_config_check_cannot_take_a_planned_restart(tmp_path) -> None:
+    """`ospfd -C` reads and deletes the host's planned-restart state: as root the check runs
+    with an empty /var/run/frr of its own (a private mount namespace)."""
+    import os
+    args = FrrDaemon(full_spec())._daemon_args("ospfd", tmp_path, dryrun=True)
+    if os.geteuid() == 0:
+        assert args[:3] == ["unshare", "--mount", "--propagation"]
+        assert "mount -t tmpfs routerlab-check /var/run/frr" in args[args.index("-c") + 1]
+        assert args[args.index("ospfd-check") + 1].endswith("/ospfd") and args[-3] == "-C"
+    else:
+        assert args[0].endswith("/ospfd")
+    zebra = FrrDaemon(full_spec())._daemon_args("zebra", tmp_path, dryrun=True)
+    assert zebra[0].endswith("/zebra")  # only ospfd keeps such state
+
+
 def test_frr_overrides_appended() -> None:
     s = full_spec()
     s.overrides["frr"] = "bgp extra line"
