@@ -9,9 +9,10 @@
     routerlab> neighbors CHIN        # (routerlab's own commands work on VRs too)
     routerlab> hLOSA ping -c3 10.1.8.2
 
-The topology's ``params: {vroom: {impl: {VR: bird}, spares: {PR: VR}}}`` chooses which
-routers run BIRD (needed to migrate them) and which spare physical routers exist; without
-it every router runs BIRD and one spare physical router ``S1`` is added.
+Every virtual router runs its node's ``daemon:`` (FRR unless the topology says otherwise;
+FRR and BIRD routers both live-migrate). The topology's ``params: {vroom: {impl: {VR:
+bird}, spares: {PR: VR}}}`` can override the daemon per router and names the spare
+physical routers; without spares one spare physical router ``S1`` is added.
 
 VROOM's `routerlab.systems.System` (`vroom.system`) adds these commands to the lab it builds
 for any topology with ``params: {system: vroom}``.
@@ -181,7 +182,7 @@ def build(topology: Any, prefix: str | None = None,
     topo = topology if isinstance(topology, Topology) else load_topology(topology)
     opts = topo.params.get("vroom") or {}
     routers = [n.name for n in topo.routers()]
-    impl = opts.get("impl") or {r: "bird" for r in routers}
+    impl = opts.get("impl") or {}  # else each node's own daemon
     spares = opts.get("spares") or {"S1": routers[0]}
     tn = TopoNetwork(topo, prefix or f"vl{secrets.token_hex(2)}", impl=impl, spare=spares)
     tn.start(progress=progress)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from routerlab import registry
-from routerlab.daemons import Daemon, RouterSpec, driver_for
+from routerlab.daemons import Daemon, FrrDaemon, RouterSpec, driver_for
 from routerlab.netns import Netns, check_ifname, create_veth, delete_link, run, set_offload
 from routerlab.ovs import Bridge, add_ports, del_ports
 
@@ -200,7 +200,12 @@ class VirtualRouter:
         raise KeyError(f"{self.name} has no interface {name}")
 
     def make_daemon(self) -> Daemon:
-        return driver_for(self.impl)(self.spec)
+        """The VR's routing daemon. FRR's daemons (zebra, ospfd, bgpd, staticd share zserv
+        Unix sockets) run as one process tree, so CRIU moves them as one."""
+        cls = driver_for(self.impl)
+        if cls is FrrDaemon:
+            return FrrDaemon(self.spec, process_tree=True)
+        return cls(self.spec)
 
     @property
     def pid(self) -> int | None:

@@ -25,7 +25,7 @@ from routerlab.netns import run as run_root
 
 from .base import (BgpSession, Daemon, DaemonError, NextHop, OspfNeighbor, Route,
                    normalize_bgp_state, normalize_ospf_state, one_line, parse_int)
-from .spec import ACCEPT_ALL, Policy, PrefixMatch, area_id, discard_prefixes
+from .spec import ACCEPT_ALL, Policy, PrefixMatch, RouterSpec, area_id, discard_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,18 @@ class FrrDaemon(Daemon):
     start_timeout = 25.0
     # bgpd lives on without its listening socket; zebra without netlink is useless
     fatal_log_patterns = (r"bind: Address already in use", r"Can't bind to", r"netlink.*failed")
+
+    #: run the daemons as ONE process tree: a small shell (`TREE_ROOT`) starts them as its
+    #: children and waits for them, so CRIU can dump and restore them together (they talk
+    #: over zserv Unix sockets): what a VROOM virtual router needs to be live-migrated.
+    #: Set it (or pass `process_tree=True`) before `start`.
+    process_tree: bool = False
+    TREE_ROOT = "frr-tree"  # the tree's parent in `pids`/`processes()`
+
+    def __init__(self, spec: RouterSpec, *, process_tree: bool | None = None):
+        super().__init__(spec)
+        if process_tree is not None:
+            self.process_tree = process_tree
 
     #: set before `start` when the previous instance stopped after a graceful restart:
     #: zebra then keeps the routes it finds (-K) while the daemons re-learn them
@@ -307,10 +319,22 @@ class FrrDaemon(Daemon):
         assert self.run_dir is not None
         for stale in [self.run_dir / "zserv.api", *self.vty_dir.glob("*.vty")]:
             stale.unlink(missing_ok=True)
+        if self.process_tree:
+            self._launch_tree()
+            return
         for d in self.daemons():
             self._popen(d, self._daemon_args(d, self.run_dir))
             if d == "zebra" and self._wait_zserv(self.run_dir / "zserv.api", 10) == "dead":
                 return
+
+    def _launch_tree(self) -> None:
+        """The daemons as children of one `sh` (see `tree_script`), found by name once running."""
+        assert self.run_dir is not None
+        progs = [(d, self._daemon_args(d, self.run_dir), self.run_dir / f"{d}.out")
+                 for d in self.daemons()]
+        self._popen_tree(self.TREE_ROOT, ["sh", "-c", tree_script(progs, self.run_dir / "zserv.api")],
+                         log_path=self.run_dir / f"{self.TREE_ROOT}.out")
+        self._adopt_children(self.daemons(), 20)  # wait_ready reports a parent that died
 
     def _wait_zserv(self, sock: Path, timeout: float) -> str | None:
         """Wait for zebra's ZAPI socket: "up", "dead" (a process exited) or None (timed out: the
@@ -390,6 +414,24 @@ class FrrDaemon(Daemon):
         r = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=10)
         m = re.search(r"version\s+(\S+)", r.stdout + r.stderr)
         return m.group(1) if m else None
+
+
+def tree_script(programs: list[tuple[str, list[str], Path]], zserv: Path) -> str:
+    """The `sh -c` script of a process tree: the first program (zebra) in the background,
+    then (once its ZAPI socket `zserv` exists) the others, then wait for them all. Exits 1
+    when the first dies before its socket appears. Kept tiny: CRIU dumps it too."""
+    import shlex
+
+    def bg(args: list[str], out: Path) -> str:
+        return f"{shlex.join(args)} >{shlex.quote(str(out))} 2>&1 &"
+
+    (_, args0, out0), rest = programs[0], programs[1:]
+    z = shlex.quote(str(zserv))
+    lines = [bg(args0, out0), "z=$!",
+             f"while [ ! -S {z} ]; do kill -0 $z 2>/dev/null || exit 1; sleep 0.05; done"]
+    lines += [bg(args, out) for _, args, out in rest]
+    lines.append("wait")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ sessions ext
 migrate NOPE NY2
 migrate KSCY NY2
 migrate KSCY KC2
+migrate CHIN P8
 prs
 """
 
@@ -60,7 +61,8 @@ def test_vroom_lab(tmp_path):
     assert "Established" in out                                            # ext's session
     assert "unknown virtual router 'NOPE'" in out                          # bad input: one line
     assert "NY2 is full" in out
-    assert "KSCY: P6 -> KC2" in out                                        # core VR moved too
+    assert "KSCY: P6 -> KC2" in out                                        # core VR (BIRD) moved too
+    assert "CHIN: P2 -> P8" in out                                         # an FRR VR moves as well
     assert out.count("error:") == 2, out
 
 
