@@ -89,10 +89,15 @@ def binding_flows(vr_id: int, bindings: Iterable[PortBinding],
             punt = ("drop",)
         out.append(Flow(T_PUNT, PRIO_PORT, (f"reg0={v}", f"reg1={k}"), punt))
         if tunnel is not None and not b.circuit_here:
+            to_other = (f"mod_dl_src:{mac}", "push_vlan:0x8100",
+                        f"set_field:{4096 | vid(v, k, VID_EGRESS)}->vlan_vid")
             out.append(Flow(T_EGRESS, PRIO_PORT, (f"reg0={v}", f"reg2={k}"),
-                            (f"mod_dl_src:{mac}", "push_vlan:0x8100",
-                             f"set_field:{4096 | vid(v, k, VID_EGRESS)}->vlan_vid",
-                             f"output:{tunnel.port}")))
+                            (*to_other, f"output:{tunnel.port}")))
+            # a packet that came out of the tunnel (punted at the other router, routed here)
+            # goes back into it: OpenFlow drops an output to the in_port without this
+            out.append(Flow(T_EGRESS, PRIO_PORT_MINE,
+                            (f"reg0={v}", f"reg2={k}", f"in_port={tunnel.port}"),
+                            (*to_other, "in_port")))
         else:
             out.append(Flow(T_EGRESS, PRIO_PORT, (f"reg0={v}", f"reg2={k}"),
                             (f"mod_dl_src:{mac}", f"output:{phys}")))

@@ -215,3 +215,20 @@ def test_a_frame_can_only_take_one_way() -> None:
             for f in t.flows.values():
                 outs = [a for a in f.actions if a.startswith("output:") or a == "in_port"]
                 assert len(outs) <= 1, (label, f.text())
+
+
+def test_a_packet_punted_at_a_and_routed_at_b_goes_back_through_the_tunnel() -> None:
+    """Double data planes, control plane at B: A's data plane has not resolved n1 yet (its
+    next hop punts: to the control plane, now through the tunnel); B routes the packet to
+    eth1, whose circuit is still at A. B must send it back into the tunnel it came from
+    (OpenFlow drops an output to the in_port), and A out of n1's port: delivered once."""
+    snap = snapshot()
+    unresolved = Snapshot(routes=snap.routes, neighbours=[snap.neighbours[0]],
+                          addresses=snap.addresses)
+    bs = [PortBinding(ifn, k, MACS[ifn], PHYS_A[ifn], VRPORT_A[ifn], True)
+          for k, ifn in enumerate(("eth0", "eth1"))]
+    a = binding_flows(VR, bs, TunnelEnd(TUN, punt=True, accept=True)).merged(
+        route_tables(VR, {"eth0": 0, "eth1": 1}, unresolved, NextHopGroups(VR)).tables)
+    world = World(a, tables("B", set(), TunnelEnd(TUN, accept=True)), AT_A)
+    got = world.send("n0", data_from_n0("10.21.0.9"))
+    assert [d for d, _ in got] == ["n1"], got
