@@ -8,7 +8,7 @@ SYSTEM = System(
     name="vroom",
     description="live migration of virtual routers between physical routers (CRIU control "
                 "plane, data-plane cloning, link migration)",
-    experiments=("vroom.maintenance", "vroom.experiments"),
+    experiments=("vroom.maintenance", "vroom.cloning", "vroom.experiments"),
     lab_commands="vroom.lab:vroom_commands",
     run_lab="vroom.lab:run_vroom_lab",
 )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from routerlab.report import Result
-from vroom.experiments import (_clone_metrics, _core_metrics, _per_impl, _power_report,
-                               _prefixes, aligned_bars, clone_plan, clone_summary, core_runs,
-                               core_summary, first_lsu_after, inject_timeout, lsu_times,
-                               power_summary)
+from vroom.cloning import _clone_metrics, _prefixes, clone_plan, clone_summary, inject_timeout
+from vroom.experiments import (_core_metrics, _power_report, core_runs, core_summary,
+                               first_lsu_after, lsu_times, power_summary)
+from vroom.measure import aligned_bars, per_impl
 
 
 def _core(impl: str, run: int, resets: list[str], rx: dict[str, tuple[int, int]], lost: int,
@@ -73,14 +73,14 @@ def test_per_impl_keeps_the_error_and_lets_the_other_run() -> None:
 
     def boom() -> None:
         raise RuntimeError("no restore")
-    assert _per_impl("frr", errors, boom) is None
-    assert _per_impl("bird", errors, lambda: 42) == 42
+    assert per_impl("frr", errors, boom) is None
+    assert per_impl("bird", errors, lambda: 42) == 42
     assert errors == {"frr": "RuntimeError: no restore"}
 
     def interrupted() -> None:
         raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        _per_impl("bird", errors, interrupted)
+        per_impl("bird", errors, interrupted)
 
 
 def _move(impl: str, lost: int, resets: list[str], freeze: float, step: str = "consolidate") -> dict:
