@@ -264,8 +264,13 @@ def test_parse_neighbours_addresses_links() -> None:
 def test_gc_paused_nests_and_restores_the_collector():
     import gc
 
+    from routerlab.expect import wait_for
+    from vroom import hypervisor
     from vroom.hypervisor import gc_paused
 
+    # in `make test` this runs in the process the emulation tests ran in: wait until no
+    # hypervisor thread they left winding down is inside a pause of its own
+    wait_for(lambda: hypervisor._gc_pauses == 0, 30, what="other threads' GC pauses to end")
     assert gc.isenabled()
     with gc_paused():
         assert not gc.isenabled()
