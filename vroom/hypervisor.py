@@ -47,6 +47,20 @@ log = logging.getLogger(__name__)
 RTMGRP_LINK, RTMGRP_NEIGH, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x4, 0x10, 0x40
 WATCH_GROUPS = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE
 
+# Flows per OpenFlow transaction when a big share is removed. ovs-vswitchd's main thread
+# runs OpenFlow and also polls the ports of every userspace bridge on the machine, so one
+# transaction deleting 250,000 flows (a bundle, a non-strict delete, or deleting the bridge
+# holding them) stops forwarding on every bridge for ~3.8 s (measured here: a vroom-cloning
+# run's clean-up made a concurrent vroom-maintenance lose 94-100% of its probe, and the
+# ~4 s without forwarding dropped every OSPF adjacency on the machine). Strict deletes,
+# this many to a bundle, keep each stop near 50 ms; a pause as long as each bundle took
+# (at most REMOVE_PAUSE_MAX_S) leaves the switch half its time to forward (back-to-back
+# bundles slowed a 10,000 packets/s probe elsewhere until it lost 11%; paced, it lost 0).
+# 250,000 flows take ~15-30 s instead of ~4 (longer on a busy switch): this happens after
+# the VR has left (a migration's clean-up, a lab's end), where nothing waits for it.
+REMOVE_CHUNK = 2_500
+REMOVE_PAUSE_MAX_S = 0.5
+
 
 class HypervisorError(RuntimeError):
     pass
@@ -212,6 +226,20 @@ class DataPlaneHypervisor:
         lines += [f"group delete group_id={g}" for g in self._routes.groups]
         return lines
 
+    def _removal_batches(self, chunk: int = REMOVE_CHUNK) -> list[list[str]]:
+        """The VR's share here as removal transactions: one (`_removal_lines`) when it holds
+        at most `chunk` flows; else strict deletes `chunk` flows to a bundle, then the
+        groups and a sweep of anything left with the VR's register (see REMOVE_CHUNK)."""
+        flows = [f for t in (self._routes, self._binding) for f in t.flows.values()]
+        if len(flows) <= chunk:
+            lines = self._removal_lines()
+            return [lines] if lines else []
+        dels = [f"flow delete_strict {f.match_text()}" for f in flows]
+        out = [dels[i:i + chunk] for i in range(0, len(dels), chunk)]
+        out.append([f"flow delete reg0={self.vr_id}"]
+                   + [f"group delete group_id={g}" for g in self._routes.groups])
+        return out
+
     def _done(self, st: SyncStats) -> None:
         self.syncs += 1
         self.last = st
@@ -259,9 +287,17 @@ class DataPlaneHypervisor:
             return {(f.priority, f.match) for f in self._routes.flows.values()}
 
     def remove_all(self) -> int:
-        """Delete every flow and group of this VR from the bridge; returns how many lines."""
+        """Delete every flow and group of this VR from the bridge; returns how many lines.
+        A big share goes in several bounded transactions (see REMOVE_CHUNK): it is being
+        removed, so nothing needs it to go at once."""
         with self._lock:
-            n, _ = apply_changes(self.bridge, self._removal_lines())
+            n = 0
+            batches = self._removal_batches()
+            for i, lines in enumerate(batches):
+                t0 = time.monotonic()
+                n += apply_changes(self.bridge, lines)[0]
+                if i + 1 < len(batches):  # let the switch forward between bundles
+                    time.sleep(min(time.monotonic() - t0, REMOVE_PAUSE_MAX_S))
             self._routes, self._binding = Tables(), Tables()
             self.groups = NextHopGroups(self.vr_id)
             return n
@@ -321,7 +357,15 @@ class DataPlaneHypervisor:
             self.remove_all()
 
     def close(self) -> None:
+        """Stop following the FIB. A share bigger than REMOVE_CHUNK flows is removed first,
+        in bounded transactions: the bridge is usually deleted next, and ovs-vswitchd
+        deleting a bridge with 250,000 flows stops every bridge on the machine for ~4 s."""
         self.stop()
+        if len(self._routes.flows) + len(self._binding.flows) > REMOVE_CHUNK:
+            try:
+                self.remove_all()
+            except Exception as e:  # the bridge may be gone already
+                log.debug("%s: removing the share before closing: %s", self.name, e)
         for fd in (self._wake_r, self._wake_w):
             with suppress(OSError):
                 os.close(fd)

@@ -294,3 +294,60 @@ def test_gc_paused_nests_and_restores_the_collector():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+# ------------------------------------------------------------------ an FRR edge router, as recorded
+
+# NYCM of Abilene on FRR 8.4 (vroom-maintenance's edge router), `ip -o -4 route show table
+# main` and `ip -o -4 neigh show` in its namespace after convergence: zebra installs every
+# route with a nexthop object (nhid), the ECMP one as a nexthop group, and tags the
+# neighbours it probes for ospfd "proto zebra" (after the NUD state).
+FRR_NYCM_ROUTES = (
+    "10.0.0.0/30 dev NYCM-eth0 proto kernel scope link src 10.0.0.1 \n"
+    "10.0.0.4/30 dev NYCM-eth1 proto kernel scope link src 10.0.0.5 \n"
+    "10.0.0.8/30 nhid 24 via 10.0.0.2 dev NYCM-eth0 proto ospf metric 20 \n"
+    "10.0.0.12/30 nhid 32 via 10.0.0.6 dev NYCM-eth1 proto ospf metric 20 \n"
+    "10.0.0.24/30 nhid 33 proto ospf metric 20 \\\tnexthop via 10.0.0.2 dev NYCM-eth0 weight 1 "
+    "\\\tnexthop via 10.0.0.6 dev NYCM-eth1 weight 1 \n"
+    "10.0.0.56/30 dev NYCM-eth2 proto kernel scope link src 10.0.0.57 \n"
+    "blackhole 10.1.0.0/16 proto static metric 20 \n"
+    "10.1.7.0/24 nhid 32 via 10.0.0.6 dev NYCM-eth1 proto ospf metric 20 \n"
+    "10.1.8.0/24 dev NYCM-eth3 proto kernel scope link src 10.1.8.1 \n"
+    "10.200.0.0/24 nhid 28 via 10.0.0.58 dev NYCM-eth2 proto bgp metric 20 \n"
+    "10.255.0.1 nhid 32 via 10.0.0.6 dev NYCM-eth1 proto ospf metric 20 \n"
+    "10.255.0.2 nhid 24 via 10.0.0.2 dev NYCM-eth0 proto ospf metric 20 \n")
+FRR_NYCM_NEIGH = (
+    "10.1.8.2 dev NYCM-eth3 lladdr 3e:c8:cf:7a:8e:d0 {state} \n"
+    "10.0.0.6 dev NYCM-eth1 lladdr 02:76:45:0b:00:00 {state} proto zebra \n"
+    "10.0.0.2 dev NYCM-eth0 lladdr 02:76:a6:02:00:00 {state} proto zebra \n"
+    "10.0.0.58 dev NYCM-eth2 lladdr 8e:6e:9d:82:a7:1d {state} \n")
+NYCM_BINDINGS = [PortBinding(f"NYCM-eth{i}", i, f"02:76:ec:08:00:0{i}", phys_port=i + 1,
+                             vr_port=i + 11) for i in range(4)]
+
+
+@pytest.mark.parametrize("state", ["REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT"])
+def test_frr_routes_with_nexthop_objects_forward_in_the_data_plane(state: str) -> None:
+    """FRR's NYCM forwards hNYCM -> hLOSA in OVS whatever state its neighbours are in (the
+    suspicion when an FRR edge router's data plane looked slow: nothing here punts)."""
+    snap = Snapshot(routes=fib.parse_routes(FRR_NYCM_ROUTES),
+                    neighbours=fib.parse_neighbours(FRR_NYCM_NEIGH.format(state=state)),
+                    addresses=[Address(f"NYCM-eth{i}", a) for i, a in
+                               enumerate(("10.0.0.1/30", "10.0.0.5/30", "10.0.0.57/30",
+                                          "10.1.8.1/24"))])
+    assert all(n.resolved for n in snap.neighbours)
+    tr = route_tables(VR, {b.ifname: b.index for b in NYCM_BINDINGS}, snap, NextHopGroups(VR))
+    assert tr.unresolved == 0 and tr.skipped == 0
+    t = tr.tables.merged(binding_flows(VR, NYCM_BINDINGS))
+    # hNYCM (port 4) -> hLOSA: out of NYCM-eth1 (port 2) to WASH's MAC, not to the VR
+    o = only(simulate(t, Packet(in_port=4, eth_dst="02:76:ec:08:00:03", ip_dst="10.1.7.2")))
+    assert (o.port, o.packet.eth_dst, o.packet.eth_src, o.packet.ttl) == (
+        2, "02:76:45:0b:00:00", "02:76:ec:08:00:01", 63)
+    # back to hNYCM through its neighbour's host flow; BGP route to the external AS
+    assert only(simulate(t, data("10.1.8.2", port=2, mac="02:76:ec:08:00:01"))).port == 4
+    assert only(simulate(t, data("10.200.0.9", port=4, mac="02:76:ec:08:00:03"))).port == 3
+    # ECMP over both core links (nexthop group 33), each way out of the data plane
+    ecmp = {only(simulate(t, data("10.0.0.25", port=4, mac="02:76:ec:08:00:03"),
+                          select=k)).port for k in (0, 1)}
+    assert ecmp == {1, 2}
+    # the aggregate's blackhole drops what no more specific route takes
+    assert simulate(t, data("10.1.99.1", port=4, mac="02:76:ec:08:00:03")) == []
