@@ -55,7 +55,7 @@ def _latency(p: Probe, t_start: float, t_move: float, rep: MigrationReport) -> d
         windows.append(("move", min(w[1] for w in phases), max(w[2] for w in phases)))
         windows += phases
     stats = p.latency_in_windows(windows, overall=None)
-    out: dict[str, Any] = {k: v.to_json() if hasattr(v, "to_json") else v for k, v in stats.items()}
+    out: dict[str, Any] = {k: v.to_json() for k, v in stats.items()}
     steady, move = stats.get("steady"), stats.get("move")
     if steady is not None and move is not None and steady.count and move.count:
         out["extra_delay_ms"] = round(move.max_ms - steady.p50_ms, 2)

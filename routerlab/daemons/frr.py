@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -420,8 +421,6 @@ def tree_script(programs: list[tuple[str, list[str], Path]], zserv: Path) -> str
     """The `sh -c` script of a process tree: the first program (zebra) in the background,
     then (once its ZAPI socket `zserv` exists) the others, then wait for them all. Exits 1
     when the first dies before its socket appears. Kept tiny: CRIU dumps it too."""
-    import shlex
-
     def bg(args: list[str], out: Path) -> str:
         return f"{shlex.join(args)} >{shlex.quote(str(out))} 2>&1 &"
 
