@@ -402,10 +402,11 @@ class RestartMove(VrMove):
         if hv is not None:
             hv.stop(remove_flows=True)
             hv.close()
-        src.del_vr_ports(vr)
         src.portmap.unbind(vr.name)
         if self.src_ns is not None:
-            self.src_ns.delete()
+            src.park(vr, self.src_ns)  # kept for the VR's return (see PhysicalRouter.park)
+        else:
+            src.del_vr_ports(vr)
         vr.migrations += 1
         return {}
 

@@ -145,11 +145,12 @@ class VrMove:
         """Undo `_bind_target`: B's ports for the VR and its namespace there."""
         vr, dst = self.vr, self.dst
         assert vr and dst
-        dst.del_vr_ports(vr)
-        dst.portmap.unbind(vr.name)
         if self.dst_ns is not None:
-            self.dst_ns.delete()
+            dst.park(vr, self.dst_ns)  # kept for the next move here (see PhysicalRouter.park)
             self.dst_ns = None
+        else:
+            dst.del_vr_ports(vr)
+        dst.portmap.unbind(vr.name)
 
     def _run_steps(self, label: str, steps: list[Step]) -> None:
         """Run `steps`, recording them in the report whether they succeed or roll back
@@ -515,10 +516,12 @@ class Migration(VrMove):
         attempt("old data plane", lambda: self.hv_src.stop(remove_flows=True))  # type: ignore[union-attr]  # asserted above, lost in a lambda
         attempt("old hypervisor", self.hv_src.close)
         src.hypervisors.pop(vr.name, None)
-        attempt("old VR ports", lambda: src.del_vr_ports(vr))
         src.portmap.unbind(vr.name)
-        if self.src_ns is not None:
-            attempt("old namespace", self.src_ns.delete)
+        src_ns = self.src_ns
+        if src_ns is not None:  # kept, idle, for the VR's return (see PhysicalRouter.park)
+            attempt("parking the old namespace", lambda: src.park(vr, src_ns))
+        else:
+            attempt("old VR ports", lambda: src.del_vr_ports(vr))
         attempt("tunnel flows at the new router", lambda: self.hv_dst.set_bindings(  # type: ignore[union-attr]  # asserted above, lost in a lambda
             dst.bindings(vr), tunnel=None))
         left = []

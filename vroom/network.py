@@ -160,6 +160,12 @@ class VroomNetwork:
         pb.tunnels[a] = (nb, ob)
         return oa, ob
 
+    def reserve_ports(self, vr: str, pr: str) -> None:
+        """Make `vr`'s ports at `pr` ahead of a move there (a spare before a maintenance
+        window): the move then changes no port on any bridge (see
+        `PhysicalRouter.park`)."""
+        self.prs[pr].reserve_vr_ports(self.vrs[vr], self.ns_name(vr, pr))
+
     def remove_tunnel(self, a: str, b: str) -> None:
         pa, pb = self.prs[a], self.prs[b]
         if b not in pa.tunnels:

@@ -100,6 +100,8 @@ class TopoNetwork:
         say("starting the routers")
         for r in routers:
             net.place(r, self.home[r])
+        for pr, vr in self.spare.items():
+            net.reserve_ports(vr, pr)  # the spare is ready for its VR before any move
         for node in topo.externals():
             spec = router_spec(topo, node.name)
             spec.graceful_restart = self.graceful

@@ -24,7 +24,7 @@ import pytest
 from routerlab import criu as rlcriu
 from routerlab.expect import wait_for
 from routerlab.ovs import dump_flows
-from tests.emulation.vroomlab import Lab, explain_loss, lab_fixture, probe
+from tests.emulation.vroomlab import Lab, assert_left, explain_loss, lab_fixture, probe
 from vroom.cpmove import netlink
 from vroom.migrate import Migration, migrate
 from vroom.phases import MigrationFailed
@@ -201,7 +201,7 @@ def test_dump_refused_every_time_rolls_back_with_source_routing(lab: Lab, churn:
     assert "data to read" in str(err)
     assert r1.pr.name == home and r1.daemon.is_running() and r1.daemon.pids == pids_before
     assert zebra_netlink(lab) == nl_before  # memberships back at the source
-    assert not os.path.exists(f"/var/run/netns/{net.ns_name('r1', target)}")
+    assert_left(net, "r1", target)
     assert p.result.lost == 0, explain_loss(lab, p.result, tmp_path, "dump rollback")
     assert after["ext_bgp_ups"] == before["ext_bgp_ups"]
     # and it still moves afterwards

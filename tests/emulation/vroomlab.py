@@ -179,3 +179,20 @@ def explain_loss(lab: Lab, res, tmp_path, what: str) -> str:
 
 def probe(lab: Lab) -> Probe:
     return Probe(lab.net.namespaces["n1"], lab.net.namespaces["n2"], LO_N2, rate_pps=1000)
+
+
+def assert_left(net: VroomNetwork, vr: str, pr: str) -> None:
+    """`vr` has left `pr`: no binding, no hypervisor, no flow of it on `pr`'s bridge, and its
+    namespace there (if any) parked: idle, its ports kept for its return."""
+    from vroom.flows import flows_of_vr
+
+    here = net.prs[pr]
+    assert not here.portmap.of(vr) and vr not in here.hypervisors
+    assert flows_of_vr(here.bridge_name, net.vrs[vr].vr_id) == []
+    ns_path = f"/var/run/netns/{net.ns_name(vr, pr)}"
+    if vr in here.parked:
+        assert here.parked[vr].name == net.ns_name(vr, pr) and os.path.exists(ns_path)
+        assert here.parked[vr].pids() == [], "processes left in the parked namespace"
+    else:
+        assert not os.path.exists(ns_path)
+        assert not any(k[0] == vr for k in here.vr_ports)
