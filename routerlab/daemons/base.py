@@ -597,6 +597,16 @@ class Daemon(abc.ABC):
     # ----- addresses -----
     def configure_addresses(self, ns: Netns) -> None:
         """Put the spec's addresses on the namespace's interfaces and bring them up."""
+        # One `ip -batch` for the whole router (two nsenter+ip per interface cost ~12 ms each
+        # and dominate start-up at hundreds of routers); on any failure the per-interface
+        # commands below run and name the interface that is wrong.
+        batch = [cmd for i in self.spec.interfaces
+                 for cmd in (f"addr replace {i.address} dev {i.name}", f"link set {i.name} up")]
+        if self.spec.loopback:
+            batch += [f"addr replace {self.spec.loopback} dev lo", "link set lo up"]
+        if batch and ns.run(["ip", "-batch", "-"], check=False,
+                            input="\n".join(batch) + "\n").returncode == 0:
+            return
         missing = []
         for i in self.spec.interfaces:
             r = ns.run(["ip", "addr", "replace", i.address, "dev", i.name], check=False)

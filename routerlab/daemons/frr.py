@@ -102,7 +102,12 @@ class FrrDaemon(Daemon):
     def daemons(self) -> list[str]:
         """The FRR daemons this spec needs, in start order (zebra first)."""
         s = self.spec
-        out = ["zebra", "staticd"]
+        out = ["zebra"]
+        # staticd only where there is a static or blackhole route to hold: an OSPF-only
+        # router saves a process, its memory, a vty and a -C check. A process tree (a VROOM
+        # virtual router) keeps it: routes may be added through it while the VR runs.
+        if self.process_tree or s.static_routes or discard_prefixes(s):
+            out.append("staticd")
         if s.ospf_enabled:
             out.append("ospfd")
         if s.bgp_enabled:
