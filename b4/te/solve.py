@@ -1,12 +1,15 @@
 """One entry point for every TE algorithm: what the B4 server and the CLI call.
 
 ``b4``       tunnel-group generation, then quantization to ``quantum`` (0: unquantized)
-``lp``       exact max-min fairness by iterative LP (Danna et al.)
+``b4r``      B4 with re-routing (`b4.te.b4r`), then quantization like ``b4``
+``exact``    exact max-min fairness, fast (`b4.te.exact`: merged flow groups, linearised
+             fair-share LPs, one growth LP per round, warm-started HiGHS)
+``lp``       exact max-min fairness by the plain iterative LP (Danna et al.; the old baseline)
 ``swan``     SWAN's approximate max-min with geometric factor ``alpha``
 ``shortest`` every flow group on its cheapest tunnel, max-min fair rates
 
 All are weighted by the bandwidth functions and run on the same tunnels. Quantization
-applies to ``b4`` only: the baselines are the unquantized references (``shortest`` has a
+applies to ``b4`` and ``b4r`` only: the baselines are the unquantized references (``shortest`` has a
 single tunnel, so its split is trivially whole).
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ from b4.te.tunnel_group import generate_tunnel_groups
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS = ("b4", "lp", "swan", "shortest")
+ALGORITHMS = ("b4", "b4r", "exact", "lp", "swan", "shortest")
 
 
 def solve(problem: Problem | Instance, algorithm: str = "b4", quantum: float | None = None,
@@ -30,7 +33,8 @@ def solve(problem: Problem | Instance, algorithm: str = "b4", quantum: float | N
 
     ``problem`` may be an :class:`Instance` to reuse its tunnels (with a different
     ``max_tunnels`` they are recomputed). ``quantum`` and ``max_tunnels`` default to the
-    problem's own; ``alpha`` is SWAN's factor; ``time_limit_s`` bounds the LP (LPTimeout).
+    problem's own; ``alpha`` is SWAN's factor; ``time_limit_s`` bounds ``exact`` and ``lp``
+    (LPTimeout).
     """
     if isinstance(problem, Instance):
         inst = problem
@@ -41,6 +45,14 @@ def solve(problem: Problem | Instance, algorithm: str = "b4", quantum: float | N
     q = check_quantum(inst.problem.quantum if quantum is None else quantum)
     if algorithm == "b4":
         return quantize(generate_tunnel_groups(inst), q)
+    if algorithm == "b4r":
+        from b4.te.b4r import b4r
+
+        return quantize(b4r(inst), q)
+    if algorithm == "exact":
+        from b4.te.exact import exact
+
+        return exact(inst, time_limit_s)
     if algorithm == "lp":
         from b4.te.max_min_lp import max_min_lp
 

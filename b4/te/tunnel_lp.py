@@ -27,10 +27,13 @@ class LPTimeout(LPError):
     """The LP baseline ran out of its time limit."""
 
 
-def flow_columns(inst: Instance) -> tuple[np.ndarray, np.ndarray, sp.csc_matrix]:
-    """Flow variables: (flow group of each, tunnel slot of each, edge x flow incidence)."""
-    g_idx, k_idx = np.nonzero(inst.fg_tunnels >= 0)
-    tids = inst.fg_tunnels[g_idx, k_idx]
+def flow_columns(inst: Instance, fg_tunnels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, sp.csc_matrix]:
+    """Flow variables: (flow group of each, tunnel slot of each, edge x flow incidence).
+
+    ``fg_tunnels`` replaces the instance's tunnel lists (merged flow groups have their own)."""
+    fg_tunnels = inst.fg_tunnels if fg_tunnels is None else fg_tunnels
+    g_idx, k_idx = np.nonzero(fg_tunnels >= 0)
+    tids = fg_tunnels[g_idx, k_idx]
     lengths = inst.tunnel_ptr[tids + 1] - inst.tunnel_ptr[tids]
     starts = np.repeat(inst.tunnel_ptr[tids], lengths)
     offs = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)

@@ -219,3 +219,45 @@ def test_swan_is_feasible(p: Problem, alpha: float) -> None:
     _feasible(a)
     assert np.allclose(a.weights.sum(axis=1), 1.0)
     assert a.details["lp_solves"] >= (1 if p.total_demand > 0 else 0)
+
+
+def _same_allocation(a: Allocation, b: Allocation) -> None:
+    """The issue's bar for 'same answer': fairness >= 0.999 and throughput within 1e-6."""
+    from b4.te.metrics import fairness
+
+    assert fairness(a, b) >= 0.999
+    assert a.throughput == pytest.approx(b.throughput, rel=1e-6, abs=1e-9)
+    assert a.rates == pytest.approx(b.rates, rel=1e-6, abs=1e-7)
+
+
+@FAST
+@given(problems(max_fgs=9))
+def test_exact_equals_the_lp(p: Problem) -> None:
+    inst = build_instance(p)
+    ex = solve(inst, "exact")
+    _feasible(ex)
+    assert np.allclose(ex.weights.sum(axis=1), 1.0)
+    _same_allocation(ex, solve(inst, "lp"))
+
+
+@st.composite
+def crowded_problems(draw) -> Problem:
+    """Few sites, many flow groups: most site pairs carry several (what merging merges)."""
+    p = draw(problems(max_sites=4, max_fgs=12))
+    return p
+
+
+@FAST
+@given(crowded_problems())
+def test_merging_is_exact(p: Problem) -> None:
+    from b4.te.exact import exact
+    from b4.te.merge import merge_flow_groups
+
+    inst = build_instance(p)
+    merged, unmerged = exact(inst), exact(inst, merge=False)
+    assert merged.details["classes"] == merge_flow_groups(inst).num_classes <= inst.num_flow_groups
+    assert unmerged.details["classes"] == inst.num_flow_groups
+    _feasible(merged)
+    # Per flow group, not only in total: every member of a class gets B_g(t_class).
+    _same_allocation(merged, unmerged)
+    assert merged.fair_shares == pytest.approx(unmerged.fair_shares, rel=1e-6, abs=1e-7)
