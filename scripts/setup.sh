@@ -40,6 +40,7 @@ PACKAGES=(
   frr bird2 gobgpd exabgp
   iproute2 iputils-ping ethtool iptables nftables tcpdump iperf3 procps psmisc socat
   zookeeperd python3-venv ca-certificates
+  openssh-server sudo   # cluster mode: servers reach each other by root ssh (cluster code runs sudo -E mnexec)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
