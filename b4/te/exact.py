@@ -97,7 +97,8 @@ class _Exact:
                              np.concatenate([np.full(E, -INF), np.zeros(M)]),
                              np.concatenate([cap, np.full(M, INF)]), maximize=True)
         # Growth LP: x, lambda, s. lambda's coefficients on class rows are set every round.
-        self.u = 1e-3 * max(float(cap.max()) if len(cap) else 1.0, 1e-9)
+        # u well above HiGHS's feasibility tolerance (1e-7), whatever the capacities' scale.
+        self.u = 1e-3 * max(float(cap.max()) if len(cap) else 1.0, 1.0)
         self.b_lambda = np.zeros(M)
         lam = sp.bmat([[sp.csr_matrix(-cap.reshape(-1, 1))], [sp.csr_matrix((M, 1))]])
         s_cols = sp.bmat([[sp.csr_matrix((E, M))], [-sp.identity(M, format="csr")]])
