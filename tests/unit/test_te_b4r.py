@@ -1,0 +1,64 @@
+"""b4r (B4 with re-routing): B4's properties on random instances, and the gap B4 leaves closed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from b4.te import Problem, build_instance, solve
+from b4.te.b4r import b4r
+from b4.te.metrics import compare
+from b4.te.quantization import quantize
+from tests.unit.test_te_baselines import _transit
+from tests.unit.test_te_properties import FAST, _feasible, _saturated, _tunnel_edges, problems
+
+
+def test_three_flow_groups_reach_the_lp() -> None:
+    # B4's greedy leaves X's first 5 units on S->A->T, the only path of Y1 and Y2 (25 vs 30);
+    # b4r moves them to S->T and reaches the exact max-min allocation.
+    inst = build_instance(_transit())
+    a = b4r(inst)
+    lp = solve(inst, "lp")
+    assert a.algorithm == "b4r" and a.quantum == 0
+    assert a.rates.tolist() == pytest.approx(lp.rates.tolist(), rel=1e-9)
+    assert a.tunnel_rates[0, :2].tolist() == pytest.approx([0.0, 10.0], abs=1e-9)
+    c = compare(a, lp)
+    assert c["throughput_ratio"] == pytest.approx(1.0) and c["fairness"] == pytest.approx(1.0)
+    assert compare(solve(inst, "b4", quantum=0), lp)["throughput_ratio"] == pytest.approx(25 / 30)
+
+
+@FAST
+@given(problems())
+def test_b4r_unquantized(p: Problem) -> None:
+    inst = build_instance(p)
+    a = b4r(inst)
+    _feasible(a)
+    assert np.allclose(a.weights.sum(axis=1), 1.0)
+    assert (a.weights[inst.fg_tunnels < 0] == 0).all()
+    assert np.allclose(a.tunnel_rates, a.weights * a.rates[:, None], atol=1e-9)
+    # Pareto: every flow group short of its demand has a saturated edge on each of its tunnels.
+    sat = _saturated(inst, a.edge_loads)
+    for g in np.flatnonzero(~a.satisfied):
+        for k in range(inst.num_tunnels(g)):
+            assert sat[_tunnel_edges(inst, g, k)].any(), f"FG{g} tunnel {k} could carry more"
+
+
+@FAST
+@given(problems(), st.sampled_from([1.0, 0.5, 0.25, 1 / 3, 0.125]))
+def test_b4r_quantized(p: Problem, quantum: float) -> None:
+    base = b4r(build_instance(p))
+    a = quantize(base, quantum)
+    inst = a.instance
+    assert a.algorithm == "b4r" and a.unquantized is base
+    _feasible(a)
+    units = a.weights / quantum
+    assert np.allclose(units, np.round(units), atol=1e-9), "weights not multiples of the quantum"
+    assert np.allclose(a.weights.sum(axis=1), 1.0, atol=1e-12)
+    assert (a.weights[inst.fg_tunnels < 0] == 0).all()
+    assert np.allclose(a.tunnel_rates, a.weights * a.rates[:, None], atol=1e-9)
+    sat = _saturated(inst, a.edge_loads)
+    for g in np.flatnonzero(~a.satisfied):
+        used = [k for k in range(inst.num_tunnels(g)) if a.weights[g, k] > 0]
+        assert any(sat[_tunnel_edges(inst, g, k)].any() for k in used), f"FG{g} could grow"
+    assert ((a.weights > 0) <= (base.weights > 0)).all()
