@@ -186,6 +186,13 @@ def _stop_daemon(r: RouterNode) -> str | None:
 class Network:
     """A topology running in Mininet with real routing daemons."""
 
+    #: node classes, and extra addHost parameters per node (cluster mode: routerlab.cluster)
+    host_cls: type[HostNode] = HostNode
+    router_cls: type[RouterNode] = RouterNode
+
+    def node_params(self, name: str) -> dict[str, Any]:
+        return {}
+
     def __init__(self, topo: Topology, *, prefix: str = "rl-", run_root: Path | None = None):
         self.topo = topo
         self.prefix = prefix
@@ -226,15 +233,17 @@ class Network:
             elif node.role == "host":
                 gw = f"via {node.gateway}" if node.gateway else None
                 addr = next((str(i.address) for i in topo.interfaces(node.name) if i.address), None)
-                self.hosts[node.name] = self.net.addHost(node.name, cls=HostNode, netns_name=ns_name,
-                                                         ip=addr, defaultRoute=gw)
+                self.hosts[node.name] = self.net.addHost(node.name, cls=self.host_cls, netns_name=ns_name,
+                                                         ip=addr, defaultRoute=gw,
+                                                         **self.node_params(node.name))
             else:
                 spec = router_spec(topo, node.name)
                 assert node.daemon is not None  # the validator gives routers and externals a daemon
                 daemon = driver_for(node.daemon)(spec)
                 self.routers[node.name] = self.net.addHost(
-                    node.name, cls=RouterNode, netns_name=ns_name, daemon=daemon, ip=None,
-                    loopback=str(node.loopback) if node.loopback else None)
+                    node.name, cls=self.router_cls, netns_name=ns_name, daemon=daemon, ip=None,
+                    loopback=str(node.loopback) if node.loopback else None,
+                    **self.node_params(node.name))
         say(f"creating {len(topo.links)} links", None)
         for link in topo.links:
             n1, n2 = self._mn(link.a.node), self._mn(link.b.node)
