@@ -1,0 +1,489 @@
+"""`routerlab bench scale`: what a router costs as the network grows, and where it stops.
+
+For each network of a series (Topology Zoo graphs from the `zoo:` import up to TataNld's 143
+routers, then synthetic random geometric graphs; FRR OSPF, a BIRD OSPF series and an eBGP
+series where every router is its own AS) one `Network` is built and measured:
+
+- build: namespaces, veths, Mininet shells (from `Network.start` to the daemons' start);
+- start: every daemon launched, validated and answering;
+- converge: from the daemons' start until every adjacency is Full (every session
+  Established) and every router's kernel FIB holds every other router's loopback (OSPF:
+  and every OSPF subnet, `Network.convergence_state`);
+- memory: PSS of each router's processes (daemons and its Mininet shell, from
+  /proc/PID/smaps_rollup) and the drop in the machine's MemAvailable (kernel included);
+- CPU at rest: CPU time of all those processes over a window after convergence;
+- processes, threads and open file descriptors per router;
+- clean: `routerlab clean`'s own removal (`registry.clean_session_file`) of the session
+  file that recorded this network alone, i.e. what `routerlab clean` does after a crash,
+  scoped to this run (never the machine-wide clean: other runs share the machine).
+
+Each measured point is appended to ``points.jsonl`` in the output directory; a later run
+into the same directory keeps the points already there (so a series can be extended one
+size at a time) and the report says when each was measured. The synthetic series stops at
+the first size that does not converge or that the memory measured so far says will not fit.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from routerlab import registry
+from routerlab.expect import ExpectTimeout, wait_for
+from routerlab.experiments import RunContext, experiment
+from routerlab.network import Network
+from routerlab.report import Result, markdown_table, plot
+from routerlab.topology import Topology
+from routerlab.topology.synthetic import random_geometric
+
+log = logging.getLogger(__name__)
+
+#: the issue's measurements before this work (`routerlab cli zoo:TataNld`, 2-core VM)
+TATA_BEFORE_S = 58.1
+#: seconds of CPU sampling at rest, after SETTLE_S of quiet past convergence
+REST_WINDOW_S = 10.0
+SETTLE_S = 5.0
+#: memory left for everyone else on the shared machine when deciding whether a size fits
+RESERVE_MB = 4096
+
+
+@dataclass(frozen=True)
+class Case:
+    """One network to measure: its series, how to make it and its nominal size."""
+
+    series: str
+    label: str
+    routers: int
+    make: Callable[[], Topology]
+
+
+def zoo(name: str, daemon: str = "frr") -> Callable[[], Topology]:
+    def make() -> Topology:
+        from routerlab.topology import import_topohub
+
+        return import_topohub(f"topozoo/{name}", daemon=daemon)
+    return make
+
+
+def rgg(n: int, daemon: str = "frr", protocol: str = "ospf") -> Callable[[], Topology]:
+    return lambda: random_geometric(n, daemon=daemon, protocol=protocol)
+
+
+def cases(quick: bool) -> list[Case]:
+    """The series, smallest first in each."""
+    if quick:
+        return [Case("zoo-frr", "Abilene", 11, zoo("Abilene")),
+                Case("synthetic-frr", "rgg30", 30, rgg(30)),
+                Case("zoo-bird", "Abilene", 11, zoo("Abilene", "bird")),
+                Case("bgp-frr", "rgg12", 12, rgg(12, protocol="bgp"))]
+    out = [Case("zoo-frr", name, n, zoo(name)) for name, n in
+           (("Abilene", 11), ("Roedunet", 40), ("Uninett2010", 74), ("VtlWavenet2011", 91),
+            ("TataNld", 143))]
+    out += [Case("synthetic-frr", f"rgg{n}", n, rgg(n)) for n in (200, 300, 500, 1000)]
+    out += [Case("zoo-bird", name, n, zoo(name, "bird")) for name, n in
+            (("Abilene", 11), ("Uninett2010", 74), ("TataNld", 143))]
+    out += [Case("bgp-frr", f"rgg{n}", n, rgg(n, protocol="bgp")) for n in (25, 50, 100, 200)]
+    return out
+
+
+# ----------------------------------------------------------------------------- /proc readers
+
+def _meminfo_mb(field: str) -> float:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def proc_cost(pid: int) -> dict[str, float]:
+    """PSS (MB), threads, open fds and CPU seconds of one process (zeros when it is gone)."""
+    out = {"pss_mb": 0.0, "threads": 0.0, "fds": 0.0, "cpu_s": 0.0}
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError, PermissionError):
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    out["pss_mb"] = int(line.split()[1]) / 1024
+                    break
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    out["threads"] = float(line.split()[1])
+        out["fds"] = float(len(os.listdir(f"/proc/{pid}/fd")))
+        t = psutil.Process(pid).cpu_times()
+        out["cpu_s"] = t.user + t.system
+    return out
+
+
+def router_pids(net: Network) -> dict[str, list[int]]:
+    """{router: pids of its daemons and its Mininet shell}."""
+    return {name: [*r.daemon.pids.values(), r.pid] for name, r in net.routers.items()}
+
+
+def _cpu_s(pids: list[int]) -> float:
+    return sum(proc_cost(p)["cpu_s"] for p in pids)
+
+
+# ----------------------------------------------------------------------------- convergence
+
+def loopback_gap(net: Network) -> str | None:
+    """The first router whose kernel FIB lacks another router's loopback (None: none)."""
+    loops = {name: str(lo.network) for name in net.routers
+             if (lo := net.topo.node(name).loopback) is not None}
+    want = set(loops.values())
+    for name in net.routers:
+        missing = want - {loops.get(name)} - net.kernel_routes(name)
+        if missing:
+            return f"{name}: {len(missing)} loopbacks not in its FIB (e.g. {sorted(missing)[0]})"
+    return None
+
+
+def wait_loopbacks(net: Network, timeout: float) -> None:
+    gap = ["not evaluated"]
+
+    def done() -> bool:
+        gap[0] = loopback_gap(net) or ""
+        return not gap[0]
+
+    try:
+        wait_for(done, timeout, interval=0.5, what="every loopback in every FIB", retry_on=())
+    except ExpectTimeout:
+        raise TimeoutError(f"{net.topo.name}: {gap[0]}") from None
+
+
+# ----------------------------------------------------------------------------- one network
+
+@contextlib.contextmanager
+def own_session(label: str):
+    """Record what is built inside in a session file of its own (so its clean-up can be
+    timed as `routerlab clean` runs it, on this network alone); the process's own session
+    is back afterwards."""
+    saved = registry._current  # noqa: SLF001 - the registry keeps one session per process
+    s = registry.Session.create(label)
+    registry._current = s  # noqa: SLF001
+    try:
+        yield s
+    finally:
+        registry._current = saved  # noqa: SLF001
+
+
+def measure(case: Case, *, prefix: str, say: Callable[[str], None]) -> dict[str, Any]:
+    """Build, converge, measure and clean one network; a dict of what was measured (with
+    `ok` False and `error` when it failed: what was built is removed all the same)."""
+    topo = case.make()
+    n = len(topo.routers())
+    point: dict[str, Any] = {
+        "series": case.series, "label": case.label, "routers": n, "links": len(topo.links),
+        "daemon": topo.node(topo.routers()[0].name).daemon,
+        "protocol": "bgp" if topo.bgp_neighbors(topo.routers()[0].name) else "ospf",
+        "ospf_hello_dead": [topo.ospf.hello, topo.ospf.dead],
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "load_before": os.getloadavg()[0], "ok": False}
+    avail0 = _meminfo_mb("MemAvailable")
+    net = Network(topo, prefix=prefix)
+    with own_session(f"scale-{case.series}-{n}") as session:
+        try:
+            t0 = time.monotonic()
+            say(f"{case.label}: building {n} routers, {len(topo.links)} links")
+            net.start(progress=lambda m, f: None)
+            t1 = time.monotonic()
+            assert net.daemon_start_time is not None
+            point["build_s"] = round(net.daemon_start_time - t0, 2)
+            point["start_s"] = round(t1 - net.daemon_start_time, 2)
+            say(f"{case.label}: converging")
+            timeout = max(120.0, 0.6 * n)
+            net.wait_converged(timeout=timeout)
+            if point["protocol"] == "bgp":  # OSPF's convergence_state checked the loopbacks
+                wait_loopbacks(net, timeout)
+            point["converge_s"] = round(time.monotonic() - net.daemon_start_time, 2)
+            point["total_s"] = round(time.monotonic() - t0, 2)
+            say(f"{case.label}: converged in {point['converge_s']} s; measuring at rest")
+            time.sleep(SETTLE_S)  # a quiet spell before the at-rest window (not a wait on a condition)
+            pids = router_pids(net)
+            every = [p for ps in pids.values() for p in ps]
+            cpu0, w0 = _cpu_s(every), time.monotonic()
+            time.sleep(REST_WINDOW_S)  # the CPU sampling window itself
+            cpu1, w1 = _cpu_s(every), time.monotonic()
+            costs = {name: [proc_cost(p) for p in ps] for name, ps in pids.items()}
+            per_router = [sum(c["pss_mb"] for c in cs) for cs in costs.values()]
+            shell_pss = [proc_cost(net.routers[name].pid)["pss_mb"] for name in pids]
+            point.update({
+                "cpu_rest_pct": round(100 * (cpu1 - cpu0) / (w1 - w0), 2),
+                "pss_total_mb": round(sum(per_router), 1),
+                "pss_mb_per_router": round(sum(per_router) / n, 2),
+                "pss_mb_per_router_daemons": round((sum(per_router) - sum(shell_pss)) / n, 2),
+                "mem_avail_drop_mb": round(avail0 - _meminfo_mb("MemAvailable"), 1),
+                "processes_per_router": round(len(every) / n, 2),
+                "threads_per_router": round(sum(c["threads"] for cs in costs.values() for c in cs) / n, 2),
+                "fds_per_router": round(sum(c["fds"] for cs in costs.values() for c in cs) / n, 2),
+                "daemon_pss_mb": _by_program(net, costs),
+                "load_converged": os.getloadavg()[0],
+            })
+            point["mem_mb_per_router"] = round(point["mem_avail_drop_mb"] / n, 2)
+            point["ok"] = True
+        except Exception as e:  # the point is reported as failed; the series stops there
+            log.warning("%s (%d routers) failed: %s", case.label, n, e)
+            point["error"] = f"{type(e).__name__}: {e}"
+            point["mem_avail_drop_mb"] = round(avail0 - _meminfo_mb("MemAvailable"), 1)
+        finally:
+            say(f"{case.label}: cleaning")
+            tc = time.monotonic()
+            rep = registry.clean_session_file(session.path)
+            point["clean_s"] = round(time.monotonic() - tc, 2)
+            point["clean_left"] = len(rep.errors)
+            _forget(net)
+            shutil.rmtree(net.run_root, ignore_errors=True)
+    return point
+
+
+def _by_program(net: Network, costs: dict[str, list[dict[str, float]]]) -> dict[str, float]:
+    """Mean PSS (MB) of each program over the routers that run it (shell: Mininet's)."""
+    sums: dict[str, list[float]] = {}
+    for name, r in net.routers.items():
+        progs = [*r.daemon.pids.keys(), "shell"]
+        for prog, c in zip(progs, costs[name]):
+            sums.setdefault(prog, []).append(c["pss_mb"])
+    return {p: round(sum(v) / len(v), 2) for p, v in sums.items()}
+
+
+def _forget(net: Network) -> None:
+    """After `routerlab clean` removed everything: reap what this process started and close
+    Mininet's ptys (Mininet's own stop would run commands in shells that are gone)."""
+    for r in net.routers.values():
+        for p in r.daemon.processes():
+            with contextlib.suppress(Exception):
+                p.popen.poll()
+    for node in [*net.routers.values(), *net.hosts.values()]:
+        with contextlib.suppress(Exception):
+            if node.shell is not None and node.shell.poll() is None:
+                node.shell.kill()  # the clean killed it; never wait on one that lives
+            node.cleanup()
+            node.stdout.close()
+        node.netns = None
+
+
+# ----------------------------------------------------------------------------- the benchmark
+
+def _load_points(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def fits(case: Case, done: list[dict[str, Any]]) -> str | None:
+    """Why `case` would not fit in memory, judging by the largest point measured so far
+    (None: it fits)."""
+    prior = [p for p in done if p.get("ok") and p.get("mem_mb_per_router")]
+    if not prior:
+        return None
+    per = max(prior, key=lambda p: p["routers"])["mem_mb_per_router"]
+    need = per * case.routers * 1.2
+    avail = _meminfo_mb("MemAvailable") - RESERVE_MB
+    if need > avail:
+        return (f"needs ~{need / 1024:.1f} GiB ({per:.1f} MB/router measured, +20%), "
+                f"{avail / 1024:.1f} GiB available beyond a {RESERVE_MB // 1024} GiB reserve")
+    return None
+
+
+def run_scale(out_dir: Path, quick: bool = False, *, only: list[str] | None = None,
+              max_routers: int | None = None, prefix: str = "sc-",
+              say: Callable[[str], None] = log.info) -> Result:
+    """Measure every case (those whose ``series:label`` is in `only`, when given; none
+    above `max_routers`), keeping points already in ``out_dir/points.jsonl``; write the
+    plots and return the Result."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = out_dir / "points.jsonl"
+    points = _load_points(store)
+    stopped: dict[str, str] = {}
+    for case in cases(quick):
+        key = f"{case.series}:{case.label}"
+        if any(p["series"] == case.series and p["label"] == case.label for p in points):
+            continue
+        if (only and key not in only) or (max_routers and case.routers > max_routers):
+            continue
+        if case.series in stopped:
+            continue
+        series_done = [p for p in points if p["series"] == case.series]
+        why = fits(case, series_done)
+        if why:
+            point = {"series": case.series, "label": case.label, "routers": case.routers,
+                     "ok": False, "skipped": why,
+                     "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+        else:
+            point = measure(case, prefix=prefix, say=say)
+        points.append(point)
+        with open(store, "a") as f:
+            f.write(json.dumps(point) + "\n")
+        if not point["ok"]:
+            stopped[case.series] = str(point.get("error") or point.get("skipped", ""))
+    return summarize(points, out_dir, quick)
+
+
+# ----------------------------------------------------------------------------- the report
+
+def _fit(points: list[dict[str, Any]], key: str) -> tuple[float, float] | None:
+    """Least-squares (intercept, slope) of `key` against routers."""
+    pts = [(p["routers"], p[key]) for p in points if p.get("ok") and p.get(key) is not None]
+    if len(pts) < 2:
+        return None
+    n = len(pts)
+    mx = sum(x for x, _ in pts) / n
+    my = sum(y for _, y in pts) / n
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    if sxx == 0:
+        return None
+    b = sum((x - mx) * (y - my) for x, y in pts) / sxx
+    return my - b * mx, b
+
+
+def limits(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Routers one machine of this kind holds by each resource (memory, CPU at rest, pids),
+    from the FRR OSPF points, and machines needed for 1,000 and 10,000 routers."""
+    frr = [p for p in points if p.get("ok") and p["series"] in ("zoo-frr", "synthetic-frr")]
+    mem_total = _meminfo_mb("MemTotal")
+    out: dict[str, Any] = {"mem_total_mb": round(mem_total)}
+    by: dict[str, float] = {}
+    mem = _fit(frr, "mem_avail_drop_mb")
+    if mem and mem[1] > 0:
+        out["mem_mb_per_router_fit"] = round(mem[1], 2)
+        by["memory"] = (mem_total - RESERVE_MB - max(mem[0], 0)) / mem[1]
+    cpu = _fit(frr, "cpu_rest_pct")
+    cores = os.cpu_count() or 1
+    if cpu and cpu[1] > 0:
+        out["cpu_pct_per_router_fit"] = round(cpu[1], 4)
+        # at rest the routers may take half the machine; the rest is for the experiment
+        by["cpu at rest (half the cores)"] = (50 * cores - max(cpu[0], 0)) / cpu[1]
+    thr = [p["threads_per_router"] for p in frr if p.get("threads_per_router")]
+    if thr:
+        with open("/proc/sys/kernel/pid_max") as f:
+            pid_max = int(f.read())
+        by["pids (kernel.pid_max)"] = pid_max * 0.8 / max(thr)
+    out["routers_by_resource"] = {k: int(v) for k, v in by.items()}
+    if by:
+        first = min(by, key=lambda k: by[k])
+        out["first_limit"] = first
+        out["routers_per_machine"] = int(by[first])
+        out["machines_for"] = {n: math.ceil(n / max(by[first], 1)) for n in (1000, 10000)}
+    conv = _fit(frr, "converge_s")
+    if conv:
+        out["converge_s_at"] = {n: round(conv[0] + conv[1] * n, 1) for n in (1000, 10000)}
+    return out
+
+
+def summarize(points: list[dict[str, Any]], out_dir: Path, quick: bool) -> Result:
+    res = Result("scale")
+    res.raw = {"points": points, "quick": quick}
+    ok = [p for p in points if p.get("ok")]
+    zoo_frr = [p for p in ok if p["series"] == "zoo-frr"]
+    synth = [p for p in ok if p["series"] == "synthetic-frr"]
+    frr = zoo_frr + synth
+    largest_zoo = max(zoo_frr, key=lambda p: p["routers"], default=None)
+    res.add_metric("largest_zoo_routers", "largest Topology Zoo graph converged (FRR OSPF)", "routers",
+                   largest_zoo["routers"] if largest_zoo else None, None, ">= 143 (TataNld)",
+                   bool(largest_zoo and largest_zoo["routers"] >= (11 if quick else 143)))
+    conv = largest_zoo["converge_s"] if largest_zoo else None
+    res.add_metric("largest_zoo_converge_s",
+                   f"{largest_zoo['label'] if largest_zoo else '-'}: daemons' start to converged", "s",
+                   conv, TATA_BEFORE_S if largest_zoo and largest_zoo["routers"] == 143 else None,
+                   "< 30 s (bar < 120 s; 58.1 s before)", conv is not None and conv < 30)
+    pss = sorted(p["pss_mb_per_router"] for p in frr)
+    res.add_metric("pss_mb_per_frr_router", "PSS per FRR OSPF router (daemons + shell, median)", "MB",
+                   pss[len(pss) // 2] if pss else None, None, "reported", bool(pss))
+    largest_syn = max(synth, key=lambda p: p["routers"], default=None)
+    n_syn = largest_syn["routers"] if largest_syn else None
+    res.add_metric("largest_synthetic_routers", "largest synthetic FRR OSPF network converged", "routers",
+                   n_syn, None, ">= 1,000 (bar >= 500)", bool(n_syn and n_syn >= (30 if quick else 1000)))
+    largest = max(ok, key=lambda p: p["routers"], default=None)
+    res.add_metric("clean_s_largest",
+                   f"routerlab clean of the largest network ({largest['label'] if largest else '-'})", "s",
+                   largest["clean_s"] if largest else None, None, "reported", bool(largest))
+    lim = limits(points)
+    res.raw["limits"] = lim
+    if lim.get("routers_per_machine"):
+        res.add_metric("routers_per_machine", f"FRR routers one such machine holds (first limit: "
+                       f"{lim['first_limit']})", "routers", lim["routers_per_machine"], None, "reported", True)
+    res.add_section("Measured", points_table(points))
+    res.add_section("Where it stops", limits_text(lim, points))
+    _plots(res, points, out_dir)
+    return res
+
+
+def points_table(points: list[dict[str, Any]]) -> str:
+    rows = []
+    for p in sorted(points, key=lambda p: (p["series"], p["routers"])):
+        if not p.get("ok"):
+            rows.append((p["series"], p["label"], p["routers"], p.get("links"), "-", "-", "-", "-", "-", "-",
+                         "-", "-", "-", p.get("clean_s"),
+                         f"**{'skipped' if p.get('skipped') else 'failed'}**: "
+                         f"{(p.get('skipped') or p.get('error') or '')[:120]}"))
+            continue
+        rows.append((p["series"], p["label"], p["routers"], p["links"], p["build_s"], p["start_s"],
+                     p["converge_s"], p["pss_mb_per_router"], p["pss_total_mb"], p["mem_mb_per_router"],
+                     p["cpu_rest_pct"], p["processes_per_router"], p["fds_per_router"], p["clean_s"],
+                     f"load {p['load_before']:.1f}, {p['measured_at']}"))
+    return markdown_table(("series", "network", "routers", "links", "build s", "start s", "converge s",
+                           "PSS MB/router", "PSS MB total", "MemAvailable drop MB/router",
+                           "CPU at rest % of a core", "processes/router", "fds/router", "clean s",
+                           "note"), rows)
+
+
+def limits_text(lim: dict[str, Any], points: list[dict[str, Any]]) -> str:
+    lines = []
+    by = lim.get("routers_by_resource") or {}
+    if by:
+        lines.append("Routers one machine of this kind (" + f"{lim['mem_total_mb'] / 1024:.0f} GiB, "
+                     f"{os.cpu_count()} cores) holds, by resource, from linear fits over the FRR "
+                     "OSPF points:")
+        lines += [f"- {k}: ~{v:,} routers" for k, v in sorted(by.items(), key=lambda kv: kv[1])]
+        lines.append(f"\nThe first to run out is **{lim['first_limit']}**, at ~{lim['routers_per_machine']:,} "
+                     f"routers. Machines of this kind needed: 1,000 routers: {lim['machines_for'][1000]}, "
+                     f"10,000 routers: {lim['machines_for'][10000]} (before any cross-machine link cost).")
+    if lim.get("converge_s_at"):
+        lines.append(f"Convergence time extrapolated linearly: {lim['converge_s_at'][1000]} s at 1,000 "
+                     f"routers, {lim['converge_s_at'][10000]} s at 10,000 (on one machine's CPU).")
+    failed = [p for p in points if not p.get("ok")]
+    for p in failed:
+        lines.append(f"- {p['series']} {p['label']} ({p['routers']} routers) "
+                     f"{'skipped' if p.get('skipped') else 'failed'}: {p.get('skipped') or p.get('error')}")
+    return "\n".join(lines) or "not enough points"
+
+
+def _plots(res: Result, points: list[dict[str, Any]], out_dir: Path) -> None:
+    ok = [p for p in points if p.get("ok")]
+    series = sorted({p["series"] for p in ok})
+
+    def xy(s: str, key: str) -> tuple[list[float], list[float]]:
+        pts = sorted((p["routers"], p[key]) for p in ok if p["series"] == s and p.get(key) is not None)
+        return [x for x, _ in pts], [y for _, y in pts]
+
+    if not ok:
+        return
+    specs = [("converge.png", "converge_s", "daemons' start to converged", "s"),
+             ("build.png", "build_s", "build (namespaces, links, shells)", "s"),
+             ("pss.png", "pss_mb_per_router", "PSS per router", "MB"),
+             ("memory.png", "mem_avail_drop_mb", "MemAvailable drop (all routers, kernel included)", "MB"),
+             ("cpu.png", "cpu_rest_pct", "CPU at rest, all routers", "% of one core"),
+             ("clean.png", "clean_s", "routerlab clean (this network's session)", "s")]
+    for fname, key, title, unit in specs:
+        plot(out_dir / fname, {s: xy(s, key) for s in series}, title, "routers", unit)
+        res.plots.append((f"{title} against routers", fname))
+
+
+@experiment("scale", "cost per router as the network grows (Topology Zoo up to 143 routers, synthetic "
+            "beyond; FRR, BIRD, eBGP), and the resource that runs out first", kind="bench")
+def bench_scale(ctx: RunContext) -> Result:
+    """`routerlab bench scale [--quick] [--out DIR]`; `ctx.options` may name cases
+    (``only``: ["zoo-frr:TataNld", ...]) and cap the size (``max_routers``)."""
+    return run_scale(ctx.out_dir, ctx.quick, only=ctx.options.get("only"),
+                     max_routers=ctx.options.get("max_routers"), prefix=ctx.options.get("prefix", "sc-"),
+                     say=ctx.step)
