@@ -177,9 +177,10 @@ def own_session(label: str):
         registry._current = saved  # noqa: SLF001
 
 
-def measure(case: Case, *, prefix: str, say: Callable[[str], None]) -> dict[str, Any]:
+def measure(case: Case, *, prefix: str, say: Callable[[str], None], at_rest: bool = True) -> dict[str, Any]:
     """Build, converge, measure and clean one network; a dict of what was measured (with
-    `ok` False and `error` when it failed: what was built is removed all the same)."""
+    `ok` False and `error` when it failed: what was built is removed all the same).
+    `at_rest` False skips the CPU window (a test's cheaper run)."""
     topo = case.make()
     n = len(topo.routers())
     point: dict[str, Any] = {
@@ -208,17 +209,19 @@ def measure(case: Case, *, prefix: str, say: Callable[[str], None]) -> dict[str,
             point["converge_s"] = round(time.monotonic() - net.daemon_start_time, 2)
             point["total_s"] = round(time.monotonic() - t0, 2)
             say(f"{case.label}: converged in {point['converge_s']} s; measuring at rest")
-            time.sleep(SETTLE_S)  # a quiet spell before the at-rest window (not a wait on a condition)
             pids = router_pids(net)
             every = [p for ps in pids.values() for p in ps]
+            if at_rest:
+                time.sleep(SETTLE_S)  # a quiet spell before the at-rest window (not a wait on a condition)
             cpu0, w0 = _cpu_s(every), time.monotonic()
-            time.sleep(REST_WINDOW_S)  # the CPU sampling window itself
+            if at_rest:
+                time.sleep(REST_WINDOW_S)  # the CPU sampling window itself
             cpu1, w1 = _cpu_s(every), time.monotonic()
             costs = {name: [proc_cost(p) for p in ps] for name, ps in pids.items()}
             per_router = [sum(c["pss_mb"] for c in cs) for cs in costs.values()]
             shell_pss = [proc_cost(net.routers[name].pid)["pss_mb"] for name in pids]
             point.update({
-                "cpu_rest_pct": round(100 * (cpu1 - cpu0) / (w1 - w0), 2),
+                "cpu_rest_pct": round(100 * (cpu1 - cpu0) / (w1 - w0), 2) if at_rest else None,
                 "pss_total_mb": round(sum(per_router), 1),
                 "pss_mb_per_router": round(sum(per_router) / n, 2),
                 "pss_mb_per_router_daemons": round((sum(per_router) - sum(shell_pss)) / n, 2),
@@ -241,6 +244,8 @@ def measure(case: Case, *, prefix: str, say: Callable[[str], None]) -> dict[str,
             rep = registry.clean_session_file(session.path)
             point["clean_s"] = round(time.monotonic() - tc, 2)
             point["clean_left"] = len(rep.errors)
+            # the session file goes only when nothing it recorded is left
+            point["clean_complete"] = not session.path.exists()
             _forget(net)
             shutil.rmtree(net.run_root, ignore_errors=True)
     return point
