@@ -26,7 +26,7 @@ from b4.measure import (MIN_DELIVERED, MIN_OFFERED, DeliveryCheck, ThroughputRes
                         reference_probe)
 from b4.model import Wan, load_wan
 from b4.te.allocation import Allocation
-from b4.te.solve import solve
+from b4.te.solve import solve, solve_quantized
 
 log = logging.getLogger(__name__)
 
@@ -208,26 +208,60 @@ def _measure_valid(ctx: RunContext, what: str, measure: Callable[[], ThroughputR
     return r, chk, tries
 
 
-@experiment("b4-wan", "12-site B4-like WAN, oversubscribed: throughput and link utilization with TE vs "
-                      "shortest-path routing (paper: +14%), TE op round trips")
+#: The TE server's algorithms b4-wan measures, in order (the first is the paper's).
+WAN_ALGORITHMS = ("b4", "b4r", "exact")
+_WAN_LABEL = {"b4": "TE (B4)", "b4r": "TE (b4r)", "exact": "TE (exact)"}
+
+
+def _gain_metrics(res: Result, algorithm: str, gain: float, alloc_gain: float, chk: DeliveryCheck,
+                  sp_chk: DeliveryCheck) -> None:
+    """The measured and allocated gains over shortest paths of one algorithm (b4 keeps the
+    original ids; the others get a suffix)."""
+    sfx = "" if algorithm == "b4" else f"_{algorithm}"
+    name = "TE" if algorithm == "b4" else f"TE with {algorithm}"
+    if chk.ok and sp_chk.ok:
+        res.add_metric(f"te_gain_over_shortest_pct{sfx}", f"measured throughput gain of {name} over shortest-path "
+                       "routing", "%", _pct(gain), 14, "> 0 (paper: +14% on average)", gain > 0)
+    else:
+        bad = "; ".join(f"{n}: {c.reason}" for n, c in ((name, chk), ("shortest path", sp_chk)) if not c.ok)
+        res.add_metric(f"te_gain_over_shortest_pct{sfx}", f"measured throughput gain of {name} over shortest-path "
+                       f"routing: NOT MEASURED, the machine lost traffic the network can carry in every window ({bad}; "
+                       f"{_pct(gain):+.1f}% would be a load artefact, not a TE result)", "%", None, 14,
+                       "> 0 (paper: +14% on average), from windows that deliver what is offered", False)
+    res.add_metric(f"te_gain_allocated_pct{sfx}", f"gain in the {name} allocation itself (the library's numbers)",
+                   "%", _pct(alloc_gain), 14, "> 0", alloc_gain > 0)
+
+
+@experiment("b4-wan", "12-site B4-like WAN, oversubscribed: throughput and link utilization with TE (b4, b4r, "
+                      "exact) vs shortest-path routing (paper: +14%), TE op round trips")
 def run_b4_wan(ctx: RunContext) -> Result:
     window = 4.0 if ctx.quick else 8.0
     res = Result("b4-wan")
-    wan, te_alloc, sp_alloc = _load_with_allocations("b4")
+    wan = load_wan("b4")
+    sp_alloc = solve(wan.problem(), algorithm="shortest")
+    # What the TE server installs for each algorithm (the same call it makes).
+    allocs = {alg: solve_quantized(wan.problem(), alg) for alg in WAN_ALGORITHMS}
+    measured: dict[str, tuple[ThroughputResult, DeliveryCheck, list[dict[str, Any]]]] = {}
+    n = len(WAN_ALGORITHMS)
     with _deployment(ctx, wan, converge_timeout=120) as (dep, converge_s):
-        ctx.step(f"TE: every flow group at its allocation ({window:.0f} s)", 0.3)
-        te_flows = app_flows(wan, allocated_app_rates(wan, te_alloc))
-        te, te_chk, te_tries = _measure_valid(
-            ctx, "TE", lambda: measure_throughput(dep, te_flows, warmup=2.0, seconds=window))
-        ctx.step("TE off: shortest paths, every flow group at its shortest-path allocation", 0.5)
+        for k, alg in enumerate(WAN_ALGORITHMS):
+            if alg != wan.algorithm or k:
+                dep.te_call({"type": "te", "algorithm": alg})
+                dep.wait_converged(60)
+            ctx.step(f"TE with {alg}: every flow group at its allocation ({window:.0f} s)", 0.1 + 0.5 * k / n)
+            flows = app_flows(wan, allocated_app_rates(wan, allocs[alg]))
+            measured[alg] = _measure_valid(
+                ctx, f"TE {alg}", lambda flows=flows: measure_throughput(dep, flows, warmup=2.0, seconds=window))
+        ctx.step("TE off: shortest paths, every flow group at its shortest-path allocation", 0.6)
         dep.te(False)
         dep.wait_converged(60)
         sp_flows = app_flows(wan, allocated_app_rates(wan, sp_alloc))
         sp, sp_chk, sp_tries = _measure_valid(
             ctx, "shortest path", lambda: measure_throughput(dep, sp_flows, warmup=2.0, seconds=window))
-        ctx.step("TE back on; a link failure and repair (more TE ops)", 0.75)
-        dep.te(True)
+        ctx.step("TE back on (b4); a link failure and repair (more TE ops)", 0.8)
+        dep.te_call({"type": "te", "enable": True, "algorithm": wan.algorithm})
         dep.wait_converged(60)
+        te = measured[wan.algorithm][0]
         busiest = max(wan.config.links.values(),
                       key=lambda ln: te.link_mbps.get(f"{ln.a}->{ln.b}", 0) + te.link_mbps.get(f"{ln.b}->{ln.a}", 0))
         dep.net.set_link(busiest.a, busiest.b, False)
@@ -238,35 +272,33 @@ def run_b4_wan(ctx: RunContext) -> Result:
         dep.wait_converged(60)
         stats = dep.op_stats()
 
-    te_total, sp_total = sum(te.fg_mbps.values()), sum(sp.fg_mbps.values())
-    gain = te_total / sp_total - 1 if sp_total else float("nan")
-    alloc_gain = te_alloc.throughput / sp_alloc.throughput - 1
-    valid = te_chk.ok and sp_chk.ok
+    sp_total = sum(sp.fg_mbps.values())
+    totals = {alg: sum(m[0].fg_mbps.values()) for alg, m in measured.items()}
+    gains = {alg: (totals[alg] / sp_total - 1 if sp_total else float("nan")) for alg in WAN_ALGORITHMS}
+    alloc_gains = {alg: allocs[alg].throughput / sp_alloc.throughput - 1 for alg in WAN_ALGORITHMS}
+    valid = {alg: measured[alg][1].ok and sp_chk.ok for alg in WAN_ALGORITHMS}
     rtts = sorted(stats["rtt_ms"])
     med = statistics.median(rtts) if rtts else float("nan")
-    if valid:
-        res.add_metric("te_gain_over_shortest_pct", "measured throughput gain of TE over shortest-path routing", "%",
-                       _pct(gain), 14, "> 0 (paper: +14% on average)", gain > 0)
-    else:
-        bad = "; ".join(f"{n}: {c.reason}" for n, c in (("TE", te_chk), ("shortest path", sp_chk)) if not c.ok)
-        res.add_metric("te_gain_over_shortest_pct", "measured throughput gain of TE over shortest-path routing: "
-                       f"NOT MEASURED, the machine lost traffic the network can carry in every window ({bad}; "
-                       f"{_pct(gain):+.1f}% would be a load artefact, not a TE result)", "%", None, 14,
-                       "> 0 (paper: +14% on average), from windows that deliver what is offered", False)
+    _gain_metrics(res, "b4", gains["b4"], alloc_gains["b4"], measured["b4"][1], sp_chk)
     res.add_metric("te_op_rtt_median_ms", "median TE op round trip (TE server -> controller -> switch barrier "
                    "-> ack)", "ms", round(med, 2), None, "< 100 ms (paper: most ops 1-3 s in production)", med < 100)
-    res.add_metric("te_gain_allocated_pct", "gain in the TE allocation itself (the library's numbers)", "%",
-                   _pct(alloc_gain), 14, "> 0", alloc_gain > 0)
+    for alg in WAN_ALGORITHMS[1:]:
+        _gain_metrics(res, alg, gains[alg], alloc_gains[alg], measured[alg][1], sp_chk)
     caps = {f"{e.src}->{e.dst}": e.capacity for e in wan.te_edges}
-    te_util = sorted((te.link_mbps[k] / caps[k] for k in caps), reverse=True)
+    utils = {alg: sorted((measured[alg][0].link_mbps[k] / caps[k] for k in caps), reverse=True)
+             for alg in WAN_ALGORITHMS}
     sp_util = sorted((sp.link_mbps[k] / caps[k] for k in caps), reverse=True)
     res.add_section("Setup", (
         f"Topology `b4` (12 sites, 19 links, the B4 graph from TEAVAR's data; {wan.scale}; 16 flow groups "
         f"offering {wan.problem().total_demand:.1f} Mbit/s). One controller process, one TE server (quantum "
-        f"{wan.quantum:g}, up to {wan.max_tunnels} tunnels). As B4's bandwidth enforcer would, each application "
-        f"sends at its share of its flow group's allocation (TE run: the B4 allocation; TE off: the max-min "
-        f"shortest-path allocation), full-size UDP from 2,048 source addresses; measured {window:.0f} s at the "
-        f"receivers after 2 s of warm-up. Converged {converge_s:.1f} s after start."))
+        f"{wan.quantum:g}, up to {wan.max_tunnels} tunnels) running each of its algorithms in turn "
+        "(`te algorithm NAME` in the lab): b4 (the paper's tunnel-group generation), b4r (B4 with re-routing) "
+        "and exact (exact weighted max-min), every one quantized to the switches' quantum. As B4's bandwidth "
+        "enforcer would, each application sends at its share of its flow group's allocation (TE: that "
+        "algorithm's allocation; TE off: the max-min shortest-path allocation), full-size UDP from 2,048 source "
+        f"addresses; measured {window:.0f} s at the receivers after 2 s of warm-up. Converged {converge_s:.1f} s "
+        "after start."))
+    tries_by = [(_WAN_LABEL[alg], measured[alg][2]) for alg in WAN_ALGORITHMS] + [("shortest path", sp_tries)]
     res.add_section("Measurement validity", markdown_table(
         ("routing", "window", "offered / nominal", "delivered / offered", "packets lost", "worst flow delivered",
          "verdict"),
@@ -274,46 +306,54 @@ def run_b4_wan(ctx: RunContext) -> Result:
           f"{t['worst_flow']} {100 * t['worst_flow_delivered']:.1f}%" if t["worst_flow"] != "-" else "all 100%",
           "used" if t["ok"] and i + 1 == len(tries)
           else ("invalid: " + t["reason"] if not t["ok"] else "-"))
-         for name, tries in (("TE (B4)", te_tries), ("shortest path", sp_tries)) for i, t in enumerate(tries)]) +
-        "\n\nBoth phases send every application at its share of a feasible allocation, so every link can carry "
+         for name, tries in tries_by for i, t in enumerate(tries)]) +
+        "\n\nEvery phase sends every application at its share of a feasible allocation, so every link can carry "
         "it and a working network delivers what the senders offer (packets offered in the window are counted "
         "from the sequence numbers the receivers see). A window is used only if the senders offered at least "
         f"{100 * MIN_OFFERED:.0f}% of their rates and at least {100 * MIN_DELIVERED:.0f}% of that arrived; "
         "otherwise the machine, not routing, lost the traffic (typically ovs-vswitchd's main thread, which "
         "serves every userspace bridge on the host, stalling for a second or more while another user "
         f"installs flows), and the phase is measured again (up to {WAN_ATTEMPTS} windows)." +
-        ("" if valid else " **No valid window in at least one phase: the measured gain is not reported.**"))
+        ("" if all(valid.values()) else " **No valid window in at least one phase: its measured gain is not "
+                                        "reported.**"))
+    rows = [(_WAN_LABEL[alg], round(allocs[alg].throughput, 3), round(totals[alg], 3),
+             f"{_pct(alloc_gains[alg]):+.1f}%", f"{_pct(gains[alg]):+.1f}%" if valid[alg] else "no valid window",
+             round(statistics.mean(utils[alg]), 3), sum(u >= 0.9 for u in utils[alg])) for alg in WAN_ALGORITHMS]
+    rows.append(("shortest path", round(sp_alloc.throughput, 3), round(sp_total, 3), "-", "-",
+                 round(statistics.mean(sp_util), 3), sum(u >= 0.9 for u in sp_util)))
     res.add_section("Throughput", markdown_table(
-        ("routing", "allocated (Mbit/s)", "delivered (Mbit/s)", "mean link utilization", "links >= 90% busy"),
-        [("TE (B4)", round(te_alloc.throughput, 3), round(te_total, 3), round(statistics.mean(te_util), 3),
-          sum(u >= 0.9 for u in te_util)),
-         ("shortest path", round(sp_alloc.throughput, 3), round(sp_total, 3), round(statistics.mean(sp_util), 3),
-          sum(u >= 0.9 for u in sp_util))]) +
-        (f"\n\nGain: measured {_pct(gain):+.1f}%, allocated {_pct(alloc_gain):+.1f}% (paper: +14% on average)."
-         if valid else f"\n\nGain: allocated {_pct(alloc_gain):+.1f}% (paper: +14% on average); measured: no valid "
-         f"window (see Measurement validity; the raw ratio {_pct(gain):+.1f}% is a load artefact)."))
+        ("routing", "allocated (Mbit/s)", "delivered (Mbit/s)", "allocated gain", "measured gain",
+         "mean link utilization", "links >= 90% busy"), rows) +
+        "\n\nGains are over shortest-path routing (paper: +14% on average, B4's TE on Google's WAN).")
     res.add_section("Per flow group", markdown_table(
-        ("flow group", "demand", "TE allocation", "TE delivered", "SP allocation", "SP delivered"),
-        [(fa.name, round(fa.demand, 3), round(fa.rate, 3), round(te.fg_mbps.get(fa.name, 0.0), 3),
-          round(sp_alloc.flow_group(fa.name).rate, 3), round(sp.fg_mbps.get(fa.name, 0.0), 3)) for fa in te_alloc]))
+        ("flow group", "demand") + tuple(f"{a} allocation" for a in WAN_ALGORITHMS) +
+        ("b4 delivered", "SP allocation", "SP delivered"),
+        [(fa.name, round(fa.demand, 3)) + tuple(round(allocs[a].flow_group(fa.name).rate, 3) for a in WAN_ALGORITHMS)
+         + (round(te.fg_mbps.get(fa.name, 0.0), 3), round(sp_alloc.flow_group(fa.name).rate, 3),
+            round(sp.fg_mbps.get(fa.name, 0.0), 3)) for fa in allocs["b4"]]))
     if rtts:
         res.add_section("TE op round trips", markdown_table(
             ("ops", "median (ms)", "90th percentile (ms)", "max (ms)"),
             [(len(rtts), round(med, 2), round(rtts[int(0.9 * (len(rtts) - 1))], 2), round(rtts[-1], 2))]) +
             "\n\nFrom the TE server sending an op to its ack (the controller acks after its switch's barrier "
-            "reply). Ops come from the initial install, TE off/on and a failure and repair of the busiest link "
-            f"({busiest.name}). Paper (B4 Table 4 discussion): most TE ops take 1-3 s end to end in production, "
-            "over a WAN, with hardware switches whose table updates dominate.")
-    plot(ctx.out_dir / "utilization.png",
-         {"TE": (list(range(1, len(te_util) + 1)), te_util), "shortest path": (list(range(1, len(sp_util) + 1)), sp_util)},
-         "Directed link utilization, busiest first", "link rank", "utilization", kind="step")
-    res.plots.append(("Measured utilization of the 38 directed links, TE vs shortest path", "utilization.png"))
+            "reply). Ops come from the initial install, the algorithm changes, TE off/on and a failure and repair "
+            f"of the busiest link ({busiest.name}). Paper (B4 Table 4 discussion): most TE ops take 1-3 s end to "
+            "end in production, over a WAN, with hardware switches whose table updates dominate.")
+    series = {_WAN_LABEL[alg]: (list(range(1, len(utils[alg]) + 1)), utils[alg]) for alg in WAN_ALGORITHMS}
+    series["shortest path"] = (list(range(1, len(sp_util) + 1)), sp_util)
+    plot(ctx.out_dir / "utilization.png", series, "Directed link utilization, busiest first", "link rank",
+         "utilization", kind="step")
+    res.plots.append(("Measured utilization of the 38 directed links, each TE algorithm vs shortest path",
+                      "utilization.png"))
     if rtts:
         plot(ctx.out_dir / "op_rtt.png", {"TE ops": (rtts, [(i + 1) / len(rtts) for i in range(len(rtts))])},
              "TE op round trip (CDF)", "ms", "fraction of ops", kind="step")
         res.plots.append(("TE op round-trip times (CDF)", "op_rtt.png"))
-    res.raw = {"te_allocation": te_alloc.to_json(), "sp_allocation": sp_alloc.to_json(), "te": te.to_json(),
-               "sp": sp.to_json(), "validity": {"te": te_tries, "sp": sp_tries, "valid": valid},
+    res.raw = {"te_allocation": allocs["b4"].to_json(), "sp_allocation": sp_alloc.to_json(), "te": te.to_json(),
+               "sp": sp.to_json(), "allocations": {a: allocs[a].to_json() for a in WAN_ALGORITHMS},
+               "measured": {a: measured[a][0].to_json() for a in WAN_ALGORITHMS},
+               "validity": {"te": measured["b4"][2], "sp": sp_tries, "valid": valid["b4"],
+                            "by_algorithm": {a: measured[a][2] for a in WAN_ALGORITHMS}},
                "op_rtt_ms": rtts, "te_runs": stats.get("te_runs", []), "converge_s": converge_s}
     return res
 

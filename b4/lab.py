@@ -5,6 +5,8 @@ Besides Mininet's own commands (``hA ping hB``, ...) and ``probe A B [S]``:
   te show          flow groups (demand, allocation, fair share, tunnels with splits and
                    labels), links (capacity, allocated load, rate right now), TE state
   te off | te on   remove every TE entry (traffic falls back to shortest paths) / restore
+  te algorithm [NAME]  the TE server's algorithm: b4 (the paper's), b4r (B4 with
+                   re-routing) or exact (exact max-min); without NAME, the current one
   link A B down|up fail or restore the WAN link between sites A and B
   ofc kill SITE    kill the master controller replica running SITE (a standby takes over)
   ofc status       the controller and TE-server replicas and their roles
@@ -28,7 +30,7 @@ from routerlab.expect import ExpectTimeout, wait_for
 from routerlab.lab import serve_lab
 
 from b4.deploy import B4Deployment
-from b4.model import load_wan
+from b4.model import SERVER_ALGORITHMS, load_wan
 from b4.rpc import RpcError, call
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,8 @@ def show_tables(dep: B4Deployment, rates: dict[str, float] | None = None) -> lis
     show = dep.show()
     st = dep.status()
     fg = Table("flow group", "route", "demand", "allocated", "fair share", "tunnels (split, label)",
-               title=f"flow groups (TE {'on' if show['te_enabled'] else 'OFF'}, session {st.get('session')})")
+               title=f"flow groups (TE {'on' if show['te_enabled'] else 'OFF'}, algorithm {show.get('algorithm')}, "
+                     f"session {st.get('session')})")
     for f in show["flow_groups"]:
         tunnels = ", ".join(f"{t['path']} {t['weight']:.2f}" + (f" (L{t['label']})" if t["label"] else "")
                             for t in f["tunnels"] if t["weight"] > 0)
@@ -100,7 +103,8 @@ def _rates(dep: B4Deployment, seconds: float = 0.5) -> dict[str, float]:
 def extension(base: type) -> type:
     class B4Commands(base):
         def do_te(self, line: str) -> None:
-            """te show | te off | te on: TE state, or remove / restore every TE entry."""
+            """te show | te off | te on | te algorithm [b4|b4r|exact]: TE state, remove / restore every
+            TE entry, or show / change the TE server's algorithm."""
             def run() -> None:
                 dep = _b4(self)
                 arg = line.strip()
@@ -113,8 +117,21 @@ def extension(base: type) -> type:
                     ok = dep.wait_converged(30)
                     self.console.print(f"TE {arg}: {'converged' if ok else 'NOT converged'} in "
                                        f"{time.monotonic() - t0:.2f} s")
+                elif arg.split()[:1] == ["algorithm"] and len(arg.split()) <= 2:
+                    names = arg.split()[1:]
+                    if not names:
+                        self.console.print(f"TE algorithm: {dep.status().get('algorithm')}")
+                        return
+                    if names[0] not in SERVER_ALGORITHMS:
+                        raise UserError(f"unknown TE algorithm {names[0]!r} (choose from {', '.join(SERVER_ALGORITHMS)})")
+                    t0 = time.monotonic()
+                    dep.te_call({"type": "te", "algorithm": names[0]})
+                    ok = dep.wait_converged(30)
+                    show = dep.show()
+                    self.console.print(f"TE algorithm {names[0]}: {show['throughput']:.2f} Mbit/s allocated, "
+                                       f"{'converged' if ok else 'NOT converged'} in {time.monotonic() - t0:.2f} s")
                 else:
-                    raise UserError("usage: te show | te on | te off")
+                    raise UserError("usage: te show | te on | te off | te algorithm [b4|b4r|exact]")
             self._guard(run)
 
         def do_link(self, line: str) -> None:

@@ -6,7 +6,7 @@ WAN sites and whose hosts source and sink the flow groups' traffic, plus a ``par
     params:
       system: b4
       scale: "1 Gbit/s in the paper = 1 Mbit/s here"   # stated in reports
-      te: {quantum: 0.5, max_tunnels: 4}
+      te: {quantum: 0.5, max_tunnels: 4, algorithm: b4}   # algorithm: b4 | b4r | exact
       edges:                        # optional: directed TE edges (default: both directions of
         - {src: A, dst: B, capacity: 10, cost: 1}   # every site link, capacity = bw, cost = cost)
       flow_groups:
@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 #: Extra MTU on WAN links: one MPLS label is 4 bytes; room for two.
 LABEL_MTU_EXTRA = 8
 HOST_MTU = 1500
+
+
+#: TE algorithms the TE server can run (`routerlab te solve` has more: lp, swan, shortest).
+SERVER_ALGORITHMS = ("b4", "b4r", "exact")
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,7 @@ class Wan:
     quantum: float = DEFAULT_QUANTUM
     max_tunnels: int = DEFAULT_MAX_TUNNELS
     scale: str = ""
+    algorithm: str = "b4"           # the TE server's algorithm (SERVER_ALGORITHMS)
 
     @property
     def name(self) -> str:
@@ -332,10 +337,11 @@ def load_wan(source: str | Path | Topology) -> Wan:
                                trunks.sw_port_links[sw])
               for i, sw in enumerate(sorted(site_of))}
     config = WanConfig(topo.name, sites, sw_cfg, trunks.links, trunks.route_costs)
-    quantum, max_tunnels = _te_params(params, fail)
+    quantum, max_tunnels, algorithm = _te_params(params, fail)
     te_edges = _te_edges(params, sites, trunks, fail)
     fgs = _flow_groups(params, sites, fail)
-    wan = Wan(topo, config, fgs, te_edges, trunks.edge_links, quantum, max_tunnels, str(params.get("scale", "")))
+    wan = Wan(topo, config, fgs, te_edges, trunks.edge_links, quantum, max_tunnels, str(params.get("scale", "")),
+              algorithm)
     try:
         wan.problem()
     except ProblemError as e:
@@ -462,14 +468,17 @@ def _site_configs(topo: Topology, site_of: dict[str, str], sw_hosts: dict[str, l
     return sites
 
 
-def _te_params(params: Mapping, fail: Fail) -> tuple[float, int]:
-    """``params.te``: (quantum, max_tunnels)."""
+def _te_params(params: Mapping, fail: Fail) -> tuple[float, int, str]:
+    """``params.te``: (quantum, max_tunnels, algorithm)."""
     te = params.get("te", {}) or {}
     if not isinstance(te, Mapping):
-        fail("params.te must be a mapping {quantum, max_tunnels}", "te:")
+        fail("params.te must be a mapping {quantum, max_tunnels, algorithm}", "te:")
+    algorithm = te.get("algorithm", "b4")
+    if algorithm not in SERVER_ALGORITHMS:
+        fail(f"params.te.algorithm must be one of {', '.join(SERVER_ALGORITHMS)}, got {algorithm!r}", "te:")
     try:
         return (check_quantum(te.get("quantum", DEFAULT_QUANTUM), "params.te.quantum"),
-                check_max_tunnels(te.get("max_tunnels", DEFAULT_MAX_TUNNELS), "params.te.max_tunnels"))
+                check_max_tunnels(te.get("max_tunnels", DEFAULT_MAX_TUNNELS), "params.te.max_tunnels"), algorithm)
     except ProblemError as e:
         fail(str(e), "te:")
 

@@ -1,7 +1,9 @@
 """The TE server: topology + flow groups -> TE -> per-site TEDs -> ops to the site controllers.
 
 It keeps the WAN's link state from the controllers' port events, runs TE (`b4.te.solve`,
-algorithm ``b4``) after every topology change and every ``te_period`` seconds, builds the
+algorithm ``b4``, ``b4r`` or ``exact``: the topology's ``params.te.algorithm``, changed at run
+time by the ``te`` RPC; every result quantized to the switches' quantum) after every topology
+change and every ``te_period`` seconds, builds the
 desired per-site TED (`b4.ted.build_desired`), and lets `b4.teops.OpScheduler` turn the
 difference from the installed TED into sequenced ops, sent over `b4.rpc` to whichever
 controller replica is MASTER for the site. What a controller reports after taking over
@@ -18,7 +20,7 @@ Run as a process (one per replica)::
 ``server.json``: ``{"id", "topology" (file), "db" (file), "rpc_port", "ofcs" (controller
 RPC ports), "zk": {"hosts", "path"} or null, "te_period", "op_timeout", "drain", "log_file"}``.
 Admin RPC on 127.0.0.1:``rpc_port`` (`b4.rpc`): ``status``, ``show``, ``ops``, ``te``
-(``{"enable": bool}``), ``te_run``, ``wait_converged`` (``{"timeout"}``), ``op_stats``.
+(``{"enable": bool}`` and/or ``{"algorithm": NAME}``), ``te_run``, ``wait_converged`` (``{"timeout"}``), ``op_stats``.
 """
 from __future__ import annotations
 
@@ -31,9 +33,9 @@ import threading
 import time
 from typing import Any
 
-from b4.model import Wan, load_wan
+from b4.model import SERVER_ALGORITHMS, Wan, load_wan
 from b4.rpc import Connection, RpcClient, RpcServer, process_config
-from b4.te.solve import solve
+from b4.te.solve import solve_quantized
 from b4.ted import FlowGroupSpec, build_desired, ted_from_json, ted_to_json
 from b4.teops import Ack, OpFormatError, OpScheduler, TedStore, new_session_id
 
@@ -57,6 +59,7 @@ class TeServer:
         self.sched: OpScheduler | None = None
         self.role = "standby"
         self.te_enabled = True
+        self.algorithm = str(cfg.get("algorithm") or self.wan.algorithm)
         self.port_down: set[tuple[str, int]] = set()
         self.clients: dict[int, RpcClient] = {}
         self.master_of: dict[str, int] = {}      # site -> OFC port of its ready master
@@ -105,6 +108,8 @@ class TeServer:
                 sched.load_json(data)
             self.sched = sched
             self.te_enabled = bool(data.get("te_enabled", True))
+            if data.get("algorithm") in SERVER_ALGORITHMS:  # what the previous leader was told to run
+                self.algorithm = data["algorithm"]
             self.role = "leader"
             self.master_of.clear()
             self.ready_sites.clear()
@@ -255,7 +260,8 @@ class TeServer:
         t0 = time.perf_counter()
         down = self.down_links()
         problem = self.wan.problem(down)
-        alloc = solve(problem, algorithm="b4")
+        algorithm = self.algorithm
+        alloc = solve_quantized(problem, algorithm)  # the encap switches hash in quanta
         specs = {f.name: FlowGroupSpec(f.name, f.fg.src, f.fg.dst, f.src_prefix, f.dst_prefix, f.dscp)
                  for f in self.wan.flow_groups}
         with self.lock:
@@ -271,10 +277,12 @@ class TeServer:
             if changed:
                 self._dirty_db = True
         runtime = time.perf_counter() - t0
-        self.te_runs.append({"time": time.time(), "runtime_s": runtime, "down": sorted(down), "changed": changed,
+        self.te_runs.append({"time": time.time(), "runtime_s": runtime, "algorithm": algorithm,
+                             "te_runtime_s": alloc.runtime_s, "down": sorted(down), "changed": changed,
                              "throughput": alloc.throughput if self.te_enabled else 0.0})
         del self.te_runs[:-200]
-        log.info("%s: TE run in %.1f ms: %.2f Mbit/s allocated, %s", self.ident, runtime * 1000, alloc.throughput,
+        log.info("%s: TE (%s) run in %.1f ms: %.2f Mbit/s allocated, %s", self.ident, algorithm, runtime * 1000,
+                 alloc.throughput,
                  f"{len(sched.dirty())} entries dirty" if changed else "no change")
 
     def _idle_wait(self) -> float:
@@ -347,6 +355,7 @@ class TeServer:
         with self.lock:
             data = sched.to_json()
             data["te_enabled"] = self.te_enabled
+            data["algorithm"] = self.algorithm
             self._dirty_db = False
         self.store.save(data)
 
@@ -356,16 +365,18 @@ class TeServer:
         if t == "status":
             return self.status()
         if t == "te":
-            enable = msg.get("enable")
+            enable, algorithm = msg.get("enable", self.te_enabled), msg.get("algorithm", self.algorithm)
             if not isinstance(enable, bool):
                 return {"type": "error", "reason": "te: 'enable' must be true or false"}
+            if algorithm not in SERVER_ALGORITHMS:
+                return {"type": "error", "reason": f"te: 'algorithm' must be one of {', '.join(SERVER_ALGORITHMS)}"}
             with self.lock:
-                self.te_enabled = enable
+                self.te_enabled, self.algorithm = enable, algorithm
                 self._need_te = True
                 self._dirty_db = True
-            log.info("%s: TE %s", self.ident, "on" if enable else "off")
+            log.info("%s: TE %s, algorithm %s", self.ident, "on" if enable else "off", algorithm)
             self.wake()
-            return {"type": "te", "enabled": enable}
+            return {"type": "te", "enabled": enable, "algorithm": algorithm}
         if t == "te_run":
             self._need_te = True
             self.wake()
@@ -401,6 +412,7 @@ class TeServer:
         sched = self.sched
         with self.lock:
             return {"type": "status", "id": self.ident, "role": self.role, "te_enabled": self.te_enabled,
+                    "algorithm": self.algorithm,
                     "session": sched.session if sched else None,
                     "converged": bool(sched and sched.converged()), "dirty": len(sched.dirty()) if sched else None,
                     "in_flight": sched.in_flight() if sched else None, "down_links": sorted(self.down_links()),
@@ -421,7 +433,8 @@ class TeServer:
                             "fair_share": fa.fair_share, "tunnels": tunnels})
             for i, e in enumerate(inst.problem.edges):
                 edges.append({"src": e.src, "dst": e.dst, "capacity": e.capacity, "load": float(alloc.edge_loads[i])})
-        return {"type": "show", "te_enabled": self.te_enabled, "flow_groups": fgs, "edges": edges,
+        return {"type": "show", "te_enabled": self.te_enabled, "algorithm": self.algorithm,
+                "computed_by": alloc.algorithm if alloc is not None else None, "flow_groups": fgs, "edges": edges,
                 "throughput": alloc.throughput if alloc is not None and self.te_enabled else 0.0,
                 "installed": {s: ted_to_json(t) for s, t in (sched.installed.items() if sched else [])},
                 "labels": sched.meta.labels if sched else {}, "group_ids": sched.meta.group_ids if sched else {},

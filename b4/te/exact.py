@@ -22,7 +22,8 @@ Danna, Mandal and Singh's iterative LP (INFOCOM 2012), made as strong as we can 
   cannot (those freeze).
 - **Warm starts**: two HiGHS models (the fair-share LP and the growth LP) are built once and
   only their bounds and a few coefficients change between solves, so HiGHS restarts from the
-  previous basis.
+  previous basis; the fair-share LP with primal simplex, since every linearisation keeps the
+  previous optimum feasible (4-5x faster than the default dual simplex on the benchmark).
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 _REL = 1e-9          # relative tolerance on fair-share levels
 _LAMBDA_MAX = 1e7    # growth LP: a class with less room than u / _LAMBDA_MAX counts as frozen
 _MAX_LINEARISATIONS = 10_000
+_PRIMAL = 4          # HiGHS simplex_strategy: primal
 
 
 def exact(inst: Instance, time_limit_s: float | None = None, *, merge: bool = True) -> Allocation:
@@ -96,6 +98,9 @@ class _Exact:
                              np.zeros(X + 1), np.full(X + 1, INF),
                              np.concatenate([np.full(E, -INF), np.zeros(M)]),
                              np.concatenate([cap, np.full(M, INF)]), maximize=True)
+        # Each linearisation keeps the previous optimum feasible (t only rises), so primal
+        # simplex continues from it: 4-5x faster here than HiGHS's default dual simplex.
+        self.h.setOptionValue("simplex_strategy", _PRIMAL)
         # Growth LP: x, lambda, s. lambda's coefficients on class rows are set every round.
         # u well above HiGHS's feasibility tolerance (1e-7), whatever the capacities' scale.
         self.u = 1e-3 * max(float(cap.max()) if len(cap) else 1.0, 1.0)

@@ -15,6 +15,7 @@ single tunnel, so its split is trivially whole).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from b4.te.allocation import Allocation
 from b4.te.instance import Instance, build_instance
@@ -66,3 +67,12 @@ def solve(problem: Problem | Instance, algorithm: str = "b4", quantum: float | N
 
         return shortest_path_allocation(inst)
     raise ValueError(f"unknown algorithm {algorithm!r} (choose from {', '.join(ALGORITHMS)})")
+
+
+def solve_quantized(problem: Problem | Instance, algorithm: str = "b4", **kw: Any) -> Allocation:
+    """:func:`solve`, then every algorithm's splits quantized to the problem's quantum: what an
+    encap switch hashing in quanta can install (``b4`` and ``b4r`` come quantized already;
+    ``exact`` and the other references are quantized the same way)."""
+    alloc = solve(problem, algorithm, **kw)
+    q = alloc.instance.problem.quantum
+    return alloc if alloc.quantum == q or q == 0 else quantize(alloc, q)

@@ -90,3 +90,25 @@ def test_bad_edges_and_non_b4_topologies(tmp_path):
         load_wan(_write(tmp_path, ok_fg, "  edges: [{src: A, dst: B, capacity: 99}]\n"))
     with pytest.raises(TopologyError, match="not a B4 topology"):
         load_wan("topologies/ring.yaml")
+
+
+def test_te_algorithm_param_and_what_the_server_installs(tmp_path):
+    import numpy as np
+
+    from b4.model import SERVER_ALGORITHMS
+    from b4.te.solve import solve_quantized
+
+    ok_fg = "- {name: F, src: A, dst: B, apps: [{name: a, weight: 1, demand: 1}]}\n"
+    assert load_wan(_write(tmp_path, ok_fg)).algorithm == "b4"
+    assert load_wan(_write(tmp_path, ok_fg, "  te: {algorithm: exact}\n")).algorithm == "exact"
+    with pytest.raises(TopologyError, match="params.te.algorithm must be one of b4, b4r, exact"):
+        load_wan(_write(tmp_path, ok_fg, "  te: {algorithm: lp}\n"))
+    # Every algorithm the server runs comes out in whole quanta, and beats shortest paths on the WAN.
+    wan = load_wan("topologies/b4.yaml")
+    sp = solve(wan.problem(), algorithm="shortest")
+    for alg in SERVER_ALGORITHMS:
+        a = solve_quantized(wan.problem(), alg)
+        assert a.quantum == wan.quantum
+        units = a.weights / wan.quantum
+        assert np.allclose(units, np.round(units)) and np.allclose(a.weights.sum(axis=1), 1.0)
+        assert a.throughput > sp.throughput, alg

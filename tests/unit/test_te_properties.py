@@ -230,7 +230,7 @@ def _same_allocation(a: Allocation, b: Allocation) -> None:
     assert a.rates == pytest.approx(b.rates, rel=1e-6, abs=1e-7)
 
 
-@FAST
+@SLOW
 @given(problems(max_fgs=9))
 def test_exact_equals_the_lp(p: Problem) -> None:
     inst = build_instance(p)
@@ -240,15 +240,8 @@ def test_exact_equals_the_lp(p: Problem) -> None:
     _same_allocation(ex, solve(inst, "lp"))
 
 
-@st.composite
-def crowded_problems(draw) -> Problem:
-    """Few sites, many flow groups: most site pairs carry several (what merging merges)."""
-    p = draw(problems(max_sites=4, max_fgs=12))
-    return p
-
-
-@FAST
-@given(crowded_problems())
+@SLOW
+@given(problems(max_sites=4, max_fgs=12))  # few sites, many flow groups: pairs carry several
 def test_merging_is_exact(p: Problem) -> None:
     from b4.te.exact import exact
     from b4.te.merge import merge_flow_groups
