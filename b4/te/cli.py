@@ -23,6 +23,7 @@ __all__ = ["ProblemError", "add_te_parser", "main", "dump_problem"]
 log = logging.getLogger(__name__)
 
 _ROWS = 40  # table rows shown before eliding (the JSON output always has everything)
+QUANTIZED = ("b4", "b4r")  # the algorithms --quantum applies to
 
 
 def add_te_parser(subparsers: Any) -> None:
@@ -37,13 +38,16 @@ def _add_commands(sub: Any) -> None:
     from b4.te.solve import ALGORITHMS
 
     s = sub.add_parser("solve", help="allocate a TE problem (JSON or YAML)",
-                       description="Allocate bandwidth to flow groups. b4: tunnel-group generation + "
-                                   "quantization; lp: exact max-min (iterative LP); swan: SWAN's "
-                                   "approximate max-min; shortest: cheapest tunnel only.")
+                       description="Allocate bandwidth to flow groups. b4: B4's tunnel-group generation + "
+                                   "quantization (the paper's); b4r: B4 with re-routing + quantization; "
+                                   "exact: exact weighted max-min (fast: merged flow groups, warm-started "
+                                   "LPs); lp: exact max-min by the plain iterative LP (the old baseline, "
+                                   "slower); swan: SWAN's approximate max-min; shortest: cheapest tunnel only.")
     s.add_argument("problem", type=Path, help="problem file (.json, .yaml)")
     s.add_argument("--algorithm", choices=ALGORITHMS, default="b4", help="default: b4")
     s.add_argument("--quantum", type=float, default=None,
-                   help="split quantum for b4, 1/n or 0 for unquantized (default: the problem's, else 0.25)")
+                   help="split quantum for b4 and b4r, 1/n or 0 for unquantized (default: the problem's, "
+                        "else 0.25)")
     s.add_argument("--max-tunnels", type=int, default=None,
                    help="tunnels per flow group (default: the problem's, else 4)")
     s.add_argument("--alpha", type=float, default=2.0, help="SWAN's geometric factor (default 2)")
@@ -101,8 +105,8 @@ def _solve_command(args: argparse.Namespace) -> int:
     max_tunnels = None if args.max_tunnels is None else check_max_tunnels(args.max_tunnels, "--max-tunnels")
     if not args.alpha > 1:
         raise ProblemError(f"--alpha must be > 1, got {args.alpha}")
-    if args.algorithm != "b4" and quantum:
-        log.warning("--quantum applies to b4 only; %s is reported unquantized", args.algorithm)
+    if args.algorithm not in QUANTIZED and quantum:
+        log.warning("--quantum applies to b4 and b4r only; %s is reported unquantized", args.algorithm)
     alloc = solve(problem, args.algorithm, quantum=quantum, max_tunnels=max_tunnels, alpha=args.alpha)
     if args.json:
         json.dump(alloc.to_json(), sys.stdout, indent=2)
@@ -196,7 +200,7 @@ def _print_allocation(alloc: Any, source: str) -> None:
     inst = alloc.instance
     con = Console()
     demand = float(inst.fg_demand.sum())
-    q = f", quantum {alloc.quantum:g}" if alloc.algorithm == "b4" else ""
+    q = f", quantum {alloc.quantum:g}" if alloc.algorithm in QUANTIZED else ""
     con.print(f"[bold]{alloc.algorithm}[/bold] on {source}: throughput {_num(alloc.throughput)} of demand "
               f"{_num(demand)} ({100 * alloc.throughput / demand if demand else 100:.1f}%), "
               f"{int(alloc.satisfied.sum())}/{inst.num_flow_groups} flow groups satisfied{q}, "

@@ -18,6 +18,10 @@ te show
 link A B up
 te off
 te on
+te algorithm exact
+te algorithm
+te algorithm b4
+te algorithm lp
 ofc kill A
 ofc status
 ops 5
@@ -37,6 +41,11 @@ def test_b4_lab_commands(tmp_path):
     assert "A-B 0.50 (L1000)" in out and "A-D-C 1.00" in out          # te show: splits and labels
     assert "links (down: A-B)" in out and "A-C-B 1.00" in out          # the failure re-routed FG1
     assert "TE off: converged" in out and "TE on: converged" in out
+    # te algorithm: exact's allocation installed (quantized to 1/2: 10 Mbit/s, its LP's splits round
+    # worse than b4's on this example), then back to b4's 12.5
+    assert "TE algorithm exact: 10.00 Mbit/s allocated, converged" in out, out[-3000:]
+    assert "TE algorithm: exact" in out and "TE algorithm b4: 12.50 Mbit/s allocated, converged" in out
+    assert "unknown TE algorithm 'lp'" in out
     assert "is master after" in out                                     # ofc kill: the standby took over
     assert "acked" in out                                               # ops
     assert "no WAN link A-Z" in out and "usage: te show" in out         # bad input: one line, CLI survives

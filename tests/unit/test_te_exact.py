@@ -65,3 +65,17 @@ def test_time_limit() -> None:
     inst = build_instance(b4_like(600))
     with pytest.raises(LPTimeout):
         solve(inst, "exact", time_limit_s=1e-6)
+
+
+def test_te_solve_lists_every_algorithm(capsys) -> None:
+    import json
+
+    from b4.te.cli import main
+    from b4.te.solve import ALGORITHMS
+
+    assert {"b4", "b4r", "exact", "lp"} <= set(ALGORITHMS)
+    for alg in ALGORITHMS:
+        assert main(["solve", str(EXAMPLE), "--algorithm", alg, "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["algorithm"] == alg and out["throughput"] > 0
+        assert out["quantum"] == (0.5 if alg in ("b4", "b4r") else 0.0)
