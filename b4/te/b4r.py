@@ -2,16 +2,27 @@
 
 B4's greedy loses throughput and fairness because flow it placed on a tunnel is never moved
 once an edge of that tunnel saturates (tests/unit/test_te_baselines.py, three flow groups).
-b4r starts from B4's allocation and refines the splits (Soroush's adaptive waterfilling,
-Namyar et al., NSDI 2024, applied to B4's bandwidth functions): every (flow group, tunnel)
-becomes its own subflow whose bandwidth function is the flow group's scaled by its split,
-all subflows are filled together (progressive filling, each stopping at its first saturated
-edge), and the splits become each tunnel's share of the flow group's resulting rate. A small
-floor keeps every tunnel in play so an abandoned one can come back; the last fill runs
-without it, so a tunnel the refinement dropped carries nothing. The update is over-relaxed
-(a tunnel's share moves by its per-unit rate relative to the flow group's best tunnel, to
-the power POWER), which reaches the fixed point in fewer fills; a last pass of B4's greedy on
-the capacity left over hands it to flow groups whose demand is still unmet.
+b4r starts from B4's allocation and refines the splits, as Soroush's adaptive waterfiller
+does (Namyar et al., NSDI 2024), here with B4's bandwidth functions: every (flow group,
+tunnel) becomes its own subflow whose bandwidth function is the flow group's scaled by its
+split, all subflows are filled together (progressive filling, each stopping at its first
+saturated edge), and the splits become each tunnel's share of the flow group's rate.
+
+* The update is over-relaxed: a tunnel's share moves by its per-unit rate relative to the
+  flow group's best tunnel, to the power :data:`POWER` (1 is the plain waterfiller's update),
+  which reaches the fixed point in fewer fills.
+* A small floor (:data:`SPLIT_FLOOR`) keeps every tunnel in play so an abandoned one can come
+  back; the last fill runs without it and drops shares under :data:`DROP_BELOW`, so a tunnel
+  the refinement abandoned carries nothing (the three flow groups: X leaves S->A->T).
+* A subflow stops at its share of the demand even when the flow group's other tunnels are
+  blocked; a last pass of B4's greedy on the capacity left over hands it to flow groups whose
+  demand is still unmet, so every flow group short of its demand is blocked on every tunnel.
+* Flow groups with the same tunnel list are merged first (:mod:`b4.te.merge`; in the exact
+  allocation they end at one fair share): B4-like 2,700 flow groups -> 240 classes. B4's
+  greedy is the same on the merged problem (flow groups of one site pair rise together on the
+  same tunnel); each member gets ``B_g`` at its class's fair share, on the class's splits.
+
+The result is unquantized; :func:`b4.te.quantization.quantize` quantizes it like B4's own.
 """
 from __future__ import annotations
 
@@ -23,55 +34,72 @@ import numpy as np
 from b4.te.allocation import Allocation, split_weights
 from b4.te.fair_share import Routes, raise_fair_share
 from b4.te.instance import Instance
+from b4.te.merge import Merged, member_rates, merge_flow_groups, split_to_members
 
 log = logging.getLogger(__name__)
 
-#: Refinement rounds after B4's greedy.
+#: Refinement fills after B4's greedy.
 ROUNDS = 4
-#: Over-relaxation of the split update: shares move by (per-unit rate / best per-unit rate)^POWER.
+#: Over-relaxation of the split update (see module docstring).
 POWER = 3.0
 #: Split floor during refinement (fraction of a flow group's rate kept on each tunnel).
 SPLIT_FLOOR = 0.02
-#: Splits below this fraction are dropped in the last fill.
+#: Shares below this are dropped in the last fill.
 DROP_BELOW = 0.05
 
 
-def b4r(inst: Instance, rounds: int = ROUNDS, floor: float = SPLIT_FLOOR, power: float = POWER,
-        drop: float = DROP_BELOW, top_up: bool = True) -> Allocation:
+def b4r(inst: Instance, rounds: int = ROUNDS, *, merge: bool = True) -> Allocation:
     """B4 with re-routing (unquantized): B4's greedy, then ``rounds`` split refinements.
 
-    Returns an unquantized Allocation (algorithm "b4r"); :func:`b4.te.quantization.quantize`
-    quantizes it like B4's own.
+    Returns an Allocation with algorithm "b4r"; ``details`` has the number of rounds and of
+    classes the flow groups were merged into.
     """
     t0 = time.perf_counter()
+    merged = merge_flow_groups(inst, merge)
+    work = inst if merged.num_classes == inst.num_flow_groups else _merged_instance(inst, merged)
+    class_rates, freeze_level = refine(work, rounds)
+    if work is inst:
+        tunnel_rates = class_rates
+    else:
+        level = work.fair_shares(class_rates.sum(axis=1))
+        tunnel_rates = split_to_members(inst, merged, class_rates, member_rates(inst, merged, level))
+    runtime = time.perf_counter() - t0
+    log.debug("b4r: %d rounds on %d classes in %.4f s", rounds, merged.num_classes, runtime)
+    return Allocation("b4r", inst, tunnel_rates, split_weights(inst, tunnel_rates), runtime, quantum=0.0,
+                      edge_freeze_level=freeze_level,
+                      details={"rounds": rounds, "classes": merged.num_classes})
+
+
+def refine(inst: Instance, rounds: int = ROUNDS) -> tuple[np.ndarray, np.ndarray]:
+    """B4's greedy, ``rounds`` subflow fills with split updates, then the top-up.
+
+    Returns per-(flow group, tunnel) rates and the edges' freeze levels in B4's greedy (the
+    quantization's tie-break).
+    """
     res = raise_fair_share(inst, Routes.tunnels(inst), move_on_freeze=True)
     rates = res.route_rates
     valid = inst.fg_tunnels >= 0
-    split = _splits(inst, rates, valid, 0.0, 0.0)
+    split = _splits(rates, valid, 0.0, 0.0)
     for r in range(rounds):
         last = r == rounds - 1
-        if r > 0 and power != 1.0:
+        if r > 0:
+            # Over-relaxed update: weight each tunnel by (its per-unit rate / the best)^POWER.
             per_unit = np.divide(rates, split, out=np.zeros_like(rates), where=split > 0)
             top = per_unit.max(axis=1, keepdims=True)
             rel = np.divide(per_unit, top, out=np.zeros_like(rates), where=top > 0)
-            rates = split * rel ** power
-        split = _splits(inst, rates, valid, 0.0 if last else floor, drop if last else 0.0)
+            rates = split * rel ** POWER
+        split = _splits(rates, valid, 0.0 if last else SPLIT_FLOOR, DROP_BELOW if last else 0.0)
         rates = fill_subflows(inst, split)
-    if top_up:
-        rates = rates + _top_up(inst, rates)
-    weights = split_weights(inst, rates)
-    runtime = time.perf_counter() - t0
-    return Allocation("b4r", inst, rates, weights, runtime, quantum=0.0,
-                      edge_freeze_level=res.edge_freeze_level, details={"rounds": rounds})
+    rates = rates + _top_up(inst, rates)
+    return rates, res.edge_freeze_level
 
 
-def _splits(inst: Instance, rates: np.ndarray, valid: np.ndarray, floor: float, drop: float) -> np.ndarray:
-    """Per-tunnel shares of each flow group's rate, with ``floor`` on every tunnel it has and
-    shares under ``drop`` removed (flow groups with no rate split evenly)."""
+def _splits(rates: np.ndarray, valid: np.ndarray, floor: float, drop: float) -> np.ndarray:
+    """Per-tunnel shares of each flow group's rate, shares under ``drop`` removed, then at least
+    ``floor`` on every tunnel it has (a flow group with no rate splits evenly)."""
     n = valid.sum(axis=1, keepdims=True)
     total = rates.sum(axis=1, keepdims=True)
-    even = valid / np.maximum(n, 1)
-    s = np.where(total > 0, rates / np.where(total > 0, total, 1.0), even)
+    s = np.where(total > 0, rates / np.where(total > 0, total, 1.0), valid / np.maximum(n, 1))
     if drop > 0:
         s = np.where(s >= drop, s, 0.0)
         s = s / s.sum(axis=1, keepdims=True)
@@ -93,12 +121,12 @@ def fill_subflows(inst: Instance, split: np.ndarray) -> np.ndarray:
     g_idx, k_idx = np.nonzero((split > 0) & (inst.fg_tunnels >= 0))
     S = len(g_idx)
     s = split[g_idx, k_idx]
-    # Applications of every subflow: each of g's applications once per subflow of g.
+    # Applications of every subflow: each of g's applications once per subflow of g
+    # (applications are stored grouped by flow group).
     starts = np.searchsorted(inst.app_fg, g_idx, "left")
     counts = np.searchsorted(inst.app_fg, g_idx, "right") - starts
     sub_of = np.repeat(np.arange(S), counts)
-    offs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    app = np.repeat(starts, counts) + offs
+    app = np.repeat(starts, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     scale = s[sub_of]
     sub = Instance(
         problem=inst.problem, max_tunnels=1, tunnels=inst.tunnels,
@@ -113,23 +141,38 @@ def fill_subflows(inst: Instance, split: np.ndarray) -> np.ndarray:
 
 
 def _top_up(inst: Instance, rates: np.ndarray) -> np.ndarray:
-    """B4's greedy on the capacity left over, for the demand still unmet: a subflow stops at
-    its share of the demand even when the flow group's other tunnels are blocked, which can
-    leave capacity that the flow group could use. Each flow group grows with the summed
-    weight of its applications not yet met."""
+    """B4's greedy on the capacity left over, for the demand still unmet (module docstring).
+
+    Each flow group grows with the summed weight of its applications not yet met, up to what
+    it still lacks. Returns the extra per-(flow group, tunnel) rates.
+    """
+    G = len(rates)
     total = rates.sum(axis=1)
     want = np.maximum(inst.fg_demand - total, 0.0)
     want[want <= inst.fg_demand * 1e-9] = 0.0
-    resid = np.maximum(inst.capacity - inst.edge_loads(rates), 0.0)
     fs = inst.fair_shares(total)
     unmet = inst.app_demand > inst.app_weight * fs[inst.app_fg]
-    w = np.bincount(inst.app_fg, weights=np.where(unmet, inst.app_weight, 0.0), minlength=len(total))
+    w = np.bincount(inst.app_fg, weights=np.where(unmet, inst.app_weight, 0.0), minlength=G)
     w = np.where(w > 0, w, 1.0)
-    G = len(total)
     sub = Instance(
         problem=inst.problem, max_tunnels=inst.max_tunnels, tunnels=inst.tunnels, fg_tunnels=inst.fg_tunnels,
-        tunnel_ptr=inst.tunnel_ptr, tunnel_edges=inst.tunnel_edges, capacity=resid,
+        tunnel_ptr=inst.tunnel_ptr, tunnel_edges=inst.tunnel_edges,
+        capacity=np.maximum(inst.capacity - inst.edge_loads(rates), 0.0),
         app_weight=w, app_demand=want, app_fg=np.arange(G), fg_demand=want,
         fg_satisfaction=np.where(want > 0, want / w, 0.0))
-    res = raise_fair_share(sub, Routes.tunnels(sub), move_on_freeze=True)
-    return res.route_rates
+    return raise_fair_share(sub, Routes.tunnels(sub), move_on_freeze=True).route_rates
+
+
+def _merged_instance(inst: Instance, merged: Merged) -> Instance:
+    """The problem with one flow group per class: its members' applications together."""
+    C = merged.num_classes
+    order = np.argsort(merged.app_cls, kind="stable")
+    app_cls = merged.app_cls[order]
+    d, w = inst.app_demand[order], inst.app_weight[order]
+    sat = np.zeros(C)
+    np.maximum.at(sat, app_cls, np.where(d > 0, d / w, 0.0))
+    return Instance(
+        problem=inst.problem, max_tunnels=inst.max_tunnels, tunnels=inst.tunnels, fg_tunnels=merged.fg_tunnels,
+        tunnel_ptr=inst.tunnel_ptr, tunnel_edges=inst.tunnel_edges, capacity=inst.capacity,
+        app_weight=w, app_demand=d, app_fg=app_cls, fg_demand=np.bincount(app_cls, weights=d, minlength=C),
+        fg_satisfaction=sat)
