@@ -37,6 +37,9 @@ class NetnsNode(Node):
         finally:
             self._wrap_shell = False
         registry.session().add_process(self.pid, f"shell:{self.name}")
+        # An interactive bash ignores SIGTERM: `routerlab clean` then waited its full 3 s
+        # grace period for the shells before SIGKILL, whatever the network's size.
+        self.cmd("trap 'exit 0' TERM")
 
     def _popen(self, cmd: list[str], **params: Any):
         if self._wrap_shell and cmd and cmd[0] == "mnexec":

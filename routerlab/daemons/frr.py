@@ -39,6 +39,10 @@ OSPFD_GR_STATE = Path("/var/run/frr/ospfd-gr.json")
 VTY_GROUP = "frrvty"
 OSPF_RXMT = 2  # seconds; the default 5 makes a lost LSA cost 5 s of convergence
 GR_GRACE_S = 120  # OSPF grace period and zebra's -K: how long restarted routes are kept
+# glibc returns freed heap to the kernel only above a trim threshold that grows on its own
+# (up to 64 MB) once a large block was freed; FRR frees its start-up work (YANG models,
+# config parsing) and kept ~1.7 MB of it per zebra. A fixed threshold gives it back.
+MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": "131072"}
 
 # What a dry run (-C) prints for a bad line; the daemons exit 0 regardless, so we grep.
 _CHECK_ERR_RE = re.compile(r"config line \d+|^\s*%|\bline \d+:|error|can't open|cannot open",
@@ -336,7 +340,7 @@ class FrrDaemon(Daemon):
             self._launch_tree()
             return
         for d in self.daemons():
-            self._popen(d, self._daemon_args(d, self.run_dir))
+            self._popen(d, self._daemon_args(d, self.run_dir), env=MALLOC_ENV)
             if d == "zebra" and self._wait_zserv(self.run_dir / "zserv.api", 10) == "dead":
                 return
 
