@@ -7,7 +7,8 @@
 Modules, one concept each: ``bandwidth_function``, ``flow_group``, ``problem``, ``tunnels``,
 ``instance`` (problem + tunnels as arrays), ``fair_share`` (raising fair shares until edges
 saturate), ``tunnel_group`` (B4's tunnel-group generation), ``quantization``,
-``max_min_lp`` (Danna et al.), ``swan``, ``shortest_path``, ``metrics``, ``solve``,
+``b4r`` (B4 with re-routing), ``merge`` (exact merging of flow groups sharing tunnels),
+``exact`` (fast exact max-min), ``max_min_lp`` (Danna et al.'s plain iterative LP), ``swan``, ``shortest_path``, ``metrics``, ``solve``,
 ``generate`` (problem generators), and ``cli`` (the benchmark is ``b4.te_bench``).
 """
 from b4.te.allocation import Allocation, FlowGroupAllocation, TunnelShare
