@@ -8,8 +8,9 @@ Modules, one concept each: ``bandwidth_function``, ``flow_group``, ``problem``, 
 ``instance`` (problem + tunnels as arrays), ``fair_share`` (raising fair shares until edges
 saturate), ``tunnel_group`` (B4's tunnel-group generation), ``quantization``,
 ``b4r`` (B4 with re-routing), ``merge`` (exact merging of flow groups sharing tunnels),
-``exact`` (fast exact max-min), ``max_min_lp`` (Danna et al.'s plain iterative LP), ``swan``, ``shortest_path``, ``metrics``, ``solve``,
-``generate`` (problem generators), and ``cli`` (the benchmark is ``b4.te_bench``).
+``exact`` (fast exact max-min), ``max_min_lp`` (Danna et al.'s plain iterative LP), ``swan``,
+``shortest_path``, ``metrics``, ``solve``, ``generate`` (problem generators), and ``cli`` (the
+benchmark is ``b4.te_bench``).
 """
 from b4.te.allocation import Allocation, FlowGroupAllocation, TunnelShare
 from b4.te.bandwidth_function import BandwidthFunction
