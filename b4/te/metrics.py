@@ -38,7 +38,8 @@ def fairness(alloc: Allocation, exact: Allocation) -> float:
 
 
 def compare(alloc: Allocation, exact: Allocation) -> dict[str, Any]:
-    """The benchmark's numbers for one allocation against the exact (LP) one."""
+    """The benchmark's numbers for one allocation against an exact one (``exact`` or ``lp``);
+    ``speedup`` here is of ``runtime_s`` (the benchmark replaces it with a ratio of CPU times)."""
     util = alloc.utilization
     finite = util[np.isfinite(util)]
     return {
