@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from b4.te import Problem, build_instance, solve
@@ -11,7 +11,10 @@ from b4.te.b4r import b4r
 from b4.te.metrics import compare
 from b4.te.quantization import quantize
 from tests.unit.test_te_baselines import _transit
-from tests.unit.test_te_properties import FAST, _feasible, _saturated, _tunnel_edges, problems
+from tests.unit.test_te_properties import _feasible, _saturated, _tunnel_edges, problems
+
+# b4r runs several fills and one LP per example: fewer examples than B4's own property tests.
+FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def test_three_flow_groups_reach_the_lp() -> None:
