@@ -179,7 +179,8 @@ class FrrDaemon(Daemon):
             lines.append(" capability opaque")
         # fast SPF; LSAs no closer than 1 s, because peers (BIRD) drop an instance arriving
         # within MinLSArrival (1 s) of the previous one and then wait for a retransmission
-        lines += [" timers throttle spf 0 50 1000", " timers throttle lsa all 1000",
+        lines += [" timers throttle spf " + " ".join(str(t) for t in s.ospf_spf_throttle),
+                  " timers throttle lsa all 1000",
                   " timers lsa min-arrival 1000"]
         for i in s.interfaces:
             if i.ospf_area is None:

@@ -185,6 +185,9 @@ class RouterSpec:
     interfaces: list[Interface] = field(default_factory=list)
     ospf_hello: int = 1
     ospf_dead: int = 4
+    #: OSPF SPF throttle (ms): delay after the first change, then hold doubling up to max
+    #: (FRR's `timers throttle spf`; BIRD schedules SPF on its own 1 s tick)
+    ospf_spf_throttle: tuple[int, int, int] = (0, 50, 1000)
     ospf_redistribute: tuple[Redistribute, ...] = ()
     bgp_neighbors: list[BgpNeighbor] = field(default_factory=list)
     networks: list[Network] = field(default_factory=list)
@@ -263,6 +266,10 @@ class RouterSpec:
                 raise SpecError(f"{self.name}: {i.name}: OSPF cost {i.ospf_cost} out of range")
         if not 1 <= self.ospf_hello < self.ospf_dead:
             raise SpecError(f"{self.name}: OSPF hello {self.ospf_hello} must be < dead {self.ospf_dead}")
+        delay, hold, top = self.ospf_spf_throttle
+        if not (0 <= delay <= 600000 and 0 <= hold <= top <= 600000):
+            raise SpecError(f"{self.name}: bad OSPF SPF throttle {self.ospf_spf_throttle} "
+                            "(delay, hold <= max, in ms up to 600000)")
         pol_names = {p.name for p in self.policies}
         for p in self.policies:
             if not _NAME_RE.match(p.name) or p.name in BUILTIN_POLICIES:

@@ -145,3 +145,15 @@ def test_summary_metric_ids_and_plots(tmp_path: Path) -> None:
     text = dict(res.sections)["Measured"]
     assert "**failed**: TimeoutError" in text
     assert "rgg1000 (1000 routers) failed" in dict(res.sections)["Where it stops"]
+
+
+def test_spf_throttle_chosen_for_the_size() -> None:
+    from routerlab.network import spf_throttle
+
+    small = FrrDaemon(router_spec(random_geometric(20), "r1")).render()["ospfd.conf"]
+    assert " timers throttle spf 0 50 1000\n" in small  # the testbed's fast SPF, unchanged
+    big = router_spec(random_geometric(300), "r1")
+    assert big.ospf_spf_throttle == spf_throttle(300) == (200, 1000, 5000)
+    assert " timers throttle spf 200 1000 5000\n" in FrrDaemon(big).render()["ospfd.conf"]
+    with pytest.raises(Exception, match="SPF throttle"):
+        RouterSpec("r", "10.0.0.1", ospf_spf_throttle=(0, 2000, 1000)).validate()
