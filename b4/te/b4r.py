@@ -44,8 +44,10 @@ from b4.te.tunnel_lp import INF, LPError, flow_columns, make_solver, solve
 
 log = logging.getLogger(__name__)
 
-#: Refinement fills after B4's greedy.
-ROUNDS = 6
+#: Refinement fills after B4's greedy, at most (see :func:`refine` for the early stop).
+ROUNDS = 8
+#: Mean change of a flow group's splits (sum over its tunnels) under which they have settled.
+SETTLED = 0.005
 #: Over-relaxation of the split update (see module docstring).
 POWER = 3.0
 #: Split floor during refinement (fraction of a flow group's rate kept on each tunnel).
@@ -79,15 +81,21 @@ def b4r(inst: Instance, rounds: int = ROUNDS, *, merge: bool = True, polish: boo
 
 
 def refine(inst: Instance, rounds: int = ROUNDS) -> tuple[np.ndarray, np.ndarray]:
-    """B4's greedy, ``rounds`` subflow fills with split updates, then the top-up.
+    """B4's greedy, at most ``rounds`` subflow fills with split updates, then the top-up.
 
-    Returns per-(flow group, tunnel) rates and the edges' freeze levels in B4's greedy (the
-    quantization's tie-break).
+    Refinement stops early once the splits settle (mean change per flow group under
+    :data:`SETTLED`) or stop settling (a change no smaller than the one before: the
+    over-relaxed update has started to oscillate, as on the B4-like instance after 3 fills);
+    the last fill is always the one without the floor. Returns per-(flow group, tunnel)
+    rates and the edges' freeze levels in B4's greedy (the quantization's tie-break).
     """
     res = raise_fair_share(inst, Routes.tunnels(inst), move_on_freeze=True)
     rates = res.route_rates
     valid = inst.fg_tunnels >= 0
     split = _splits(rates, valid, 0.0, 0.0)
+    if rounds <= 0:
+        return rates + _top_up(inst, rates), res.edge_freeze_level
+    last_change = np.inf
     for r in range(rounds):
         last = r == rounds - 1
         if r > 0:
@@ -96,10 +104,18 @@ def refine(inst: Instance, rounds: int = ROUNDS) -> tuple[np.ndarray, np.ndarray
             top = per_unit.max(axis=1, keepdims=True)
             rel = np.divide(per_unit, top, out=np.zeros_like(rates), where=top > 0)
             rates = split * rel ** POWER
-        split = _splits(rates, valid, 0.0 if last else SPLIT_FLOOR, DROP_BELOW if last else 0.0)
+        new = _splits(rates, valid, 0.0 if last else SPLIT_FLOOR, DROP_BELOW if last else 0.0)
+        if r > 0 and not last:
+            change = float(np.abs(new - split).sum(axis=1).mean())
+            if change < SETTLED or change >= last_change:
+                new = _splits(rates, valid, 0.0, DROP_BELOW)
+                last = True
+            last_change = change
+        split = new
         rates = fill_subflows(inst, split)
-    rates = rates + _top_up(inst, rates)
-    return rates, res.edge_freeze_level
+        if last:
+            break
+    return rates + _top_up(inst, rates), res.edge_freeze_level
 
 
 def _splits(rates: np.ndarray, valid: np.ndarray, floor: float, drop: float) -> np.ndarray:
