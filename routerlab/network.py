@@ -283,11 +283,14 @@ class Network:
         n = len(self.routers)
         failed: list[str] = []
 
+        # the daemons started first converge while the rest start, on the same cores: a
+        # start waits for its daemon longer the larger the network (0.1 s a router)
         def start_one(name: str, r: RouterNode) -> None:
             if failed:
                 return
             try:
-                r.start_daemon(self.run_root / name)
+                r.start_daemon(self.run_root / name,
+                               timeout=max(r.daemon.start_timeout, 0.1 * n) if r.daemon else None)
             except DaemonError as e:
                 failed.append(f"router {name}: {e}")
 

@@ -84,11 +84,11 @@ class RouterNode(NetnsNode):
             self.cmd(f"ip addr replace {self.loopback} dev lo")
         return r
 
-    def start_daemon(self, run_dir: Path) -> None:
+    def start_daemon(self, run_dir: Path, timeout: float | None = None) -> None:
         if self.daemon is None:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.daemon.start(self.netns, run_dir)
+        self.daemon.start(self.netns, run_dir, timeout=timeout)
 
     def terminate(self) -> None:
         if self.daemon is not None:
