@@ -1,5 +1,6 @@
-"""vroom-cloning: data-plane cloning time against table size (1k-250k routes injected by
-ExaBGP), for an FRR and a BIRD edge router; the freeze while carrying those tables."""
+"""vroom-cloning: data-plane cloning time against table size (1k to 1M routes of a full
+Internet table injected by ExaBGP), for an FRR and a BIRD edge router; the freeze while
+carrying those tables, the memory they cost the VR and the data plane."""
 from __future__ import annotations
 
 import functools
@@ -43,9 +44,64 @@ def _announce_until(ext: Any, hv_of: Callable[[], Any], prefixes: list[str], wan
     return time.monotonic() - t0
 
 
+FULL_TABLE_SIZE = 1_000_000
+FULL_TABLE_SEED = 1
+
+
+@functools.lru_cache(maxsize=1)
+def _full_table() -> list[str]:
+    """The prefixes of `routerlab.fulltable`'s synthetic full table (today's prefix-length
+    mix, distinct, non-overlapping, in public /8s, rows in random order: any first n rows
+    are a table of n with the same mix)."""
+    from routerlab.fulltable import generate_table
+    return generate_table(FULL_TABLE_SIZE, seed=FULL_TABLE_SEED).prefixes()
+
+
 def _prefixes(start: int, stop: int) -> list[str]:
-    """The start..stop-1-th /24 of 11.0.0.0/8 and up (the injected table)."""
-    return [f"{11 + i // 65536}.{(i // 256) % 256}.{i % 256}.0/24" for i in range(start, stop)]
+    """Rows start..stop-1 of the full table (the injected table grows by these)."""
+    return _full_table()[start:stop]
+
+
+def proc_tree_memory(pids: list[int]) -> dict[str, float]:
+    """PSS and RSS (MB) of processes `pids` and all their descendants (each counted once)."""
+    import psutil
+    seen: dict[int, Any] = {}
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            for q in [p, *p.children(recursive=True)]:
+                seen[q.pid] = q
+        except psutil.Error:
+            continue
+    pss = rss = 0.0
+    for q in seen.values():
+        try:
+            m = q.memory_full_info()
+            pss += m.pss
+            rss += m.rss
+        except psutil.Error:
+            continue
+    return {"pss_mb": round(pss / 2**20, 1), "rss_mb": round(rss / 2**20, 1),
+            "processes": len(seen)}
+
+
+def vr_memory(net: Any, vr_name: str) -> dict[str, float] | None:
+    """The VR's routing daemons' memory (PSS/RSS, MB), None when it has no process."""
+    daemon = net.vrs[vr_name].daemon
+    pids = sorted(set((daemon.pids or {}).values())) if daemon is not None else []
+    return proc_tree_memory(pids) if pids else None
+
+
+def ovs_memory() -> dict[str, float] | None:
+    """ovs-vswitchd's memory (PSS/RSS, MB): the data plane of every bridge on the machine
+    (other engineers' bridges included: compare deltas within one run)."""
+    from .capacity import OVS_RUN_DIR
+    try:
+        pid = int((OVS_RUN_DIR / "ovs-vswitchd.pid").read_text().split()[0])
+    except (OSError, ValueError):
+        return None
+    m = proc_tree_memory([pid])
+    return {"pss_mb": m["pss_mb"], "rss_mb": m["rss_mb"]}
 
 
 def inject_timeout(impl: str, n: int) -> float:
@@ -107,6 +163,7 @@ def _clone_impl(ctx: RunContext, impl: str, sizes: list[int], migrate_at: set[in
 
     net = VroomNetwork(run_prefix("c"))
     ext = None
+    watches: list[Any] = []
     f0, f1 = frac
     try:
         ctx.step(f"{impl.upper()}: building two physical routers, r1 and an ExaBGP peer", f0)
@@ -131,6 +188,7 @@ def _clone_impl(ctx: RunContext, impl: str, sizes: list[int], migrate_at: set[in
             return net.hypervisor("r1")
 
         base = hv_of().sync().routes
+        ovs0 = ovs_memory()  # before any table: the rows give what each table adds
         announced = 0
         for k, n in enumerate(sizes):
             daemon_routes: int | None = None
@@ -153,11 +211,19 @@ def _clone_impl(ctx: RunContext, impl: str, sizes: list[int], migrate_at: set[in
             log.info("%s: %d routes in r1's data plane after %.1f s", impl, n, inject_s)
             time.sleep(2.0)  # let the last syncs settle before measuring
             load = loadavg()
+            ovs1 = ovs_memory()
             row: dict[str, Any] = {"impl": impl, "routes": n, "injected": n - announced,
                                    "inject_s": round(inject_s, 1),
                                    "loadavg": load, "freeze_s": None, "image_bytes": None,
                                    "migration_s": None, "migrated": n in migrate_at,
-                                   "daemon_routes": daemon_routes}
+                                   "daemon_routes": daemon_routes,
+                                   "vr_memory": vr_memory(net, "r1"), "ovs_memory": ovs1,
+                                   "ovs_rss_added_mb": (round(ovs1["rss_mb"] - ovs0["rss_mb"], 1)
+                                                        if ovs0 and ovs1 else None)}
+            watch = _stall_watch()
+            if watch is not None:
+                watches.append(watch)
+            t_move = time.time()
             if n in migrate_at:
                 ctx.step(f"{impl.upper()}: migrating r1 with {n:,} routes", None)
                 target = "B" if net.vrs["r1"].pr.name == "A" else "A"  # type: ignore[union-attr]  # placed
@@ -178,14 +244,30 @@ def _clone_impl(ctx: RunContext, impl: str, sizes: list[int], migrate_at: set[in
                     row["clone"] = _clone_standalone(net, "r1", other)
                 finally:
                     hv_a.resume()
+            if watch is not None:
+                row["ovs_stall_ms_max"] = round(watch.worst_ms(t_move, time.time()), 1)
+                watch.stop()
             sess = ext.bgp_sessions()[0]
             row.update({"bgp_state_after": sess.state, "bgp_connections": sess.established_count})
             rows.append(row)
             announced = n
     finally:
+        for w in watches:
+            w.stop()
         if ext is not None:
             ext.stop()
         net.stop()
+
+
+def _stall_watch() -> Any:
+    """An `OvsStallWatch` running (how long the shared ovs-vswitchd stops answering while
+    a table is cloned and removed), None where it cannot run."""
+    from .capacity import OvsStallWatch
+    try:
+        return OvsStallWatch(interval_s=0.05).start()
+    except Exception as e:
+        log.warning("no ovs-vswitchd stall watch: %s", e)
+        return None
 
 
 def clone_summary(rows: list[dict[str, Any]], impl: str | None = None) -> dict[str, Any]:
@@ -195,7 +277,16 @@ def clone_summary(rows: list[dict[str, Any]], impl: str | None = None) -> dict[s
     r250 = [r for r in rs if r["routes"] == 250000]
     c250 = worst([(r.get("clone") or {}).get("total_s") for r in r250])
     img = worst([r.get("image_bytes") for r in r250 if r.get("migrated")])
-    return {"rows": len(rs),
+    big: dict[str, Any] = {}
+    for n, tag in ((500_000, "500k"), (1_000_000, "1m")):
+        rn = [r for r in rs if r["routes"] == n]
+        big[f"clone_{tag}_s"] = round_or_none(worst([(r.get("clone") or {}).get("total_s")
+                                                     for r in rn]))
+        big[f"freeze_{tag}_s"] = round_or_none(worst([r.get("freeze_s") for r in rn]))
+        big[f"vr_pss_mb_{tag}"] = worst([(r.get("vr_memory") or {}).get("pss_mb") for r in rn])
+        big[f"ovs_rss_added_mb_{tag}"] = worst([r.get("ovs_rss_added_mb") for r in rn])
+        big[f"ovs_stall_ms_{tag}"] = worst([r.get("ovs_stall_ms_max") for r in rn])
+    return {"rows": len(rs), **big,
             "clone_250k_s": round(c250, 3) if c250 is not None else None,
             "freeze_s_max": round_or_none(worst([r.get("freeze_s") for r in rs])),
             "freeze_250k_s": round_or_none(worst([r.get("freeze_s") for r in r250])),
@@ -218,24 +309,28 @@ def clone_plan(quick: bool, part_of_all: bool) -> dict[str, tuple[list[int], set
         # BIRD: its kernel protocol does not learn routes placed in the FIB, so a BIRD r1
         # would not carry the table it is measured with.
         return {"frr": ([1000, 10000, 250000], {250000})}
-    if part_of_all:  # about 2 minutes: BIRD's 250k would add ~100 s (70 s of injection)
+    if part_of_all:  # about 2 minutes: BIRD's 250k would add ~100 s (70 s of injection);
+        # 1M would add ~10 minutes (injection, FIB copy, paced removal): standalone only
         return {"frr": ([1000, 10000, 250000], {1000, 10000, 250000})}
-    frr = [1000, 10000, 100000, 250000]
-    return {"frr": (frr, set(frr)), "bird": ([250000], {250000})}
+    frr = [1000, 10000, 100000, 250000, 500000, 1000000]
+    return {"frr": (frr, set(frr)), "bird": ([250000, 1000000], {250000, 1000000})}
 
 
 @experiment("vroom-cloning",
-            "data-plane cloning time vs routes (1k-250k, injected over BGP by ExaBGP) of an "
-            "FRR and a BIRD edge router: the target physical router repopulated from the "
-            "migrated VR's FIB; freeze and image size with 250k routes")
+            "data-plane cloning time vs routes (1k-1M of a full table, injected over BGP by "
+            "ExaBGP) of an FRR and a BIRD edge router: the target physical router repopulated "
+            "from the migrated VR's FIB; freeze, image size and memory with 250k-1M routes")
 def run_cloning(ctx: RunContext) -> Result:
-    """VR r1 (AS 65000) learns N /24 prefixes from ExaBGP (AS 65100) over eBGP; its daemon
+    """VR r1 (AS 65000) learns N prefixes of a synthetic full Internet table
+    (`routerlab.fulltable`: today's prefix-length mix) from ExaBGP (AS 65100) over eBGP; its daemon
     puts them in r1's kernel FIB and the data-plane hypervisor on r1's bridge. r1 is then
     live-migrated to the other physical router; the cloning time is the target's bulk
     repopulation from r1's FIB there (read FIB + translate + install); the freeze and the
     CRIU image size show what the table costs the control-plane move. FRR r1 (bgpd +
-    zebra, one process tree): N = 1k, 10k, 100k, 250k (cumulative), migrated at each;
-    BIRD r1: 250k in one go, migrated once (~4 min in all). In `run all`: FRR only, N = 1k,
+    zebra, one process tree): N = 1k, 10k, 100k, 250k, 500k, 1M (cumulative), migrated at
+    each; BIRD r1: 250k, then 1M, migrated at both. Memory of r1's daemons and of
+    ovs-vswitchd is read at each size, and the longest ovs-vswitchd stall during each move.
+    In `run all`: FRR only, N = 1k,
     10k, 250k (~2 min; BGP carries 250k routes into FRR in ~40 s, into BIRD in ~70 s
     here). --quick: the routes
     are placed directly in r1's FIB (`ip -batch`, ~15 s for 250k with zebra reading them
@@ -278,9 +373,60 @@ def _clone_metrics(res: Result, rows: list[dict[str, Any]],
         res.add_metric(f"clone_image_mb_250k_{impl}", f"CRIU image with 250k routes, "
                        f"{impl.upper()} r1", "MB", s["image_mb_250k"], goal="reported",
                        met=s["image_mb_250k"] is not None)
+    if any(1_000_000 in sizes for sizes, _ in plan.values()):
+        _full_table_metrics(res, s_all, per, errors)
     kept = bool(rows) and all(s["bgp_kept"] for s in per.values() if s["rows"]) and not errors
     res.add_metric("bgp_kept", "BGP session kept through every migration (FRR and BIRD)", "",
                    kept, goal="yes", met=kept)
+
+
+def _full_table_metrics(res: Result, s_all: dict[str, Any], per: dict[str, dict[str, Any]],
+                        errors: dict[str, str]) -> None:
+    """Issue 15: a full table of 1M routes (goals 1M cloned < 5 s, bar < 15 s; freeze
+    < 0.5 s, bar < 1.0 s), and what it costs the VR's and the data plane's memory."""
+    c1m, f1m = s_all["clone_1m_s"], s_all["freeze_1m_s"]
+    res.add_metric("clone_1m_s", "data-plane cloning, 1M routes (worst of FRR and BIRD; "
+                   "bar < 15 s)", "s", c1m, goal="< 5",
+                   met=c1m is not None and c1m < 5 and not errors)
+    res.add_metric("clone_1m_freeze_s", "control-plane freeze carrying 1M routes (worst of "
+                   "FRR and BIRD; bar < 1.0 s)", "s", f1m, goal="< 0.5",
+                   met=f1m is not None and f1m < 0.5 and not errors)
+    res.add_metric("clone_500k_s", "data-plane cloning, 500k routes (FRR)", "s",
+                   s_all["clone_500k_s"], goal="reported", met=s_all["clone_500k_s"] is not None)
+    for impl, s in per.items():
+        res.add_metric(f"clone_1m_s_{impl}", f"data-plane cloning, 1M routes, {impl.upper()} r1",
+                       "s", s["clone_1m_s"], goal="< 5",
+                       met=s["clone_1m_s"] is not None and s["clone_1m_s"] < 5)
+        res.add_metric(f"clone_1m_freeze_s_{impl}", f"control-plane freeze carrying 1M routes, "
+                       f"{impl.upper()} r1", "s", s["freeze_1m_s"], goal="< 0.5",
+                       met=s["freeze_1m_s"] is not None and s["freeze_1m_s"] < 0.5)
+        res.add_metric(f"vr_pss_mb_1m_{impl}", f"VR's daemons' memory (PSS) with 1M routes, "
+                       f"{impl.upper()}", "MB", s["vr_pss_mb_1m"], goal="reported",
+                       met=s["vr_pss_mb_1m"] is not None)
+        res.add_metric(f"ovs_rss_added_mb_1m_{impl}", "ovs-vswitchd memory (RSS) added by a "
+                       f"1M-route VR's data plane, {impl.upper()}", "MB",
+                       s["ovs_rss_added_mb_1m"], goal="reported",
+                       met=s["ovs_rss_added_mb_1m"] is not None)
+
+
+def _memory_section(res: Result, rows: list[dict[str, Any]]) -> None:
+    res.add_section("Memory and the shared switch", "Per row, after the table was loaded and "
+                    "before the move: the VR's routing daemons' PSS and RSS (FRR: zebra + bgpd "
+                    "+ staticd + the tree's shell; BIRD: bird), ovs-vswitchd's RSS and how much "
+                    "it grew since the VR had no route (one data plane holding the table; the "
+                    "switch is shared with other engineers' bridges, so this is noisy), and the "
+                    "longest ovs-vswitchd went without answering during the move or clone and "
+                    "the removal of the old copy (paced: installs in transactions of 20,000 "
+                    "flows, removals of 2,500).\n\n"
+                    + markdown_table(("impl", "routes", "VR PSS MB", "VR RSS MB",
+                                      "ovs-vswitchd RSS MB", "OVS RSS added MB",
+                                      "OVS stall max ms"),
+                                     [(r["impl"], r["routes"],
+                                       fmt((r.get("vr_memory") or {}).get("pss_mb")),
+                                       fmt((r.get("vr_memory") or {}).get("rss_mb")),
+                                       fmt((r.get("ovs_memory") or {}).get("rss_mb")),
+                                       fmt(r.get("ovs_rss_added_mb")),
+                                       fmt(r.get("ovs_stall_ms_max"))) for r in rows]))
 
 
 def _clone_report(res: Result, ctx: RunContext, rows: list[dict[str, Any]],
@@ -328,6 +474,7 @@ def _clone_report(res: Result, ctx: RunContext, rows: list[dict[str, Any]],
                                        round(r["image_bytes"] / 1e6, 1) if r["image_bytes"] else "-",
                                        fmt(r["migration_s"]), r["inject_s"], r["loadavg"])
                                       for r in rows]))
+    _memory_section(res, rows)
     errors_section(res, errors)
     try:
         series: dict[str, Any] = {}

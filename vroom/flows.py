@@ -136,9 +136,13 @@ def diff_bundle(installed: Tables, desired: Tables) -> list[str]:
 
 
 def install_bundle(tables: Tables) -> list[str]:
-    """Bundle lines that add everything (a bulk repopulation of an empty share)."""
+    """Bundle lines that add everything (a bulk repopulation of an empty share). The flow
+    lines are `Flow.text` spelt inline: a million of them take a third of the time."""
+    join = ",".join
     return ([f"group add {g.text()}" for g in tables.groups.values()]
-            + [f"flow add {f.text()}" for f in tables.flows.values()])
+            + [f"flow add table={t},priority={p},{join(m)},actions={join(a) or 'drop'}"
+               if m else f"flow add {Flow(t, p, m, a).text()}"
+               for t, p, m, a in tables.flows.values()])
 
 
 # --------------------------------------------------------------------------- simulator

@@ -60,10 +60,36 @@ WATCH_GROUPS = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROU
 # the VR has left (a migration's clean-up, a lab's end), where nothing waits for it.
 REMOVE_CHUNK = 2_500
 REMOVE_PAUSE_MAX_S = 0.5
+# Flows per transaction when a big change is installed (a cloned or grown table). Adding is
+# cheaper for the switch than deleting (~3-4 us a flow in a bundle's commit against ~20),
+# so the chunks are bigger: 20,000 flows stop the main thread ~70-100 ms at commit. Between
+# two commits ovs-ofctl parses the next chunk and the switch receives it (50 messages per
+# main-loop turn, forwarding in between), which leaves the switch a gap as long as a commit
+# without any pause; INSTALL_PAUSE_S adds a little more. A million routes: 50 commits.
+INSTALL_CHUNK = 20_000
+INSTALL_PAUSE_S = 0.01
 
 
 class HypervisorError(RuntimeError):
     pass
+
+
+def apply_paced(bridge: str, lines: list[str], chunk: int = INSTALL_CHUNK,
+                pause_s: float = INSTALL_PAUSE_S) -> tuple[int, float]:
+    """`apply_changes` for a change of any size: up to `chunk` lines in one atomic
+    transaction; more in consecutive transactions of `chunk` lines (see INSTALL_CHUNK).
+    The lines must be in a safe order (as `diff_bundle` and `install_bundle` give them:
+    groups before the flows using them, deletions last), so every intermediate table only
+    forwards along routes the FIB had before or has now. Returns (lines, seconds)."""
+    if len(lines) <= chunk:
+        return apply_changes(bridge, lines)
+    t0 = time.monotonic()
+    n = 0
+    for i in range(0, len(lines), chunk):
+        if i:
+            time.sleep(pause_s)
+        n += apply_changes(bridge, lines[i:i + chunk])[0]
+    return n, time.monotonic() - t0
 
 
 _gc_pauses = 0  # how many gc_paused() blocks are running (any thread)
@@ -179,7 +205,7 @@ class DataPlaneHypervisor:
             binding = self._binding_tables()
             lines = diff_bundle(self._routes, tr.tables) + diff_bundle(self._binding, binding)
             t2 = time.monotonic()
-            n, install_s = apply_changes(self.bridge, lines)
+            n, install_s = apply_paced(self.bridge, lines)
             self._routes, self._binding = tr.tables, binding
             st = SyncStats(routes=tr.routes, flows=len(tr.tables.flows) + len(binding.flows),
                            groups=len(tr.tables.groups), changes=n, read_s=t1 - t0,
@@ -190,17 +216,23 @@ class DataPlaneHypervisor:
 
     def repopulate(self) -> SyncStats:
         """Data-plane cloning: replace the VR's share of the bridge by a bulk install built
-        from the FIB (one bundle: delete what was there, add everything)."""
+        from the FIB (delete what was there, add everything: one bundle when it is small,
+        paced transactions when it is big, see REMOVE_CHUNK and INSTALL_CHUNK)."""
         with self._lock, gc_paused():
+            removal = self._removal_batches()
+            if len(removal) > 1:  # a big share: removed first, paced (not part of cloning)
+                self._remove_batches(removal)
+                removal = []
             t0 = time.monotonic()
             snap = fib.read_snapshot(self.fib_ns)
             t1 = time.monotonic()
             tr = route_tables(self.vr_id, self.ifindex, snap, self.groups)
             binding = self._binding_tables()
             # an empty share goes as a bulk add (see apply_changes); else one atomic bundle
-            lines = self._removal_lines() + install_bundle(tr.tables) + install_bundle(binding)
+            lines = ([ln for b in removal for ln in b] + install_bundle(tr.tables)
+                     + install_bundle(binding))
             t2 = time.monotonic()
-            n, install_s = apply_changes(self.bridge, lines)
+            n, install_s = apply_paced(self.bridge, lines)
             self._routes, self._binding = tr.tables, binding
             st = SyncStats(routes=tr.routes, flows=len(tr.tables.flows) + len(binding.flows),
                            groups=len(tr.tables.groups), changes=n, read_s=t1 - t0,
@@ -291,16 +323,19 @@ class DataPlaneHypervisor:
         A big share goes in several bounded transactions (see REMOVE_CHUNK): it is being
         removed, so nothing needs it to go at once."""
         with self._lock:
-            n = 0
-            batches = self._removal_batches()
-            for i, lines in enumerate(batches):
-                t0 = time.monotonic()
-                n += apply_changes(self.bridge, lines)[0]
-                if i + 1 < len(batches):  # let the switch forward between bundles
-                    time.sleep(min(time.monotonic() - t0, REMOVE_PAUSE_MAX_S))
-            self._routes, self._binding = Tables(), Tables()
-            self.groups = NextHopGroups(self.vr_id)
-            return n
+            return self._remove_batches(self._removal_batches())
+
+    def _remove_batches(self, batches: list[list[str]]) -> int:
+        """Send `_removal_batches`, pausing between them; the share is empty afterwards."""
+        n = 0
+        for i, lines in enumerate(batches):
+            t0 = time.monotonic()
+            n += apply_changes(self.bridge, lines)[0]
+            if i + 1 < len(batches):  # let the switch forward between bundles
+                time.sleep(min(time.monotonic() - t0, REMOVE_PAUSE_MAX_S))
+        self._routes, self._binding = Tables(), Tables()
+        self.groups = NextHopGroups(self.vr_id)
+        return n
 
     # ------------------------------------------------------------------ watching
     def start(self, repopulate: bool = True) -> SyncStats:

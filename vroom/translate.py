@@ -28,7 +28,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .fib import Neighbour, NextHop, Snapshot, best_routes
+from .fib import Neighbour, NextHop, Route, Snapshot, best_routes
 from .flows import T_EGRESS, T_PUNT, T_ROUTE, Bucket, Flow, Group, Tables
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,32 @@ def punt_flows(vr_id: int, local_ips: Iterable[str]) -> list[Flow]:
     return out
 
 
+_PRIO_OF = {str(n): PRIO_ROUTE_BASE + 2 * n for n in range(33)}
+_UNSEEN: tuple[str, ...] = ("unseen",)  # sentinels of route_tables' per-next-hop cache
+_SKIP: tuple[str, ...] = ("skip",)
+
+
+def _best_routes(routes: list[Route]) -> Iterable[Route]:
+    """`best_routes`' values; a table without a repeated prefix (the usual case) takes one
+    dict comprehension instead of a comparison per route."""
+    one = {r[0]: r for r in routes}
+    return one.values() if len(one) == len(routes) else best_routes(routes).values()
+
+
+def _single_hop_actions(nh: NextHop, ifindex: Mapping[str, int], groups: NextHopGroups,
+                        used: dict[GroupKey, int]) -> tuple[str, ...] | None:
+    """The actions of a route with this one next hop: its group; `_SKIP` when the
+    interface is not bound here; None for a directly connected one (general path)."""
+    dev, gw, w = nh
+    if dev not in ifindex:
+        return _SKIP
+    if gw is None:
+        return None
+    key: GroupKey = ((dev, gw, w),)
+    gid = used.setdefault(key, groups.id_for(key))
+    return (f"group:{gid}",)
+
+
 @dataclass
 class Translation:
     """The result of a translation, with counts for logs and reports."""
@@ -158,32 +184,36 @@ def route_tables(vr_id: int, ifindex: Mapping[str, int], snap: Snapshot,
     routes = skipped = 0
     connected: list[tuple[ipaddress.IPv4Network, str]] = []
     punt = (f"goto_table:{T_PUNT}",)
-    group_of: dict[GroupKey, tuple[str, ...]] = {}  # key -> ("group:N",), built once per key
-    fast: dict[tuple, Flow] = {}  # single-gateway routes, keyed as in Tables (one per prefix)
-    for r in best_routes(snap.routes).values():
-        prefix = r.prefix
+    out = Tables()
+    table = out.flows  # single-gateway routes go straight in (one per prefix)
+    # The common case, kept fast for million-route tables: one gateway on a bound
+    # interface. Its actions are worked out once per next-hop tuple (the FIB reader shares
+    # one tuple among the routes of a line shape), everything else per route is string work.
+    acts_of: dict[tuple[NextHop, ...], tuple[str, ...] | None] = {}  # None: general path
+    new = tuple.__new__
+    for r in _best_routes(snap.routes):
+        prefix, rtype, nhs = r[0], r[1], r[2]
+        if rtype == "unicast" and len(nhs) == 1:
+            acts = acts_of.get(nhs, _UNSEEN)
+            if acts is _UNSEEN:
+                acts = acts_of[nhs] = _single_hop_actions(nhs[0], ifindex, groups, used)
+            if acts is _SKIP:
+                skipped += 1
+                continue
+            if acts is not None:
+                plen = prefix[prefix.index("/") + 1:]
+                prio = _PRIO_OF[plen]
+                if plen == "32":
+                    match: tuple[str, ...] = (v, "ip", "nw_dst=" + prefix[:-3])
+                elif plen == "0":
+                    match = (v, "ip")
+                else:
+                    match = (v, "ip", "nw_dst=" + prefix)
+                table[(T_ROUTE, prio, match)] = new(Flow, (T_ROUTE, prio, match, acts))
+                routes += 1
+                continue
         prio = PRIO_ROUTE_BASE + 2 * int(prefix[prefix.index("/") + 1:])
-        rtype = r.type
         if rtype == "unicast":
-            nhs = r.nexthops
-            if len(nhs) == 1:  # the common case, kept fast for 250,000-route tables
-                dev, gw, w = nhs[0]
-                if dev not in ifindex:
-                    skipped += 1
-                    continue
-                if gw is not None:
-                    key: GroupKey = ((dev, gw, w),)
-                    acts = group_of.get(key)
-                    if acts is None:
-                        gid = used.setdefault(key, groups.id_for(key))
-                        acts = group_of[key] = (f"group:{gid}",)
-                    if not prefix.endswith(("/0", "/32")):
-                        match = (v, "ip", "nw_dst=" + prefix)
-                    else:
-                        match = (v, *nw_dst(prefix))
-                    fast[(T_ROUTE, prio, match)] = Flow(T_ROUTE, prio, match, acts)
-                    routes += 1
-                    continue
             nhs = tuple(nh for nh in nhs if nh.dev in ifindex)
             if not nhs:
                 skipped += 1
@@ -206,9 +236,6 @@ def route_tables(vr_id: int, ifindex: Mapping[str, int], snap: Snapshot,
             flows.append(Flow(T_ROUTE, prio, (v, *nw_dst(prefix)), punt))
             routes += 1
     flows += _neighbour_flows(vr_id, snap.neighbours, connected, groups, used)
-    out = Tables()
-    table = out.flows
-    table.update(fast)
     for f in flows:
         k = (f.table, f.priority, f.match)
         if k in table:

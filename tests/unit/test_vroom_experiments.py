@@ -144,13 +144,31 @@ def test_clone_summary_and_metrics() -> None:
 def test_plans_and_sizes() -> None:
     assert clone_plan(True, False) == {"frr": ([1000, 10000, 250000], {250000})}
     full = clone_plan(False, False)
-    assert full["frr"][0] == [1000, 10000, 100000, 250000] and full["bird"] == ([250000], {250000})
+    assert full["frr"][0] == [1000, 10000, 100000, 250000, 500000, 1000000]
+    assert full["bird"] == ([250000, 1000000], {250000, 1000000})
     assert clone_plan(False, True) == {"frr": ([1000, 10000, 250000], {1000, 10000, 250000})}
     assert (core_runs(True, False), core_runs(False, True), core_runs(False, False)) == (1, 2, 3)
     assert inject_timeout("frr", 250000) > inject_timeout("bird", 250000) > 300
-    assert _prefixes(0, 2) == ["11.0.0.0/24", "11.0.1.0/24"]
-    assert _prefixes(65536, 65537) == ["12.0.0.0/24"]
-    assert len(set(_prefixes(0, 250000))) == 250000
+    # the injected table grows by rows of the full table: distinct, today's /24 share
+    first = _prefixes(0, 100000)
+    assert _prefixes(0, 2) == first[:2] and _prefixes(99999, 100001)[0] == first[-1]
+    assert len(set(first)) == 100000
+    assert 0.55 < sum(p.endswith("/24") for p in first) / len(first) < 0.65
+
+
+def test_full_table_metrics() -> None:
+    rows = [_row("frr", 1000000, 9.5, 0.6, 900_000_000), _row("bird", 1000000, 4.5, 0.3, None)]
+    rows[0].update(vr_memory={"pss_mb": 700.0}, ovs_rss_added_mb=800.0)
+    res = Result("vroom-cloning")
+    _clone_metrics(res, rows, clone_plan(False, False), {})
+    m = _metrics(res)
+    assert m["clone_1m_s"].ours == 9.5 and not m["clone_1m_s"].met
+    assert m["clone_1m_s_bird"].met and not m["clone_1m_s_frr"].met
+    assert m["clone_1m_freeze_s"].ours == 0.6 and not m["clone_1m_freeze_s"].met
+    assert m["vr_pss_mb_1m_frr"].ours == 700.0 and m["ovs_rss_added_mb_1m_frr"].ours == 800.0
+    res = Result("vroom-cloning")
+    _clone_metrics(res, rows, clone_plan(False, True), {})  # run all: no 1M
+    assert "clone_1m_s" not in _metrics(res)
 
 
 def test_aligned_bars_share_one_x_axis() -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from vroom import hypervisor as hvmod
 from vroom.binding import PortBinding, binding_flows
-from vroom.flows import Bucket, Flow, Group, Tables
-from vroom.hypervisor import DataPlaneHypervisor
+from vroom.flows import Bucket, Flow, Group, Tables, install_bundle
+from vroom.hypervisor import DataPlaneHypervisor, apply_paced
 
 REMOVE_CHUNK: int = getattr(hvmod, "REMOVE_CHUNK", 2_500)  # flows per removal transaction
 VR = 3
@@ -114,3 +114,26 @@ def test_close_survives_a_bridge_already_gone(monkeypatch) -> None:
     h = DataPlaneHypervisor(VR, "br0", "nowhere", BINDINGS)
     _install(h, 2 * REMOVE_CHUNK, monkeypatch, fail=True)
     h.close()  # logs, does not raise
+
+
+def test_a_big_install_goes_in_bounded_transactions_in_order(monkeypatch) -> None:
+    """A cloned million-route table must not stop the shared switch for seconds: every
+    transaction holds at most INSTALL_CHUNK lines, and the lines keep their (safe) order."""
+    routes, binding = share(3 * 1000 + 5)
+    lines = install_bundle(routes) + install_bundle(binding)
+    calls: list[list[str]] = []
+    monkeypatch.setattr(hvmod, "apply_changes",
+                        lambda bridge, ls: (calls.append(list(ls)), (len(ls), 0.0))[1])
+    n, _ = apply_paced("br0", lines, chunk=1000, pause_s=0)
+    assert n == len(lines) and len(calls) == 4
+    assert max(map(len, calls)) <= 1000
+    assert [ln for c in calls for ln in c] == lines  # groups first, as given
+    calls.clear()
+    apply_paced("br0", lines[:999], chunk=1000, pause_s=0)
+    assert len(calls) == 1  # a small change stays one atomic transaction
+
+
+def test_install_lines_are_the_flows_text() -> None:
+    routes, binding = share(10)
+    assert [ln for ln in install_bundle(routes.merged(binding)) if ln.startswith("flow ")] == \
+        [f"flow add {f.text()}" for f in routes.merged(binding).flows.values()]
