@@ -59,13 +59,13 @@ DROP_BELOW = 0.05
 def b4r(inst: Instance, rounds: int = ROUNDS, *, merge: bool = True, polish: bool = True) -> Allocation:
     """B4 with re-routing (unquantized): B4's greedy, then ``rounds`` split refinements.
 
-    Returns an Allocation with algorithm "b4r"; ``details`` has the number of rounds and of
-    classes the flow groups were merged into.
+    Returns an Allocation with algorithm "b4r"; ``details`` has the number of fills run, of
+    classes the flow groups were merged into, and whether the Pareto LP ran.
     """
     t0 = time.perf_counter()
     merged = merge_flow_groups(inst, merge)
     work = inst if merged.num_classes == inst.num_flow_groups else _merged_instance(inst, merged)
-    class_rates, freeze_level = refine(work, rounds)
+    class_rates, freeze_level, fills = refine(work, rounds)
     if polish:
         class_rates = pareto_polish(work, class_rates)
     if work is inst:
@@ -74,27 +74,28 @@ def b4r(inst: Instance, rounds: int = ROUNDS, *, merge: bool = True, polish: boo
         level = work.fair_shares(class_rates.sum(axis=1))
         tunnel_rates = split_to_members(inst, merged, class_rates, member_rates(inst, merged, level))
     runtime = time.perf_counter() - t0
-    log.debug("b4r: %d rounds on %d classes in %.4f s", rounds, merged.num_classes, runtime)
+    log.debug("b4r: %d fills on %d classes in %.4f s", fills, merged.num_classes, runtime)
     return Allocation("b4r", inst, tunnel_rates, split_weights(inst, tunnel_rates), runtime, quantum=0.0,
                       edge_freeze_level=freeze_level,
-                      details={"rounds": rounds, "classes": merged.num_classes, "polish": polish})
+                      details={"fills": fills, "classes": merged.num_classes, "polish": polish})
 
 
-def refine(inst: Instance, rounds: int = ROUNDS) -> tuple[np.ndarray, np.ndarray]:
+def refine(inst: Instance, rounds: int = ROUNDS) -> tuple[np.ndarray, np.ndarray, int]:
     """B4's greedy, at most ``rounds`` subflow fills with split updates, then the top-up.
 
     Refinement stops early once the splits settle (mean change per flow group under
     :data:`SETTLED`) or stop settling (a change no smaller than the one before: the
     over-relaxed update has started to oscillate, as on the B4-like instance after 3 fills);
     the last fill is always the one without the floor. Returns per-(flow group, tunnel)
-    rates and the edges' freeze levels in B4's greedy (the quantization's tie-break).
+    rates, the edges' freeze levels in B4's greedy (the quantization's tie-break) and the
+    number of fills run.
     """
     res = raise_fair_share(inst, Routes.tunnels(inst), move_on_freeze=True)
     rates = res.route_rates
     valid = inst.fg_tunnels >= 0
     split = _splits(rates, valid, 0.0, 0.0)
     if rounds <= 0:
-        return rates + _top_up(inst, rates), res.edge_freeze_level
+        return rates + _top_up(inst, rates), res.edge_freeze_level, 0
     last_change = np.inf
     for r in range(rounds):
         last = r == rounds - 1
@@ -115,7 +116,7 @@ def refine(inst: Instance, rounds: int = ROUNDS) -> tuple[np.ndarray, np.ndarray
         rates = fill_subflows(inst, split)
         if last:
             break
-    return rates + _top_up(inst, rates), res.edge_freeze_level
+    return rates + _top_up(inst, rates), res.edge_freeze_level, r + 1
 
 
 def _splits(rates: np.ndarray, valid: np.ndarray, floor: float, drop: float) -> np.ndarray:
