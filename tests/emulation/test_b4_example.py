@@ -153,6 +153,8 @@ def test_bad_rpc_input_is_refused_and_survived(b4, caplog):
     assert "unknown tunnel T77777" in (b4.run_dir / f"{ofc.name}.log").read_text()
     # the TE server's admin RPC refuses nonsense too
     assert call(b4.tes[0].rpc_port, {"type": "te", "enable": "yes"})["type"] == "error"
+    assert call(b4.tes[0].rpc_port, {"type": "te", "algorithm": "lp"})["type"] == "error"
+    assert call(b4.tes[0].rpc_port, {"type": "status"})["algorithm"] == "b4"
     assert call(b4.tes[0].rpc_port, {"type": "launch_missiles"})["type"] == "error"
     # and the network still converges and forwards
     assert b4.wait_converged(10)
