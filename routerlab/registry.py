@@ -34,7 +34,8 @@ STATE_DIR = Path(os.environ.get("ROUTERLAB_STATE_DIR", "/run/routerlab"))
 SESSIONS_DIR = STATE_DIR / "sessions"
 
 # Order of teardown: processes first (they pin namespaces and sockets), then what they used.
-KINDS = ("process", "bridge", "link", "netns", "dir")
+# "remote": something on another server (cluster mode), removed over ssh by routerlab.ssh.
+KINDS = ("process", "remote", "bridge", "link", "netns", "dir")
 
 
 def proc_start_time(pid: int) -> float | None:
@@ -257,6 +258,12 @@ def remove_resources(resources: list[dict[str, Any]]) -> CleanReport:
     pids = sorted(set(pids) - {os.getpid()})
     killed = kill_pids(pids)
     rep.removed["process"] = [str(p) for p in killed]
+    if by_kind["remote"]:  # other servers' namespaces, taps and processes, over ssh
+        from routerlab.ssh import remove_remote
+
+        removed, errors = remove_remote(by_kind["remote"])
+        rep.removed["remote"] = removed
+        rep.errors.extend(errors)
     # 2. bridges, 3. links in the root namespace, 4. namespaces, 5. directories
     for r in reversed(by_kind["bridge"]):
         if ovs_bridge_exists(r["name"]):
@@ -325,6 +332,10 @@ def _still_there(r: dict[str, Any]) -> bool:
         return link_is_ours(r)
     if kind == "dir":
         return Path(name).exists()
+    if kind == "remote":
+        from routerlab.ssh import still_there
+
+        return still_there(r)
     return False
 
 

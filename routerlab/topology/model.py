@@ -93,6 +93,7 @@ class Node:
     index: int = 0                         # 1-based among daemon nodes (0: runs no daemon)
     line: int = 0
     params: dict[str, Any] = field(default_factory=dict)
+    server: str | None = None              # cluster mode: where it runs (None: placer or localhost)
 
     @property
     def runs_daemon(self) -> bool:
@@ -218,6 +219,19 @@ class Topology:
     # -- lookups
     def node(self, name: str) -> Node:
         return self.nodes[name]
+
+    def placement(self) -> dict[str, str] | None:
+        """{node: server} when the topology places nodes on servers (a node's `server:`
+        or a placer in `params`), else None: everything runs on this machine."""
+        from routerlab.topology.placement import place
+
+        fixed = {n.name: n.server for n in self.nodes.values() if n.server is not None}
+        placer = self.params.get("placer")
+        if not fixed and placer is None:
+            return None
+        return place({n.name: n.role for n in self.nodes.values()},
+                     [(ln.a.node, ln.b.node) for ln in self.links], fixed, placer,
+                     list(self.params.get("servers") or []))
 
     def _role(self, role: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.role == role]
@@ -366,6 +380,8 @@ class Topology:
                 d["subnet"] = str(n.subnet)
             if n.params:
                 d["params"] = n.params
+            if n.server is not None:
+                d["server"] = n.server
             nodes[n.name] = d
         links = []
         for ln in self.links:

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from routerlab.topology.addressing import _End, _LinkSpec, _Segment, address_plan, shared_segment
 from routerlab.topology.loader import _item_line, _line, _Map, read_yaml
+from routerlab.topology.placement import placer_problem, server_problem
 from routerlab.topology.model import (
     DAEMONS,
     DEFAULT_COST,
@@ -43,7 +44,8 @@ _TOP_KEYS = ("name", "description", "defaults", "ospf", "bgp", "nodes", "links",
 _DEFAULT_KEYS = ("daemon", "asn", "bw", "delay", "cost")
 _OSPF_KEYS = ("area", "hello", "dead")
 _BGP_KEYS = ("keepalive", "hold", "sessions")
-_NODE_KEYS = ("role", "daemon", "asn", "loopback", "router_id", "ospf", "originate", "subnet", "params")
+_NODE_KEYS = ("role", "daemon", "asn", "loopback", "router_id", "ospf", "originate", "subnet", "params",
+              "server")
 _LINK_KEYS = ("a", "b", "bw", "delay", "cost", "area", "ospf", "a_addr", "b_addr", "a_intf", "b_intf",
               "params")
 # Words people reach for that are spelled differently here.
@@ -204,6 +206,9 @@ class _Builder:
                            bw=ls.bw, delay=ls.delay, cost=ls.cost, area=ls.area, ospf=ls.ospf,
                            index=ls.index, line=ls.line, params=ls.params) for ls in links]
         params = self.mapping(top.get("params"), _line(top, "params"), "params")
+        bad_placer = placer_problem(params)
+        if bad_placer:
+            self.fail(_line(params, bad_placer[0]) or _line(top, "params"), bad_placer[1])
         topo = Topology(name=name, source=self.source, nodes=nodes, links=topo_links, ospf=ospf, bgp=bgp,
                         sessions=sessions, description=desc, params=_plain(params))
         log.debug("topology %s from %s: %d nodes, %d links, %d BGP sessions", name, self.source,
@@ -283,6 +288,11 @@ class _Builder:
         rs = ROLES[role]
         params = _plain(self.mapping(m.get("params"), kl("params"), f"{where}params"))
         node = Node(name=name, role=role, line=line, params=params)
+        if "server" in m:
+            why = server_problem(m["server"])
+            if why:
+                self.fail(kl("server"), f"{where}{why}")
+            node.server = m["server"]
 
         if "daemon" in m:
             daemon = self.daemon(m["daemon"], kl("daemon"), where)

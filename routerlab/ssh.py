@@ -1,0 +1,188 @@
+"""Servers reached by root ssh: the command line, the shared connection, and the removal of
+what routerlab recorded on a server (`routerlab clean` calls `remove_remote` through the
+registry). Nothing here writes the registry; routerlab.remote records what it creates.
+
+Every command to a server goes through one shared ssh connection per server and ssh
+configuration (OpenSSH's ControlMaster, its socket under the state directory): the node
+shells, the daemons, the queries and `routerlab clean` all use it.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shlex
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+LOCALHOST = "localhost"
+# the registry's state directory (routerlab.registry.STATE_DIR; not imported: it imports us)
+CONTROL_DIR = Path(os.environ.get("ROUTERLAB_STATE_DIR", "/run/routerlab")) / "ssh"
+
+
+class SshError(RuntimeError):
+    """A command on a server failed; the message carries its own error output."""
+
+
+class SshHost:
+    """A server reached as root over ssh, `config` an ssh_config file (keys, port, known
+    hosts) or None for the user's own (`~/.ssh/config`)."""
+
+    def __init__(self, host: str, config: Path | str | None = None, *, persist: bool = True):
+        self.host = host
+        self.config = str(config) if config else None
+        #: keep the shared connection open between commands (a network's life); False for
+        #: `routerlab clean`, which uses a connection still open and leaves none behind
+        self.persist = persist
+
+    def __repr__(self) -> str:
+        return f"SshServer({self.host!r})"
+
+    @property
+    def control_path(self) -> str:
+        # one shared connection per server and ssh configuration (a test's own sshd and keys
+        # never meet a connection made with another's)
+        tag = hashlib.sha1((self.config or "").encode()).hexdigest()[:8]
+        return str(CONTROL_DIR / f"root@{self.host}-{tag}")
+
+    def options(self, *, shared: bool = True) -> list[str]:
+        """ssh's options (no destination): batch mode, our config, and the shared connection
+        unless `shared` is False (a link's tunnel has a connection of its own: a tunnel
+        requested through a multiplexed session ends with that session)."""
+        CONTROL_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+        opts = ["-q", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=5"]
+        if self.config:
+            opts += ["-F", self.config]
+        if not shared:
+            return opts + ["-o", "ControlPath=none", "-o", "ControlMaster=no"]
+        return opts + ["-o", f"ControlPath={self.control_path}", "-o", "ControlMaster=auto",
+                       "-o", f"ControlPersist={'120' if self.persist else 'no'}"]
+
+    @property
+    def dest(self) -> str:
+        return f"root@{self.host}"
+
+    def command(self, remote: str) -> list[str]:
+        """The local argv that runs shell text `remote` on the server."""
+        return ["ssh", *self.options(), self.dest, remote]
+
+    def close_master(self) -> None:
+        """End the shared connection (its master process exits), if one is open."""
+        subprocess.run(["ssh", *self.options(), "-O", "exit", self.dest], capture_output=True,
+                       timeout=15)
+
+    def run(self, args: Sequence[str] | str, *, check: bool = True, timeout: float = 60,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        """Run a command (argv, or shell text) on the server; CommandError on failure."""
+        text = args if isinstance(args, str) else shlex.join(args)
+        r = subprocess.run(self.command(text), capture_output=True, text=True, timeout=timeout,
+                           input=input)
+        if check and r.returncode != 0:
+            raise SshError(f"ssh {self.host} {text!r} failed (exit {r.returncode}): "
+                           f"{(r.stderr or r.stdout).strip() or 'no output'}")
+        return r
+
+    def start_time(self, pid: int) -> str | None:
+        """Process `pid`'s start time on the server (clock ticks since boot), None if gone."""
+        r = self.run(f"cut -d' ' -f22 /proc/{int(pid)}/stat", check=False, timeout=15)
+        return r.stdout.strip() or None if r.returncode == 0 else None
+
+
+
+def kill_netns_script(name: str) -> str:
+    n = shlex.quote(name)
+    return (f"[ -e /var/run/netns/{n} ] || exit 0; pids=$(ip netns pids {n}); "
+            f"[ -z \"$pids\" ] || kill -CONT $pids 2>/dev/null; [ -z \"$pids\" ] || kill $pids 2>/dev/null; "
+            f"for i in $(seq 30); do [ -z \"$(ip netns pids {n})\" ] && break; sleep 0.1; done; "
+            f"pids=$(ip netns pids {n}); [ -z \"$pids\" ] || kill -9 $pids 2>/dev/null; "
+            f"ip netns del {n}")
+
+
+# ------------------------------------------------------------------ registry: remove, check
+_ORDER = ("process", "link", "netns", "dir", "master")
+
+
+def _server(rec: dict[str, Any]) -> SshHost:
+    return SshHost(rec["server"], rec.get("ssh_config"), persist=False)
+
+
+def _remove_one(rec: dict[str, Any]) -> str | None:
+    """Remove one recorded remote resource if it is still there; None, or what went wrong."""
+    what, name = rec["what"], rec["rname"]
+    if what == "dir":  # Mininet's ~/.ssh/mn here: removed only when empty
+        with contextlib.suppress(FileNotFoundError, OSError):
+            os.rmdir(name)
+        return None
+    srv = _server(rec)
+    if what == "master":
+        srv.close_master()
+        return None
+    if what == "process":
+        if rec.get("start") is not None and srv.start_time(int(rec["pid"])) != rec["start"]:
+            return None
+        r = srv.run(f"kill -CONT {int(rec['pid'])}; kill {int(rec['pid'])}", check=False)
+    elif what == "link":
+        r = srv.run(f"! ip link show {shlex.quote(name)} >/dev/null 2>&1 || ip link del {shlex.quote(name)}",
+                    check=False)
+    elif what == "netns":
+        r = srv.run(kill_netns_script(name), check=False)
+    else:
+        return f"unknown remote resource {what}"
+    return None if r.returncode == 0 else (r.stderr or r.stdout).strip() or f"exit {r.returncode}"
+
+
+def remove_remote(resources: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Remove recorded remote resources, each server over its shared ssh connection:
+    processes, taps, namespaces, then ``~/.ssh/mn`` and the connections themselves."""
+    removed: list[str] = []
+    errors: list[str] = []
+    for what in _ORDER:
+        for rec in reversed([r for r in resources if r.get("what") == what]):
+            if not still_there(rec):
+                continue
+            if what not in ("dir", "master") and not _reachable(_server(rec)):
+                errors.append(f"{rec['name']}: server {rec['server']} unreachable over ssh")
+                continue
+            try:
+                err = _remove_one(rec)
+            except (OSError, subprocess.SubprocessError) as e:
+                err = str(e)
+            if err:
+                errors.append(f"{rec['name']}: {err}")
+            else:
+                removed.append(rec["name"])
+    return removed, errors
+
+
+def _reachable(srv: SshHost) -> bool:
+    try:
+        return srv.run("true", check=False, timeout=20).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def still_there(rec: dict[str, Any]) -> bool:
+    """Whether a recorded remote resource still exists (asks its server)."""
+    what, name = rec.get("what"), rec.get("rname", "")
+    if what == "dir":
+        return os.path.isdir(name)
+    srv = _server(rec)
+    if what == "master":
+        return subprocess.run(["ssh", *srv.options(), "-O", "check", srv.dest],
+                              capture_output=True, timeout=15).returncode == 0
+    if what == "process":
+        probe = f"test \"$(cut -d' ' -f22 /proc/{int(rec['pid'])}/stat 2>/dev/null)\" = {shlex.quote(str(rec.get('start')))}"
+    elif what == "link":
+        probe = f"ip link show {shlex.quote(name)} >/dev/null 2>&1"
+    elif what == "netns":
+        probe = f"test -e /var/run/netns/{shlex.quote(name)}"
+    else:
+        return False
+    try:
+        rc = srv.run(probe, check=False, timeout=15).returncode
+    except (OSError, subprocess.SubprocessError):
+        return True
+    # 255: ssh itself failed (server unreachable): unknown, so the record is kept
+    return rc in (0, 255)
