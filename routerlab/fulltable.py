@@ -228,10 +228,12 @@ def write_exabgp(table: FullTable, path: Path, neighbor_as: int | None = None,
 
 
 def write_mrt(table: FullTable, path: Path, peer_ip: str = "10.1.0.2", peer_as: int = 65010,
-              next_hop: str = "10.1.0.2", timestamp: int = 1_700_000_000) -> None:
+              next_hop: str = "10.1.0.2", timestamp: int = 1_700_000_000,
+              prepend_peer: bool = True) -> None:
     """An MRT TABLE_DUMP_V2 (RFC 6396) file of the table as learnt from one peer, for
     `gobgp mrt inject global FILE`: PEER_INDEX_TABLE then one RIB_IPV4_UNICAST per prefix.
-    The peer's own AS leads every AS path."""
+    The peer's own AS leads every AS path unless `prepend_peer` is False (a GoBGP feeder
+    injecting the file prepends its own AS when it advertises over eBGP)."""
     def rec(subtype: int, body: bytes) -> bytes:
         return struct.pack("!IHHI", timestamp, 13, subtype, len(body)) + body
 
@@ -246,7 +248,7 @@ def write_mrt(table: FullTable, path: Path, peer_ip: str = "10.1.0.2", peer_as: 
                                                   table.path_id.tolist())):
             attrs = attr_cache.get(pid)
             if attrs is None:
-                asp = (peer_as,) + table.paths[pid]
+                asp = ((peer_as,) if prepend_peer else ()) + table.paths[pid]
                 seg = bytes([2, len(asp)]) + struct.pack(f"!{len(asp)}I", *asp)
                 attrs = (bytes([0x40, 1, 1, 0])                     # ORIGIN igp
                          + bytes([0x50, 2]) + struct.pack("!H", len(seg)) + seg  # AS_PATH

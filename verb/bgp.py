@@ -245,6 +245,34 @@ def decode_as_path(value: bytes, as4: bool) -> tuple[tuple[int, tuple[int, ...]]
     return tuple(segs)
 
 
+# Path attribute sections already checked, by (bytes, AS width): a full table arrives as
+# ~100k distinct attribute sections, each repeated in many UPDATEs (one per NLRI chunk, per
+# replica, per neighbour), so each is walked, checked and decoded once. Only sections that
+# passed every check are remembered; the cache is emptied when it grows past its bound.
+_CHECKED: dict[tuple[bytes, bool], dict[int, tuple[int, bytes]]] = {}
+_NORMALIZED: dict[tuple[bytes, bool], "RouteAttrs"] = {}
+CACHE_MAX = 400_000
+
+
+def _checked_attrs(attrs: bytes, as4: bool) -> dict[int, tuple[int, bytes]]:
+    """The attribute section split and checked (RFC 4271 6.3), once per distinct section."""
+    hit = _CHECKED.get((attrs, as4))
+    if hit is not None:
+        return hit
+    out = _walk_attrs(attrs)
+    if AS_PATH_T in out:
+        decode_as_path(out[AS_PATH_T][1], as4)
+    try:  # the checks passed: os-ken must decode every attribute (else we missed something)
+        for t, (f, v) in out.items():
+            okbgp._PathAttribute.parser(_attr_bytes(f, t, v))
+    except Exception as e:
+        raise BgpError(3, 1, why=f"undecodable path attribute: {e}") from None
+    if len(_CHECKED) >= CACHE_MAX:
+        _CHECKED.clear()
+    _CHECKED[(attrs, as4)] = out
+    return out
+
+
 def parse_update(msg: bytes, as4: bool = True) -> Update:
     """Decode and check an UPDATE; BgpError carries RFC 4271 6.3's NOTIFICATION."""
     body = msg[HEADER_LEN:]
@@ -256,18 +284,12 @@ def parse_update(msg: bytes, as4: bool = True) -> Update:
         raise BgpError(3, 1, why="total path attribute length too large")
     attrs = bytes(body[4 + wlen:4 + wlen + alen])
     u = Update(_prefixes(bytes(body[2:2 + wlen]), "withdrawn routes"), attrs,
-               _prefixes(bytes(body[4 + wlen + alen:]), "network"), _walk_attrs(attrs))
-    if AS_PATH_T in u.attributes:
-        decode_as_path(u.attributes[AS_PATH_T][1], as4)
+               _prefixes(bytes(body[4 + wlen + alen:]), "network"),
+               _checked_attrs(attrs, as4) if attrs else {})
     if u.nlri:
         for t in (ORIGIN_T, AS_PATH_T, NEXT_HOP_T):
             if t not in u.attributes:
                 raise BgpError(3, 3, bytes([t]), f"missing well-known attribute {t}")
-    try:  # the checks passed: os-ken must decode every attribute (else we missed something)
-        for t, (f, v) in u.attributes.items():
-            okbgp._PathAttribute.parser(_attr_bytes(f, t, v))
-    except Exception as e:
-        raise BgpError(3, 1, why=f"undecodable path attribute: {e}") from None
     return u
 
 
@@ -319,10 +341,20 @@ def _as4_merge(as_path: tuple, as4_path: tuple) -> tuple:
 
 
 def normalize(u: Update, as4: bool = True) -> RouteAttrs | None:
-    """The normalized content of an UPDATE's announcement (None if it announces nothing)."""
+    """The normalized content of an UPDATE's announcement (None if it announces nothing);
+    computed once per distinct attribute section (equal sections give the same object)."""
     if not u.nlri:
         return None
-    a = u.attributes
+    hit = _NORMALIZED.get((u.attrs, as4))
+    if hit is None:
+        hit = _normalize(u.attributes, as4)
+        if len(_NORMALIZED) >= CACHE_MAX:
+            _NORMALIZED.clear()
+        _NORMALIZED[(u.attrs, as4)] = hit
+    return hit
+
+
+def _normalize(a: dict[int, tuple[int, bytes]], as4: bool) -> RouteAttrs:
     path = _merge_segments(decode_as_path(a[AS_PATH_T][1], as4))
     if not as4 and AS4_PATH_T in a:
         path = _as4_merge(path, _merge_segments(decode_as_path(a[AS4_PATH_T][1], True)))

@@ -102,7 +102,8 @@ class Bench:
 
 
 @contextmanager
-def bench(ctx: RunContext, n: int, label: str) -> Iterator[Bench]:
+def bench(ctx: RunContext, n: int, label: str,
+          trace: tracemod.Trace | None = None) -> Iterator[Bench]:
     tag = f"vb{secrets.token_hex(2)}"
     run = Path(f"/run/routerlab/verb-{tag}")
     tb = testbed.build(tag, [("n1", "exabgp", ASN["n1"]), ("n2", "exabgp", ASN["n2"]),
@@ -115,7 +116,7 @@ def bench(ctx: RunContext, n: int, label: str) -> Iterator[Bench]:
         fibrec = FibRecorder(loop, tb.fwd.name).start()
         obs = ExabgpObserver(run / "n3" / "exabgp.events", "10.3.0.1")
         ctx.step(f"{label}: {n:,} prefixes")
-        yield Bench(tb, tracemod.make(n), loop, fibrec, obs)
+        yield Bench(tb, trace or tracemod.make(n), loop, fibrec, obs)
     finally:
         if fibrec is not None:
             fibrec.stop()
@@ -159,9 +160,10 @@ def _verb_config(mode: str, window: float) -> dict:
 
 
 @contextmanager
-def verb_router(b: Bench, mode: str, window: float, log_path: Path) -> Iterator[RemoteRouter]:
+def verb_router(b: Bench, mode: str, window: float, log_path: Path,
+                profile: Path | None = None) -> Iterator[RemoteRouter]:
     rr = RemoteRouter(b.tb.spec, b.tb.fwd, tag=b.tb.tag, config=_verb_config(mode, window),
-                      run_dir=b.tb.run_dir / "hv", log_path=log_path)
+                      run_dir=b.tb.run_dir / "hv", log_path=log_path, profile=profile)
     try:
         rr.start()
         b.tb.start_neighbors()

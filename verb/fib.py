@@ -152,7 +152,11 @@ class KernelFib:
             dumper.close()
             await self.table.resync(e for e in map(self._event, dump) if e and e[0])
             while True:
+                # every datagram already queued, voted as one batch: a table load or a burst
+                # arrives as thousands of datagrams
                 msgs = parse(await mon.recv())
+                for buf in mon.pending():
+                    msgs += parse(buf)
                 self.table.apply(e for e in map(self._event, msgs) if e)
         finally:
             mon.close()
@@ -217,11 +221,16 @@ class GobgpFib:
         transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                                     self.proc.stdout)
         try:
+            rest = b""
             while True:
-                line = await reader.readline()
-                if not line:
+                # whatever the monitor has written so far, as one batch of whole lines
+                data = await reader.read(1 << 22)
+                if not data:
                     break
-                self.table.apply(self._events([line]))
+                lines = (rest + data).split(b"\n")
+                rest = lines.pop()
+                if lines:
+                    self.table.apply(self._events(lines))
         except asyncio.CancelledError:
             raise
         except Exception:

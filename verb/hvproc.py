@@ -67,6 +67,7 @@ def _serve() -> int:
     router = BugTolerantRouter(spec_from_dict(desc["spec"]), Netns.adopt(desc["fwd"]), tag=desc["tag"],
                                config=cfg, run_dir=desc.get("run_dir"),
                                keep_run_dir=desc.get("keep_run_dir", False))
+    router.profile_path = desc.get("profile")
     faults: dict[int, Any] = {}
 
     def reply(obj: dict) -> None:
@@ -128,9 +129,9 @@ class RemoteRouter:
     """The parent's handle on a hypervisor process (same queries as BugTolerantRouter)."""
 
     def __init__(self, spec: RouterSpec, fwd: Netns, *, tag: str, config: dict | None = None,
-                 run_dir: Path | str, log_path: Path | str):
+                 run_dir: Path | str, log_path: Path | str, profile: Path | str | None = None):
         self.desc = {"spec": spec_to_dict(spec), "fwd": fwd.name, "tag": tag, "config": config or {},
-                     "run_dir": str(run_dir)}
+                     "run_dir": str(run_dir), "profile": str(profile) if profile else None}
         self.fwd = fwd
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None

@@ -138,6 +138,17 @@ class RouteSocket:
         """The next datagram; OSError(ENOBUFS) when the kernel had to drop notifications."""
         return await asyncio.get_running_loop().sock_recv(self.sock, 1 << 20)
 
+    def pending(self, limit: int = 256) -> list[bytes]:
+        """Datagrams already queued on the socket (up to `limit`), without waiting;
+        OSError(ENOBUFS) as `recv`."""
+        out: list[bytes] = []
+        while len(out) < limit:
+            try:
+                out.append(self.sock.recv(1 << 20))
+            except (BlockingIOError, InterruptedError):
+                break
+        return out
+
     async def dump(self, table: int | None = None) -> list[RouteMsg]:
         """Every IPv4 route (of `table`, if given)."""
         self.seq += 1

@@ -72,6 +72,7 @@ class BugTolerantRouter:
         self.installer: FibInstaller | None = None
         self.manager: ReplicaManager | None = None
         self.lag_max = 0.0  # the longest the loop ran late (s)
+        self.profile_path: str | None = None  # cProfile the hypervisor's loop into this file
 
     # ----- lifecycle -----
     def start(self, timeout: float = 120.0) -> BugTolerantRouter:
@@ -90,7 +91,15 @@ class BugTolerantRouter:
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        if not self.profile_path:
+            self.loop.run_forever()
+            return
+        import cProfile  # the hypervisor's work all runs on this loop's thread
+        prof = cProfile.Profile()
+        try:
+            prof.runcall(self.loop.run_forever)
+        finally:
+            prof.dump_stats(self.profile_path)
 
     async def _astart(self, replicas: list[Replica]) -> None:
         vc = self.config.voter(self.names)

@@ -9,7 +9,7 @@ SYSTEM = System(
     name="verb",
     description="a bug-tolerant router: diverse daemon replicas (FRR, BIRD, GoBGP) behind a "
                 "socket-level hypervisor that votes on FIB updates and outgoing messages",
-    experiments=("verb.experiments",),
+    experiments=("verb.experiments", "verb.full_table"),
     lab_commands="verb.lab:extend",
     lab_teardown="verb.lab:stop_all",
 )

@@ -91,3 +91,27 @@ def make(n: int = 10_000, *, churn_fraction: float = 0.1, seed: int = 1,
         paths[a][p] = rng.choice(pool[la])
         paths[b][p] = rng.choice(pool[lb])
     return Trace(prefixes, paths, a, b, prefixes[:n_churn], prefixes[n_churn:], seed)
+
+
+def from_table(table, churn_indices: list[int], *,
+               injectors: tuple[str, str] = ("n1", "n2")) -> Trace:
+    """A two-neighbour trace over a `routerlab.fulltable` table: every prefix is reached
+    through both neighbours, through `b` one AS longer than through `a` (a prepend of the
+    table path's first AS) for the churn prefixes and half of the others, the other way
+    round for the rest, so the best path never ties."""
+    a, b = injectors
+    strs = table.prefixes()
+    churn = set(churn_indices)
+    pa: dict[str, tuple[int, ...]] = {}
+    pb: dict[str, tuple[int, ...]] = {}
+    paths = table.paths
+    for i, (p, pid) in enumerate(zip(strs, table.path_id.tolist())):
+        path = paths[pid]
+        longer = (path[0],) + path
+        if i in churn or i % 2 == 0:
+            pa[p], pb[p] = path, longer
+        else:
+            pa[p], pb[p] = longer, path
+    churn_set = [strs[i] for i in churn_indices]
+    stable = [p for i, p in enumerate(strs) if i not in churn]
+    return Trace(strs, {a: pa, b: pb}, a, b, churn_set, stable, table.seed)

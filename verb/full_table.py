@@ -1,0 +1,294 @@
+"""`routerlab run verb-full-table`: the bug-tolerant router with today's full routing table.
+
+The table is `routerlab.fulltable`'s synthetic default-free table (1,000,000 prefixes, ~60%
+/24, realistic AS paths), learnt from two ExaBGP neighbours n1 and n2 (every prefix through
+both, one AS longer through one of them), then a churn trace at 100 updates/s with bursts
+(a burst is a few hundred updates at one instant, as after an upstream session reset).
+Measured: table load time, FIB-update delay per churn event, CPU and memory of the whole
+router (hypervisor process + FRR, BIRD, GoBGP replicas) against one FRR daemon fed the
+same, in each of the three voting modes (switched at run time on one router); then the
+fault kinds of `verb-masking` in continuous-majority and wait-for-consensus, each
+recovered by restart and replay of the stored stream, i.e. of the full table.
+
+Sizes: the full run is 1,000,000 prefixes; `--quick` 3,000; in `routerlab run all`
+10,000 (the whole-table load and every recovery replay scale with the table, and `make demo`
+must stay under 30 minutes on two cores). `--set prefixes=N` overrides.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from pathlib import Path
+
+import psutil
+
+from routerlab import fulltable
+from routerlab.daemons import driver_for
+from routerlab.expect import wait_for
+from routerlab.experiments import RunContext, experiment
+from routerlab.report import Result, markdown_table, plot
+
+from . import testbed
+from . import trace as tracemod
+from .experiments import (ASN, MODES, Bench, ChurnThread, _by_key, _first, _pids_cpu, _plan, _pss_mb,
+                          _quantiles, _run_fault, bench, single_router, verb_router)
+from .measure import FibRecorder, LoopThread
+
+log = logging.getLogger(__name__)
+
+RATE = 100.0  # churn updates per second (the issue's trace)
+FAULT_MODES = ("continuous-majority", "wait-for-consensus")
+
+
+def sizes(ctx: RunContext) -> dict:
+    """Table size and churn trace shape for the run's form."""
+    if ctx.quick:
+        d = {"prefixes": 3_000, "duration": 8.0, "bursts": 1, "burst_size": 100, "window": 3.0}
+    elif ctx.part_of_all:
+        d = {"prefixes": 10_000, "duration": 10.0, "bursts": 2, "burst_size": 200, "window": 4.0}
+    else:
+        d = {"prefixes": 1_000_000, "duration": 60.0, "bursts": 3, "burst_size": 1000, "window": 8.0}
+    d.update({k: type(d[k])(v) for k, v in ctx.options.items() if k in d})
+    return d
+
+
+def _trace(n: int, cfg: dict) -> tuple[tracemod.Trace, list[fulltable.ChurnEvent]]:
+    table = fulltable.generate_table(n, seed=1)
+    events = fulltable.churn_trace(table, rate=RATE, duration=cfg["duration"], bursts=cfg["bursts"],
+                                   burst_size=cfg["burst_size"], seed=2,
+                                   churn_fraction=min(0.1, 4 * RATE * cfg["duration"] / n))
+    churn_idx = list(dict.fromkeys(e.index for e in events))
+    tr = tracemod.from_table(table, churn_idx)
+    return tr, events
+
+
+def _restore(b: Bench) -> None:
+    """Re-announce what the churn left withdrawn: every segment starts from the table."""
+    for p in sorted(b.withdrawn):
+        b.churn(tracemod.Churn(p, False))
+
+
+def _churn(b: Bench, events: list[fulltable.ChurnEvent], settle: float) -> dict:
+    """Replay the churn trace on its own clock (bursts all at once); per event, ms until
+    the real FIB shows its effect."""
+    strs = b.trace.prefixes
+    marks = []
+    t0 = time.monotonic()
+    for ev in events:
+        time.sleep(max(0.0, t0 + ev.t - time.monotonic()))
+        p = strs[ev.index]  # a churn prefix (`from_table` makes it prefer n1)
+        t = time.monotonic()
+        b.churn(tracemod.Churn(p, p not in b.withdrawn))
+        marks.append((t, p, b.want_fib(p)))
+    time.sleep(settle)
+    by_key = _by_key(b.fib.events)
+    delays, missed = [], 0
+    for t, p, wf in marks:
+        tf = _first(by_key.get(p, []), t, wf)
+        if tf is None:
+            missed += 1
+        else:
+            delays.append((tf - t) * 1000)
+    return {"fib_ms": _quantiles(delays), "fib_raw": delays, "missed": missed,
+            "events": len(events), "wall_s": time.monotonic() - t0}
+
+
+def _load(ctx: RunContext, b: Bench, procs_fn, label: str, timeout: float) -> dict:
+    cpu0 = _pids_cpu(procs_fn())
+    t0 = time.monotonic()
+    b.load(timeout)
+    # until the last prefix is right in the real FIB and at n3, whichever is later
+    load_s = max(e.t for e in list(b.fib.events) + list(b.obs.events)) - t0
+    procs = procs_fn()
+    out = {"load_s": load_s, "load_cpu_s": _pids_cpu(procs) - cpu0, "pss_mb": _pss_mb(procs)}
+    ctx.step(f"{label}: {len(b.trace.prefixes):,} prefixes loaded in {load_s:.1f}s "
+             f"(CPU {out['load_cpu_s']:.1f}s, {out['pss_mb']:.0f} MiB)")
+    return out
+
+
+def _segment(ctx: RunContext, b: Bench, procs_fn, events, label: str) -> dict:
+    _restore(b)
+    time.sleep(1.0)
+    cpu0 = _pids_cpu(procs_fn())
+    r = _churn(b, events, settle=3.0)
+    r["churn_cpu_s"] = _pids_cpu(procs_fn()) - cpu0
+    ctx.step(f"{label}: {r['events']} churn events, FIB delay median "
+             f"{r['fib_ms']['median'] or float('nan'):.1f} ms, CPU {r['churn_cpu_s']:.1f}s, "
+             f"missed {r['missed']}")
+    return r
+
+
+def feeder_load(ctx: RunContext, n: int, timeout: float) -> dict[str, dict]:
+    """Which feeder loads the table fast enough: ExaBGP (API commands grouped by AS path)
+    against GoBGP (`gobgp mrt inject global` of an MRT dump), each alone feeding one FRR;
+    seconds until FRR's kernel FIB holds every prefix, and the feeder's own part."""
+    table = fulltable.generate_table(n, seed=1)
+    strs = table.prefixes()
+    out: dict[str, dict] = {}
+    for impl in ("exabgp", "gobgp"):
+        tag = f"vf{secrets.token_hex(2)}"
+        run = Path(f"/run/routerlab/verb-{tag}")
+        tb = testbed.build(tag, [("n1", impl, ASN["n1"])], run)
+        loop = LoopThread()
+        rec = FibRecorder(loop, tb.fwd.name).start()
+        d = driver_for("frr")(tb.spec)
+        try:
+            d.start(tb.fwd, run / "single")
+            tb.start_neighbors()
+            wait_for(lambda d=d: all(x.established for x in d.bgp_sessions()), 90,
+                     what="FRR's session")
+            feeder = tb.neighbor("n1").daemon
+            assert feeder is not None
+            cpu0 = _pids_cpu([psutil.Process(p) for p in feeder.pids.values()])
+            t0 = time.monotonic()
+            if impl == "exabgp":
+                for path, prefixes in table.grouped().items():
+                    feeder.announce(prefixes, next_hop="self", as_path=(ASN["n1"],) + path)
+            else:
+                mrt = run / "table.mrt"
+                fulltable.write_mrt(table, mrt, peer_ip="10.1.0.2", peer_as=ASN["n1"],
+                                    next_hop="10.1.0.2", prepend_peer=False)
+                t0 = time.monotonic()  # the dump is written once, ahead of time
+                feeder.gobgp("mrt", "inject", "global", str(mrt), timeout=timeout)
+            fed = time.monotonic() - t0
+            wait_for(lambda rec=rec: len(rec.state()) >= n and all(p in rec.state() for p in strs[-50:]),
+                     timeout, interval=1.0, what=f"{n:,} prefixes from {impl} in FRR's FIB")
+            done = max(e.t for e in list(rec.events)) - t0
+            cpu = _pids_cpu([psutil.Process(p) for p in feeder.pids.values()]) - cpu0
+            out[impl] = {"fed_s": round(fed, 1), "fib_s": round(done, 1), "feeder_cpu_s": round(cpu, 1)}
+            ctx.step(f"feeder {impl}: {n:,} prefixes in FRR's FIB after {done:.1f}s "
+                     f"(commands/inject returned after {fed:.1f}s, feeder CPU {cpu:.1f}s)")
+        finally:
+            d.stop()
+            rec.stop()
+            loop.stop()
+            tb.close()
+    return out
+
+
+@experiment("verb-full-table", "VERB with a full Internet table (1M prefixes; 10k in run all): "
+            "load time, added FIB delay, CPU and memory against one FRR, masking and recovery")
+def verb_full_table(ctx: RunContext) -> Result:
+    cfg = sizes(ctx)
+    n = cfg["prefixes"]
+    t_gen = time.monotonic()
+    tr, events = _trace(n, cfg)
+    gen_s = time.monotonic() - t_gen
+    ctx.step(f"table of {n:,} prefixes and {len(events):,} churn events generated in {gen_s:.1f}s")
+    load_timeout = 180 + n * 0.004
+    feeders = {}
+    if ctx.options.get("feeders"):  # the feeder comparison, at its own size
+        feeders = feeder_load(ctx, int(ctx.options["feeders"]), load_timeout)
+    runs: dict[str, dict] = {}
+    with bench(ctx, n, "single frr", trace=tr) as b, single_router(b, "frr") as d:
+        def frr_procs(d=d) -> list[psutil.Process]:
+            return [psutil.Process(p) for p in d.pids.values()]
+        runs["single-frr"] = {**_load(ctx, b, frr_procs, "single frr", load_timeout),
+                              **_segment(ctx, b, frr_procs, events, "single frr"),
+                              "per_process_cpu_s": {f"{p.name()}:{p.pid}": round(_pids_cpu([p]), 2)
+                                                    for p in frr_procs()}}
+    faults: list[dict] = []
+    with bench(ctx, n, "VERB", trace=tr) as b, \
+            verb_router(b, "continuous-majority", cfg["window"], ctx.out_dir / "hv.log",
+                        profile=ctx.options.get("profile")) as rr:
+        load = _load(ctx, b, rr.processes, "VERB", load_timeout)
+        for mode in ctx.options.get("modes", MODES):
+            rr.set_mode(mode)
+            runs[mode] = {**load, **_segment(ctx, b, rr.processes, events, f"VERB {mode}")}
+        runs["continuous-majority"]["per_process_cpu_s"] = {
+            f"{p.name()}:{p.pid}": round(_pids_cpu([p]), 2) for p in rr.processes()}
+        if not ctx.options.get("no_faults"):
+            _restore(b)
+            churn = ChurnThread(b, 5.0)
+            churn.start()
+            try:
+                for mode in ctx.options.get("fault_modes", FAULT_MODES):
+                    rr.set_mode(mode)
+                    for plan in _plan(b):
+                        if plan.fault not in ctx.options.get("faults", (plan.fault,)):
+                            continue
+                        faults.append(_run_fault(ctx, b, rr, churn, mode, plan, cfg["window"]))
+            finally:
+                churn.stop()
+    return _report(ctx, runs, faults, cfg, gen_s, len(events), feeders)
+
+
+def _report(ctx: RunContext, runs: dict, faults: list[dict], cfg: dict, gen_s: float,
+            n_events: int, feeders: dict | None = None) -> Result:
+    res = Result("verb-full-table")
+    n = cfg["prefixes"]
+    base = runs["single-frr"]
+    cm = runs.get("continuous-majority")
+
+    def total_cpu(r: dict) -> float:
+        return r["load_cpu_s"] + r["churn_cpu_s"]
+
+    def added(r: dict | None) -> float | None:
+        if r is None or r["fib_ms"]["median"] is None or base["fib_ms"]["median"] is None:
+            return None
+        return round(r["fib_ms"]["median"] - base["fib_ms"]["median"], 1)
+
+    cpu_ratio = round(total_cpu(cm) / total_cpu(base), 2) if cm and total_cpu(base) else None
+    add_cm = added(cm)
+    res.add_metric("full_table_load_s", f"table load, {n:,} prefixes, whole router (FRR alone: "
+                   f"{base['load_s']:.1f}s)", "s", round(cm["load_s"], 1) if cm else None, None,
+                   "measured")
+    res.add_metric("cpu_ratio_full", "CPU of the whole router / one FRR (load + churn trace)", "x",
+                   cpu_ratio, 11.0, "<= 4 (bar <= 8)", cpu_ratio is not None and cpu_ratio <= 8)
+    res.add_metric("added_fib_delay_ms_median_full", "median FIB-update delay added vs one FRR "
+                   "(continuous-majority)", "ms", add_cm, None, "< 10 (bar < 50)",
+                   add_cm is not None and add_cm < 50)
+    masked = [not (f["reached_fib"] or f["reached_neighbour"]) for f in faults]
+    frac = round(sum(masked) / len(masked), 3) if masked else None
+    res.add_metric("masked_fraction_full", "single-replica faults masked (continuous-majority and "
+                   "wait-for-consensus)", "", frac, 1.0, "= 1", frac == 1.0)
+    recs = [f["recovery_s"] for f in faults if f["recovery_s"] is not None]
+    rmax = round(max(recs), 2) if recs else None
+    res.add_metric("recovery_s_max_full", "longest detection-to-readmission (replay of the full "
+                   "table)", "s", rmax, None, "< 60 (bar < 180)", rmax is not None and rmax < 180)
+    res.add_section("Setup", (
+        f"Table: {n:,} prefixes from `routerlab.fulltable` (seed 1; generated in {gen_s:.1f}s), "
+        "announced by two ExaBGP neighbours n1 and n2 (each prefix through both, one AS longer "
+        f"through one); churn: {n_events:,} events over {cfg['duration']:g}s at {RATE:g}/s plus "
+        f"{cfg['bursts']} burst(s) of {cfg['burst_size']} at one instant (the preferred neighbour "
+        "withdraws or re-announces a churn prefix, moving its best path). Baseline: one FRR "
+        "(zebra, staticd, bgpd) in the same namespace. VERB: the hypervisor process with FRR, "
+        "BIRD and GoBGP replicas, loaded once in continuous-majority, then the same trace in each "
+        "voting mode (switched at run time). CPU is user+system seconds of the process tree, "
+        "over load + churn (VERB: the load plus that mode's churn segment); memory is PSS after "
+        "the load. Faults: the kinds of `verb-masking`, on one replica each, with background "
+        f"churn at 5/s, window {cfg['window']:g}s; recovery replays the stored stream, i.e. the "
+        "whole table. Issue 15's goals: CPU <= 4x (bar 8x; 11x at 10,000 prefixes before), "
+        "added FIB delay median < 10 ms (bar 50), recovery < 60 s (bar 180), every fault masked."))
+    rows = []
+    for name, r in runs.items():
+        rows.append((name, round(r["load_s"], 1), round(r["load_cpu_s"], 1), round(r["churn_cpu_s"], 1),
+                     round(total_cpu(r) / total_cpu(base), 2) if total_cpu(base) else None,
+                     r["fib_ms"]["median"] and round(r["fib_ms"]["median"], 1),
+                     r["fib_ms"]["p90"] and round(r["fib_ms"]["p90"], 1), added(r) if r is not base else "-",
+                     round(r["pss_mb"]), round(r["pss_mb"] / base["pss_mb"], 2), r["missed"]))
+    res.add_section("Load, churn, CPU and memory", markdown_table(
+        ("router", "load (s)", "load CPU (s)", "churn CPU (s)", "CPU x FRR", "FIB delay median (ms)",
+         "FIB p90 (ms)", "added (ms)", "PSS (MiB)", "memory x FRR", "missed"), rows))
+    if faults:
+        res.add_section("Faults", markdown_table(
+            ("mode", "fault", "replica", "reached FIB", "reached n3", "exposure (ms)", "recovery (s)",
+             "detected by"),
+            [(f["mode"], f["fault"], f"{f['replica']} ({f['impl']})", f["reached_fib"],
+              f["reached_neighbour"], max(f["fib_exposure_ms"], f["neighbour_exposure_ms"]),
+              f["recovery_s"], f["detected_by"] or "-") for f in faults]))
+    if feeders:
+        res.add_section("Feeders", markdown_table(
+            ("feeder", "prefixes", "feeder done (s)", "in FRR's FIB (s)", "feeder CPU (s)"),
+            [(k, f"{int(ctx.options['feeders']):,}", v["fed_s"], v["fib_s"], v["feeder_cpu_s"])
+             for k, v in feeders.items()]))
+    series = {name: (list(range(len(r["fib_raw"]))), sorted(r["fib_raw"])) for name, r in runs.items()}
+    plot(ctx.out_dir / "fib_delay_full.png", series,
+         f"FIB-update delay per churn event, {n:,}-prefix table (sorted)", "event (sorted)", "ms",
+         logy=True)
+    res.plots.append(("FIB-update delay, sorted", "fib_delay_full.png"))
+    res.raw = {"config": cfg, "runs": runs, "faults": faults, "generate_s": gen_s,
+               "feeders": feeders}
+    return res
+
