@@ -351,34 +351,72 @@ def _fit(points: list[dict[str, Any]], key: str) -> tuple[float, float] | None:
     return my - b * mx, b
 
 
+def _per_router(points: list[dict[str, Any]], key: str) -> tuple[float, float] | None:
+    """(a, b) with `key` per router ~= a + b * routers: a router's state grows with the
+    network (one OSPF area: every router holds every LSA and every route)."""
+    per = [{"routers": p["routers"], "v": p[key] / p["routers"], "ok": True}
+           for p in points if p.get("ok") and p.get(key) is not None]
+    fit = _fit(per, "v")
+    if fit is None and per:
+        return per[-1]["v"], 0.0
+    return fit
+
+
+def _largest_fit(a: float, b: float, capacity: float) -> float:
+    """The largest n with n * (a + b * n) <= capacity."""
+    if b <= 0:
+        return capacity / a if a > 0 else math.inf
+    return (-a + math.sqrt(a * a + 4 * b * capacity)) / (2 * b)
+
+
+def _share(a: float, b: float, capacity: float) -> Callable[[int], float]:
+    """The share of a machine's `capacity` that n routers at a + b * n each take."""
+    return lambda n: n * (a + b * n) / capacity
+
+
 def limits(points: list[dict[str, Any]]) -> dict[str, Any]:
     """Routers one machine of this kind holds by each resource (memory, CPU at rest, pids),
-    from the FRR OSPF points, and machines needed for 1,000 and 10,000 routers."""
-    frr = [p for p in points if p.get("ok") and p["series"] in ("zoo-frr", "synthetic-frr")]
+    from the FRR OSPF points, and machines needed for networks of 1,000 and 10,000 routers
+    (in one OSPF area, as measured: a router's memory grows with the network's size)."""
+    frr = sorted((p for p in points if p.get("ok") and p["series"] in ("zoo-frr", "synthetic-frr")),
+                 key=lambda p: p["routers"])
     mem_total = _meminfo_mb("MemTotal")
-    out: dict[str, Any] = {"mem_total_mb": round(mem_total)}
-    by: dict[str, float] = {}
-    mem = _fit(frr, "mem_avail_drop_mb")
-    if mem and mem[1] > 0:
-        out["mem_mb_per_router_fit"] = round(mem[1], 2)
-        by["memory"] = (mem_total - RESERVE_MB - max(mem[0], 0)) / mem[1]
-    cpu = _fit(frr, "cpu_rest_pct")
+    capacity = mem_total - RESERVE_MB
     cores = os.cpu_count() or 1
-    if cpu and cpu[1] > 0:
-        out["cpu_pct_per_router_fit"] = round(cpu[1], 4)
+    out: dict[str, Any] = {"mem_total_mb": round(mem_total), "reserve_mb": RESERVE_MB}
+    need: dict[str, Callable[[int], float]] = {}  # resource -> share of a machine n routers take
+    by: dict[str, float] = {}
+    pss = _per_router(frr, "pss_total_mb")
+    if pss and frr:
+        # the kernel's part (namespaces, veths, sockets, FIBs): MemAvailable's drop beyond
+        # the processes' PSS, on the largest network (where it stands out of others' noise)
+        big = frr[-1]
+        kernel = max(0.0, (big["mem_avail_drop_mb"] - big["pss_total_mb"]) / big["routers"])
+        a, b = pss[0] + kernel, max(pss[1], 0.0)
+        out["mem_mb_per_router_model"] = {"fixed": round(a, 2), "per_network_router": round(b, 5),
+                                          "kernel_part": round(kernel, 2)}
+        out["mem_mb_per_router_at"] = {n: round(a + b * n, 1) for n in (1000, 10000)}
+        by["memory"] = _largest_fit(a, b, capacity)
+        need["memory"] = _share(a, b, capacity)
+    cpu = _per_router(frr, "cpu_rest_pct")
+    if cpu:
+        c, d = max(cpu[0], 1e-6), max(cpu[1], 0.0)
+        out["cpu_pct_per_router_at"] = {n: round(c + d * n, 3) for n in (1000, 10000)}
         # at rest the routers may take half the machine; the rest is for the experiment
-        by["cpu at rest (half the cores)"] = (50 * cores - max(cpu[0], 0)) / cpu[1]
+        by["cpu at rest (half the cores)"] = _largest_fit(c, d, 50 * cores)
+        need["cpu at rest (half the cores)"] = _share(c, d, 50 * cores)
     thr = [p["threads_per_router"] for p in frr if p.get("threads_per_router")]
     if thr:
         with open("/proc/sys/kernel/pid_max") as f:
             pid_max = int(f.read())
         by["pids (kernel.pid_max)"] = pid_max * 0.8 / max(thr)
+        need["pids (kernel.pid_max)"] = _share(max(thr), 0.0, pid_max * 0.8)
     out["routers_by_resource"] = {k: int(v) for k, v in by.items()}
     if by:
         first = min(by, key=lambda k: by[k])
         out["first_limit"] = first
         out["routers_per_machine"] = int(by[first])
-        out["machines_for"] = {n: math.ceil(n / max(by[first], 1)) for n in (1000, 10000)}
+        out["machines_for"] = {n: math.ceil(max(f(n) for f in need.values())) for n in (1000, 10000)}
     conv = _fit(frr, "converge_s")
     if conv:
         out["converge_s_at"] = {n: round(conv[0] + conv[1] * n, 1) for n in (1000, 10000)}
@@ -453,6 +491,15 @@ def limits_text(lim: dict[str, Any], points: list[dict[str, Any]]) -> str:
         lines.append(f"\nThe first to run out is **{lim['first_limit']}**, at ~{lim['routers_per_machine']:,} "
                      f"routers. Machines of this kind needed: 1,000 routers: {lim['machines_for'][1000]}, "
                      f"10,000 routers: {lim['machines_for'][10000]} (before any cross-machine link cost).")
+    model = lim.get("mem_mb_per_router_model")
+    if model:
+        at = lim["mem_mb_per_router_at"]
+        lines.append(f"Memory per FRR router (PSS fit + kernel part {model['kernel_part']} MB): "
+                     f"{model['fixed']} MB + {model['per_network_router'] * 1000:.2f} MB per 1,000 routers "
+                     f"in the network (every router holds every LSA and route of its one OSPF area): "
+                     f"{at[1000]} MB each at 1,000 routers, {at[10000]} MB at 10,000. To fit more, a router "
+                     "must shed that growth (OSPF areas with summarised routes between them), then its "
+                     "fixed part (zebra and ospfd heaps, the Mininet shell).")
     if lim.get("converge_s_at"):
         lines.append(f"Convergence time extrapolated linearly: {lim['converge_s_at'][1000]} s at 1,000 "
                      f"routers, {lim['converge_s_at'][10000]} s at 10,000 (on one machine's CPU).")

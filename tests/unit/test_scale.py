@@ -111,14 +111,28 @@ def _point(series: str, n: int, **kw) -> dict:
 def test_limits_find_the_first_resource_and_machines_needed() -> None:
     pts = [_point("zoo-frr", 11), _point("zoo-frr", 143), _point("synthetic-frr", 500)]
     lim = scale.limits(pts)
-    assert lim["mem_mb_per_router_fit"] == pytest.approx(15.0)
-    assert lim["cpu_pct_per_router_fit"] == pytest.approx(0.05)
+    # 11 MB PSS a router, and the kernel's part from the largest point: (7,600 - 5,500) / 500
+    assert lim["mem_mb_per_router_model"] == {"fixed": pytest.approx(15.2), "per_network_router": 0,
+                                              "kernel_part": pytest.approx(4.2)}
+    assert lim["cpu_pct_per_router_at"][1000] == pytest.approx(0.05)
     by = lim["routers_by_resource"]
     assert set(by) == {"memory", "cpu at rest (half the cores)", "pids (kernel.pid_max)"}
     assert lim["routers_per_machine"] == min(by.values()) and by[lim["first_limit"]] == min(by.values())
     m = lim["machines_for"]
     assert m[1000] >= 1 and m[10000] >= m[1000] and m[10000] * lim["routers_per_machine"] >= 10000
     assert lim["converge_s_at"][1000] == pytest.approx(105.0)
+
+
+def test_memory_that_grows_with_the_network_limits_it_quadratically() -> None:
+    # PSS a router = 8 MB + 1 MB per 100 routers of the network; no kernel part
+    pts = [_point("synthetic-frr", n, pss_total_mb=n * (8 + n / 100), mem_avail_drop_mb=n * (8 + n / 100))
+           for n in (100, 200, 400)]
+    lim = scale.limits(pts)
+    assert lim["mem_mb_per_router_at"][1000] == pytest.approx(18.0)
+    assert lim["mem_mb_per_router_at"][10000] == pytest.approx(108.0)
+    n = lim["routers_by_resource"]["memory"]
+    cap = lim["mem_total_mb"] - lim["reserve_mb"]
+    assert n * (8 + n / 100) <= cap < (n + 2) * (8 + (n + 2) / 100)
 
 
 def test_a_size_that_will_not_fit_is_skipped_with_the_reason(monkeypatch) -> None:
