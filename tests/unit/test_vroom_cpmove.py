@@ -266,3 +266,25 @@ def test_process_tree_children_found_adopted_and_stopped(session: registry.Sessi
         root.kill()
         root.wait(5)
     assert root.returncode is not None and not d.pids
+
+
+def test_route_watch_reads_the_changed_destinations() -> None:
+    """The freeze copies only the prefixes a RouteWatch saw change: RTM_NEWROUTE /
+    RTM_DELROUTE messages of table main, as the kernel sends them."""
+    import socket
+    import struct
+
+    from vroom.cpmove.fibcopy import changed_prefixes
+
+    def msg(mtype: int, dst: str | None, plen: int, table: int = 254) -> bytes:
+        attrs = b""
+        if dst is not None:
+            attrs += struct.pack("=HH", 8, 1) + socket.inet_aton(dst)
+        attrs += struct.pack("=HHI", 8, 15, table)
+        body = struct.pack("=BBBBBBBBI", socket.AF_INET, plen, 0, 0, min(table, 255), 3, 0, 1,
+                           0) + attrs
+        return struct.pack("=IHHII", 16 + len(body), mtype, 0, 0, 0) + body
+
+    data = (msg(24, "11.2.0.0", 16) + msg(25, "9.9.9.9", 32) + msg(24, None, 0)
+            + msg(24, "12.0.0.0", 8, table=255) + msg(16, "1.1.1.0", 24))
+    assert changed_prefixes(data) == {"11.2.0.0/16", "9.9.9.9/32", "0.0.0.0/0"}

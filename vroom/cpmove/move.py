@@ -164,8 +164,9 @@ class ControlPlaneMove:
             res.dump_s = time.monotonic() - t_freeze
             reap_dumped(self.daemon)
         t0 = time.monotonic()
-        if self.route_watch is None or self.route_watch.changed():
-            res.delta_routes = copy_routes(self.src.name, self.dst.name)
+        if self.route_watch is None or self.route_watch.changed():  # only what changed
+            res.delta_routes = copy_routes(self.src.name, self.dst.name, only=(
+                self.route_watch.prefixes if self.route_watch is not None else None))
         res.delta_copy_s = time.monotonic() - t0
         if self.before_restore is not None:
             self.before_restore()
