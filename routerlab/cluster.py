@@ -213,7 +213,7 @@ def kernel_has_gretap(server: SshServer | None) -> bool:
 class ClusterNetwork(Network):
     """A `Network` whose nodes are placed on servers (`Topology.placement`), built on
     Mininet's `MininetCluster`. `ssh_config`: an ssh_config file for reaching the servers as
-    root (keys, port, known hosts); None uses root's own ssh configuration."""
+    root (keys, port, known hosts); None: $ROUTERLAB_SSH_CONFIG, else root's own."""
 
     host_cls = ClusterHost
     router_cls = ClusterRouter
@@ -223,6 +223,7 @@ class ClusterNetwork(Network):
         super().__init__(topo, prefix=prefix, run_root=run_root)
         placement = topo.placement() or {n: LOCALHOST for n in topo.nodes}
         self.placement = placement
+        ssh_config = ssh_config or os.environ.get("ROUTERLAB_SSH_CONFIG")  # else root's own
         self.ssh_config = str(ssh_config) if ssh_config else None
         for name, server in placement.items():
             if topo.node(name).role == "switch" and server != LOCALHOST:
@@ -280,11 +281,3 @@ class ClusterNetwork(Network):
     def server_of(self, name: str) -> str:
         """Where node `name` runs."""
         return self.placement[name]
-
-
-def make_network(topo: Topology, *, prefix: str = "rl-", **kwargs: Any) -> Network:
-    """The network for a topology: a `ClusterNetwork` when it places nodes on servers,
-    else a one-machine `Network`."""
-    if topo.placement() is None:
-        return Network(topo, prefix=prefix, **kwargs)
-    return ClusterNetwork(topo, prefix=prefix, **kwargs)

@@ -252,7 +252,10 @@ def run_lab(topology: str, *, prefix: str = "rl-", console: Console | None = Non
     runner = system.hook("run_lab") if system is not None else None
     if runner is not None:
         return runner(topo, prefix=prefix, console=console, script=script)
-    from routerlab.network import Network
+    if topo.placement() is not None:  # cluster mode: nodes on servers (routerlab.cluster)
+        from routerlab.cluster import ClusterNetwork as Network
+    else:
+        from routerlab.network import Network  # type: ignore[assignment]
 
     net = Network(topo, prefix=prefix)
     try:

@@ -61,6 +61,6 @@ def experiment(name: str, description: str, *, kind: str = "run", headline: bool
 def load_all() -> None:
     """Register routerlab's own experiments and every installed system's."""
     from routerlab import systems
-    from routerlab.experiments import ospf_ring, scale  # noqa: F401  (registers by importing)
+    from routerlab.experiments import cluster, ospf_ring, scale  # noqa: F401  (registers by importing)
 
     systems.load_experiments()
