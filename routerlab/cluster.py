@@ -25,7 +25,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from mininet.examples.cluster import MininetCluster, RemoteGRELink, RemoteLink, RemoteMixin
+from mininet.examples.cluster import ClusterCleanup, MininetCluster, RemoteGRELink, RemoteLink, RemoteMixin
 from mininet.link import Link
 from mininet.node import Node
 from mininet.util import decode
@@ -57,6 +57,9 @@ class ClusterNode(RemoteMixin):
         # shared connection ('-tt' kept: RemoteMixin removes it for popen)
         self.sshbase = ["ssh", *self.ssh.options(), "-tt"] if self.ssh else list(RemoteMixin.sshbase)
         super().__init__(name, server=server, user="root", **params)
+        # RemoteMixin queued this server for Mininet's cleanup(), which would run `mn -c`
+        # there (killing every Mininet on it): nothing of ours may reach that list
+        ClusterCleanup.serveruser.clear()
 
     def startShell(self, mnopts: str | None = None) -> None:
         if self.ssh is None:
