@@ -358,6 +358,7 @@ class Interposer:
         self.endpoints: dict[tuple[str, str], Endpoint] = {}
         self.observers: list[Callable[[str, str, object], None]] = []
         self.tampers: dict[str, Tamper] = {}  # replica -> its fault (faults.py only)
+        self._out: list = []  # voted changes not yet sent (`_emit`)
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
@@ -429,6 +430,15 @@ class Interposer:
 
     # ----- voted output -----
     def _emit(self, changes: list) -> None:
+        """Voted changes go out once the loop has run every callback already ready: the
+        votes of all replica UPDATEs read in one loop pass leave as one write per neighbour
+        (in order; no added wait)."""
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._send_voted)
+        self._out += changes
+
+    def _send_voted(self) -> None:
+        changes, self._out = self._out, []
         by_peer: dict[str, list] = {}
         for (peer, prefix), attrs in changes:
             by_peer.setdefault(peer, []).append((prefix, attrs))

@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.emulation,
 def test_verb_full_table_small(tmp_path):
     ctx = RunContext(out_dir=tmp_path, quick=True,
                      options={"prefixes": 1500, "duration": 3.0, "burst_size": 50,
-                              "faults": ["crash"], "fault_modes": ["continuous-majority"]})
+                              "faults": ["crash"], "fault_modes": ["continuous-majority"],
+                              "baselines": ["frr"]})
     res = verb_full_table(ctx)
     save_result(res, tmp_path)
     metrics = {m["id"]: m for m in json.loads((tmp_path / "summary.json").read_text())["metrics"]}
