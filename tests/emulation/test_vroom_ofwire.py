@@ -42,7 +42,7 @@ def test_direct_install_equals_ovs_ofctl(bridge: Bridge) -> None:
     flows += [Flow(1, 1064, ("reg0=5", "ip", "nw_dst=9.9.9.9"), (f"group:{GID}",)),
               Flow(1, 1000, ("reg0=5", "ip"), (f"group:{GID}",))]
     other = Flow(1, 1, ("reg0=5",), ("goto_table:2",))
-    n, left = add_flows(bridge.name, [*flows, other], chunk=30)  # three bundles
+    n, left = add_flows(bridge.name, [*flows, other], chunk=30, connections=3)  # 3 x 3 bundles
     assert (n, left) == (len(flows), [other])
     direct = _table1(bridge)
     assert len(direct) == len(flows)
