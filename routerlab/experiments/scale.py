@@ -457,6 +457,9 @@ def summarize(points: list[dict[str, Any]], out_dir: Path, quick: bool) -> Resul
                        f"{lim['first_limit']})", "routers", lim["routers_per_machine"], None, "reported", True)
     res.add_section("Measured", points_table(points))
     res.add_section("Where it stops", limits_text(lim, points))
+    notes = out_dir / "notes.md"  # what the person running it adds (before/after of a change)
+    if notes.exists():
+        res.add_section("Notes", notes.read_text())
     _plots(res, points, out_dir)
     return res
 
