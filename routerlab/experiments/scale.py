@@ -513,12 +513,18 @@ def limits_text(lim: dict[str, Any], points: list[dict[str, Any]]) -> str:
     return "\n".join(lines) or "not enough points"
 
 
+#: one line per daemon and protocol: the Zoo graphs and the synthetic ones continue each other
+PLOT_LINES = {"zoo-frr": "FRR OSPF", "synthetic-frr": "FRR OSPF", "zoo-bird": "BIRD OSPF",
+              "bgp-frr": "FRR eBGP"}
+
+
 def _plots(res: Result, points: list[dict[str, Any]], out_dir: Path) -> None:
     ok = [p for p in points if p.get("ok")]
-    series = sorted({p["series"] for p in ok})
+    series = sorted({PLOT_LINES.get(p["series"], p["series"]) for p in ok})
 
     def xy(s: str, key: str) -> tuple[list[float], list[float]]:
-        pts = sorted((p["routers"], p[key]) for p in ok if p["series"] == s and p.get(key) is not None)
+        pts = sorted((p["routers"], p[key]) for p in ok
+                     if PLOT_LINES.get(p["series"], p["series"]) == s and p.get(key) is not None)
         return [x for x, _ in pts], [y for _, y in pts]
 
     if not ok:
