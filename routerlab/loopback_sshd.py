@@ -30,10 +30,23 @@ def missing() -> str | None:
     return None
 
 
+def free_port() -> int:
+    """Port 22 on SERVER when free (as on a real server), else one the kernel picks: another
+    sshd there (say, a concurrent test's) must never be mistaken for ours."""
+    for port in (22, 0):
+        with socket.socket() as s:
+            try:
+                s.bind((SERVER, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError(f"no free port on {SERVER}")
+
+
 class LoopbackSshd:
-    def __init__(self, tmp: Path, port: int = 22):
+    def __init__(self, tmp: Path, port: int | None = None):
         self.dir = tmp
-        self.port = port
+        self.port = port if port is not None else free_port()
         self.proc: subprocess.Popen | None = None
         self.ssh_config = tmp / "ssh_config"
 
@@ -51,7 +64,7 @@ class LoopbackSshd:
             f"PidFile {d / 'sshd.pid'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "PermitTunnel yes\nUseDNS no\nMaxSessions 200\nMaxStartups 100:30:200\nUsePAM no\n"
-            "StrictModes no\nAcceptEnv LANG\n")
+            "StrictModes no\nAcceptEnv LANG SHLVL\n")
         self.ssh_config.write_text(
             f"Host {SERVER}\n  User root\n  Port {self.port}\n  IdentityFile {d / 'client_key'}\n"
             f"  IdentitiesOnly yes\n  UserKnownHostsFile {d / 'known_hosts'}\n  StrictHostKeyChecking yes\n"
@@ -65,7 +78,10 @@ class LoopbackSshd:
                 raise RuntimeError(f"sshd exited: {(d / 'sshd.log').read_text()[-500:]}")
             try:
                 socket.create_connection((SERVER, self.port), timeout=0.5).close()
-                return self
+                time.sleep(0.2)  # one that lost the race for the port exits right after
+                if self.proc.poll() is None:
+                    return self
+                continue
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("sshd did not listen within 10 s")
