@@ -106,6 +106,12 @@ def _meminfo_mb(field: str) -> float:
     raise KeyError(field)
 
 
+def kernel_mb() -> float:
+    """The kernel's own memory (slab, kernel stacks, page tables, per-CPU): what namespaces,
+    veths, sockets and FIBs cost, with far less of other runs' noise than MemAvailable."""
+    return sum(_meminfo_mb(f) for f in ("Slab", "KernelStack", "PageTables", "Percpu"))
+
+
 def proc_cost(pid: int) -> dict[str, float]:
     """PSS (MB), threads, open fds and CPU seconds of one process (zeros when it is gone)."""
     out = {"pss_mb": 0.0, "threads": 0.0, "fds": 0.0, "cpu_s": 0.0}
@@ -190,7 +196,7 @@ def measure(case: Case, *, prefix: str, say: Callable[[str], None], at_rest: boo
         "ospf_hello_dead": [topo.ospf.hello, topo.ospf.dead],
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "load_before": os.getloadavg()[0], "ok": False}
-    avail0 = _meminfo_mb("MemAvailable")
+    avail0, kernel0 = _meminfo_mb("MemAvailable"), kernel_mb()
     net = Network(topo, prefix=prefix)
     with own_session(f"scale-{case.series}-{n}") as session:
         try:
@@ -226,6 +232,7 @@ def measure(case: Case, *, prefix: str, say: Callable[[str], None], at_rest: boo
                 "pss_mb_per_router": round(sum(per_router) / n, 2),
                 "pss_mb_per_router_daemons": round((sum(per_router) - sum(shell_pss)) / n, 2),
                 "mem_avail_drop_mb": round(avail0 - _meminfo_mb("MemAvailable"), 1),
+                "kernel_mb_per_router": round((kernel_mb() - kernel0) / n, 2),
                 "processes_per_router": round(len(every) / n, 2),
                 "threads_per_router": round(sum(c["threads"] for cs in costs.values() for c in cs) / n, 2),
                 "fds_per_router": round(sum(c["fds"] for cs in costs.values() for c in cs) / n, 2),
@@ -388,10 +395,12 @@ def limits(points: list[dict[str, Any]]) -> dict[str, Any]:
     by: dict[str, float] = {}
     pss = _per_router(frr, "pss_total_mb")
     if pss and frr:
-        # the kernel's part (namespaces, veths, sockets, FIBs): MemAvailable's drop beyond
-        # the processes' PSS, on the largest network (where it stands out of others' noise)
+        # the kernel's part (namespaces, veths, sockets, FIBs): measured (`kernel_mb`) on the
+        # largest network that has it, else MemAvailable's drop beyond the processes' PSS
         big = frr[-1]
-        kernel = max(0.0, (big["mem_avail_drop_mb"] - big["pss_total_mb"]) / big["routers"])
+        with_kernel = [p for p in frr if p.get("kernel_mb_per_router") is not None]
+        kernel = (with_kernel[-1]["kernel_mb_per_router"] if with_kernel else
+                  max(0.0, (big["mem_avail_drop_mb"] - big["pss_total_mb"]) / big["routers"]))
         a, b = pss[0] + kernel, max(pss[1], 0.0)
         out["mem_mb_per_router_model"] = {"fixed": round(a, 2), "per_network_router": round(b, 5),
                                           "kernel_part": round(kernel, 2)}
