@@ -73,6 +73,7 @@ class RemoteProcess:
         self.ssh = ssh
         self.pid = pid
         self.args = ssh.args
+        self._released = False
 
     def __repr__(self) -> str:
         return f"<RemoteProcess {self.server.host}:{self.pid}>"
@@ -81,11 +82,23 @@ class RemoteProcess:
     def returncode(self) -> int | None:
         return self.ssh.returncode
 
+    def _ended(self) -> None:
+        # its session ended: the process is gone (or, if only the connection broke, it is
+        # still inside its recorded namespace, which `routerlab clean` empties)
+        if not self._released:
+            self._released = True
+            self.server.release("process", str(self.pid))
+
     def poll(self) -> int | None:
-        return self.ssh.poll()
+        rc = self.ssh.poll()
+        if rc is not None:
+            self._ended()
+        return rc
 
     def wait(self, timeout: float | None = None) -> int:
-        return self.ssh.wait(timeout)
+        rc = self.ssh.wait(timeout)
+        self._ended()
+        return rc
 
     def send_signal(self, sig: int) -> None:
         if self.poll() is None:

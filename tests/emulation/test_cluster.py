@@ -126,6 +126,7 @@ def test_ring_split_over_two_servers(sshd, uid):
     assert after["here_dot_ssh"] == before["here_dot_ssh"]
     assert not sshd_sessions(sshd), "ssh connections to server 2 left open"
     mine = registry.live_resources(registry.session().path)
+    assert not [r for r in mine if r["kind"] == "remote"], "remote records left unreleased"
     left = [r for r in registry.all_live_resources() if r in mine and (prefix in r["name"] or r["kind"] == "remote")]
     assert not left, left
 
