@@ -365,7 +365,18 @@ class DataPlaneHypervisor:
         A big share goes in several bounded transactions (see REMOVE_CHUNK): it is being
         removed, so nothing needs it to go at once."""
         with self._lock:
-            return self._remove_batches(self._removal_batches())
+            flows = [f for t in (self._routes, self._binding) for f in t.flows.values()]
+            if len(flows) <= REMOVE_CHUNK:
+                return self._remove_batches(self._removal_batches())
+            try:  # the route flows over OpenFlow directly (vroom.ofwire), same pacing
+                n, _ = ofwire.delete_flows(self.bridge, flows, chunk=REMOVE_CHUNK,
+                                           pause_max_s=REMOVE_PAUSE_MAX_S)
+            except (OSError, ofwire.OpenFlowError) as e:
+                log.warning("%s: direct OpenFlow removal failed (%s): using ovs-ofctl",
+                            self.name, e)
+                return self._remove_batches(self._removal_batches())
+            # what is left is small: one transaction (sweep, other flows, groups)
+            return n + self._remove_batches([self._removal_lines()])
 
     def _remove_batches(self, batches: list[list[str]]) -> int:
         """Send `_removal_batches`, pausing between them; the share is empty afterwards."""

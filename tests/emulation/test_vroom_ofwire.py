@@ -10,7 +10,7 @@ import pytest
 
 from routerlab.ovs import Bridge, ofctl, ofctl_file
 from vroom.flows import Flow
-from vroom.ofwire import add_flows
+from vroom.ofwire import add_flows, delete_flows
 
 pytestmark = [pytest.mark.emulation,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root (OVS)")]
@@ -49,3 +49,9 @@ def test_direct_install_equals_ovs_ofctl(bridge: Bridge) -> None:
     ofctl("del-flows", bridge.name, "table=1")
     ofctl_file("add-flows", bridge.name, [f.text() for f in flows], bundle=True)
     assert direct == _table1(bridge)
+    ofctl("add-flow", bridge.name, "table=1,priority=1,reg0=5,actions=goto_table:2")
+    n, left = delete_flows(bridge.name, [*flows[:50], other], chunk=20, pause_max_s=0.01)
+    assert (n, left) == (50, [other])
+    after = _table1(bridge)
+    assert len(after) == len(flows) - 50 + 1 and all(
+        f"nw_dst={flows[0].match[2][7:]} " not in ln for ln in after)
