@@ -209,14 +209,7 @@ def add_flows(bridge: str, flows: Iterable[Flow], *, chunk: int, pause_s: float 
     connection's turns, not the per-flow work, bound the rate (60,000 flows here: 3.5-5.0 s
     on one connection, 2.7-2.8 s on four). Each commit then holds chunk/connections flows."""
     enc = FlowEncoder(bid=1, xid=1)
-    other: list[Flow] = []
-    msgs: list[bytes] = []
-    for f in flows:
-        m = enc.encode(f)
-        if m is None:
-            other.append(f)
-        else:
-            msgs.append(m)
+    msgs, other = _encode_all(enc, flows)
     if not msgs:
         return 0, other
     k = max(1, min(connections, len(msgs)))
@@ -232,6 +225,19 @@ def add_flows(bridge: str, flows: Iterable[Flow], *, chunk: int, pause_s: float 
         for c in conns:
             c.close()
     return len(msgs), other
+
+
+def _encode_all(enc: FlowEncoder, flows: Iterable[Flow]) -> tuple[list[bytes], list[Flow]]:
+    """(messages for the flows `enc` encodes, the flows it does not)."""
+    other: list[Flow] = []
+    msgs: list[bytes] = []
+    for f in flows:
+        m = enc.encode(f)
+        if m is None:
+            other.append(f)
+        else:
+            msgs.append(m)
+    return msgs, other
 
 
 def _parallel(work: list[tuple[OpenFlowConnection, bytes]]) -> None:
@@ -262,14 +268,7 @@ def delete_flows(bridge: str, flows: Iterable[Flow], *, chunk: int, pause_max_s:
     REMOVE_CHUNK`); without ovs-ofctl's process and text parse per chunk a million flows go
     several times faster. Returns (flows deleted, the flows of other shapes)."""
     enc = FlowEncoder(bid=1, xid=1, delete=True)
-    other: list[Flow] = []
-    msgs: list[bytes] = []
-    for f in flows:
-        m = enc.encode(f)
-        if m is None:
-            other.append(f)
-        else:
-            msgs.append(m)
+    msgs, other = _encode_all(enc, flows)
     if msgs:
         with OpenFlowConnection(bridge) as conn:
             for i in range(0, len(msgs), chunk):
