@@ -284,13 +284,14 @@ class Network:
         failed: list[str] = []
 
         # the daemons started first converge while the rest start, on the same cores: a
-        # start waits for its daemon longer the larger the network (0.1 s a router)
+        # start waits for its daemon longer the larger the network (0.25 s a router; at 300
+        # routers on a busy 2-core machine 30 s was too short)
         def start_one(name: str, r: RouterNode) -> None:
             if failed:
                 return
             try:
                 r.start_daemon(self.run_root / name,
-                               timeout=max(r.daemon.start_timeout, 0.1 * n) if r.daemon else None)
+                               timeout=max(r.daemon.start_timeout, 0.25 * n) if r.daemon else None)
             except DaemonError as e:
                 failed.append(f"router {name}: {e}")
 
