@@ -171,3 +171,13 @@ def test_spf_throttle_chosen_for_the_size() -> None:
     assert " timers throttle spf 200 1000 5000\n" in FrrDaemon(big).render()["ospfd.conf"]
     with pytest.raises(Exception, match="SPF throttle"):
         RouterSpec("r", "10.0.0.1", ospf_spf_throttle=(0, 2000, 1000)).validate()
+
+
+def test_a_network_that_did_not_converge_is_the_measured_stop() -> None:
+    pts = [_point("zoo-frr", 143), _point("synthetic-frr", 300),
+           {"series": "synthetic-frr", "label": "rgg500", "routers": 500, "ok": False, "error": "rtnl"},
+           {"series": "synthetic-frr", "label": "rgg1000", "routers": 1000, "ok": False, "skipped": "500 failed"}]
+    lim = scale.limits(pts)
+    assert lim["measured_stop"] == {"routers": 500, "largest_converged": 300, "why": "rtnl"}
+    assert lim["machines_for_converged"] == {1000: 4, 10000: 34}
+    assert "Measured stop: 500 routers" in scale.limits_text(lim, pts)
