@@ -155,14 +155,14 @@ def _pss_mb(procs: list[psutil.Process]) -> float:
     return total / 2**20
 
 
-def _verb_config(mode: str, window: float) -> dict:
-    return {"mode": mode, "window": window, "consensus_timeout": CONSENSUS_TIMEOUT, "replica_hold": 3}
+def _verb_config(mode: str, window: float, hold: int = 3) -> dict:
+    return {"mode": mode, "window": window, "consensus_timeout": CONSENSUS_TIMEOUT, "replica_hold": hold}
 
 
 @contextmanager
 def verb_router(b: Bench, mode: str, window: float, log_path: Path,
-                profile: Path | None = None) -> Iterator[RemoteRouter]:
-    rr = RemoteRouter(b.tb.spec, b.tb.fwd, tag=b.tb.tag, config=_verb_config(mode, window),
+                profile: Path | None = None, hold: int = 3) -> Iterator[RemoteRouter]:
+    rr = RemoteRouter(b.tb.spec, b.tb.fwd, tag=b.tb.tag, config=_verb_config(mode, window, hold),
                       run_dir=b.tb.run_dir / "hv", log_path=log_path, profile=profile)
     try:
         rr.start()

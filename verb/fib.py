@@ -155,7 +155,7 @@ class KernelFib:
                 # every datagram already queued, voted as one batch: a table load or a burst
                 # arrives as thousands of datagrams
                 msgs = parse(await mon.recv())
-                for buf in mon.pending():
+                for buf in mon.pending(16):  # bounded: one vote must not stall the loop
                     msgs += parse(buf)
                 self.table.apply(e for e in map(self._event, msgs) if e)
         finally:
@@ -224,7 +224,7 @@ class GobgpFib:
             rest = b""
             while True:
                 # whatever the monitor has written so far, as one batch of whole lines
-                data = await reader.read(1 << 22)
+                data = await reader.read(1 << 18)  # bounded: ~1,000 paths per vote
                 if not data:
                     break
                 lines = (rest + data).split(b"\n")

@@ -319,8 +319,16 @@ class Endpoint:
             # implementations (FRR) send routes back to where they came from, some do not.
             attrs = None
         peer = self.nb.peer
-        changes: list = [((peer, p), None) for p in u.withdrawn]
-        changes += [((peer, p), attrs) for p in u.nlri]
+        held = self.ix.update_voter.values
+        me = self.replica
+        # "absent" where the voter holds nothing from this replica changes no vote: a full
+        # table sent back to the neighbours it came from (looped, so absent) is most of
+        # what the replicas send, and is not voted key by key
+        changes: list = [((peer, p), None) for p in u.withdrawn if me in held.get((peer, p), ())]
+        if attrs is None:
+            changes += [((peer, p), None) for p in u.nlri if me in held.get((peer, p), ())]
+        else:
+            changes += [((peer, p), attrs) for p in u.nlri]
         self.announced.difference_update(u.withdrawn)
         (self.announced.update if attrs is not None else self.announced.difference_update)(u.nlri)
         self.ix.observe("replica-update", self.replica, (peer, changes))
