@@ -54,7 +54,9 @@ def sizes(ctx: RunContext) -> dict:
     # loading the table (GoBGP lags FRR and BIRD by tens of seconds at 100k), and the replica
     # hold time the hypervisor loop's longest pass while it votes a full table
     big = d["prefixes"] > 20_000
-    d.update({"window": max(d["window"], d["prefixes"] / 4000), "hold": 9 if big else 3})
+    # (GoBGP drops a session whose writes block longer than the hold time: the Python
+    # hypervisor reads a 100k table back from three replicas slower than they write it)
+    d.update({"window": max(d["window"], d["prefixes"] / 4000), "hold": 30 if big else 3})
     d.update({k: type(d[k])(v) for k, v in ctx.options.items() if k in d})
     return d
 

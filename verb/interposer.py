@@ -37,6 +37,7 @@ from .session import Identity, Session, SessionClosed
 log = logging.getLogger(__name__)
 
 BGP_PORT = 179
+READ_BATCH = 32  # replica messages handled per loop pass when they are already buffered
 # fault injection only: (message as the replica sent it, neighbour) -> what it "really" sent
 Tamper = Callable[[bytes, str], list[bytes]]
 
@@ -301,6 +302,7 @@ class Endpoint:
             self.nb.log.listeners.remove(self._wake.set)
 
     async def _read_loop(self, s: Session) -> None:
+        n = 0
         while True:
             msg = await s.read()
             tamper = self.ix.tampers.get(self.replica)
@@ -310,7 +312,12 @@ class Endpoint:
                     raise BgpError(1, 2, m[16:18], "message length does not match its header")
                 if mtype == bgp.UPDATE:
                     self._on_update(bgp.parse_update(m, s.as4))
-            await asyncio.sleep(0)
+            n += 1
+            # yield every few messages, not after each: one message per loop pass drained a
+            # replica's full-table stream so slowly that GoBGP's writes timed out (it drops a
+            # session whose writes block past the hold time); a bounded run stays fair
+            if n % READ_BATCH == 0:
+                await asyncio.sleep(0)
 
     def _on_update(self, u: bgp.Update) -> None:
         attrs = bgp.normalize(u, self.session.as4 if self.session else True)
