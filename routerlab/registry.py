@@ -59,13 +59,25 @@ class Session:
         SESSIONS_DIR.mkdir(parents=True, exist_ok=True)
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{'-' + label if label else ''}"
         s = cls(SESSIONS_DIR / f"{name}.jsonl")
-        s._append({"op": "session", "owner_pid": s.owner_pid,
-                   "owner_start": proc_start_time(s.owner_pid)})
+        s._append(s._header())
         return s
+
+    def _header(self) -> dict[str, Any]:
+        return {"op": "session", "owner_pid": self.owner_pid,
+                "owner_start": proc_start_time(self.owner_pid)}
 
     def _append(self, rec: dict[str, Any]) -> None:
         line = json.dumps(rec, sort_keys=True) + "\n"
-        with self._lock, open(self.path, "a") as f:
+        with self._lock:
+            # A file removed under a live session (its resources all released, then
+            # cleaned or closed) starts again with its owner: without that line a
+            # `clean --stale` would take the running session for a dead one.
+            if rec.get("op") != "session" and not self.path.exists():
+                line = json.dumps(self._header(), sort_keys=True) + "\n" + line
+            self._write(line)
+
+    def _write(self, line: str) -> None:
+        with open(self.path, "a") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())

@@ -28,3 +28,16 @@ def test_the_ifindex_record_replaces_the_name_only_one(tmp_path):
     s.link_created("lo")              # after: with its ifindex
     live = registry.live_resources(path)
     assert live == [{"op": "add", "kind": "link", "name": "lo", "ifindex": _lo_ifindex()}]
+
+
+def test_a_session_file_removed_under_a_live_session_keeps_its_owner(tmp_path):
+    path = tmp_path / "s.jsonl"
+    s = registry.Session(path)
+    s._append(s._header())
+    s.add("dir", str(tmp_path / "a"))
+    s.release("dir", str(tmp_path / "a"))
+    path.unlink()                     # e.g. cleaned while nothing of it was live
+    s.add("dir", str(tmp_path / "b"))
+    assert registry.session_owner(path) == (s.owner_pid, registry.proc_start_time(s.owner_pid))
+    assert registry.session_alive(path)
+    assert [r["name"] for r in registry.live_resources(path)] == [str(tmp_path / "b")]
