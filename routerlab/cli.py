@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     # SIGTERM and SIGHUP behave like Ctrl-C: unwind, stop daemons, remove what this run made.
+    # SIGINT too, set here: a process started in the background by a non-interactive shell
+    # (nohup ... &, CI scripts) inherits SIGINT ignored, and a `kill -INT` did nothing.
     main_pid = os.getpid()
 
     def _interrupt(signum: int, _frame) -> None:
@@ -172,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             return
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     try:
