@@ -11,7 +11,8 @@ from b4.te.b4r import b4r
 from b4.te.metrics import compare
 from b4.te.quantization import quantize
 from tests.unit.test_te_baselines import _transit
-from tests.unit.test_te_properties import _feasible, _saturated, _tunnel_edges, problems
+from tests.unit.test_te_properties import (_feasible, _saturated, _tunnel_edges, check_quantized,
+                                           problems)
 
 # b4r runs several fills and one LP per example: fewer examples than B4's own property tests.
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -52,16 +53,5 @@ def test_b4r_unquantized(p: Problem) -> None:
 def test_b4r_quantized(p: Problem, quantum: float) -> None:
     base = b4r(build_instance(p))
     a = quantize(base, quantum)
-    inst = a.instance
     assert a.algorithm == "b4r" and a.unquantized is base
-    _feasible(a)
-    units = a.weights / quantum
-    assert np.allclose(units, np.round(units), atol=1e-9), "weights not multiples of the quantum"
-    assert np.allclose(a.weights.sum(axis=1), 1.0, atol=1e-12)
-    assert (a.weights[inst.fg_tunnels < 0] == 0).all()
-    assert np.allclose(a.tunnel_rates, a.weights * a.rates[:, None], atol=1e-9)
-    sat = _saturated(inst, a.edge_loads)
-    for g in np.flatnonzero(~a.satisfied):
-        used = [k for k in range(inst.num_tunnels(g)) if a.weights[g, k] > 0]
-        assert any(sat[_tunnel_edges(inst, g, k)].any() for k in used), f"FG{g} could grow"
-    assert ((a.weights > 0) <= (base.weights > 0)).all()
+    check_quantized(a, quantum, base)

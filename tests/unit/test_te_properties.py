@@ -124,6 +124,13 @@ def test_b4_tunnel_group_generation(p: Problem) -> None:
 @given(problems(), st.sampled_from([1.0, 0.5, 0.25, 1 / 3, 0.125]))
 def test_b4_quantized(p: Problem, quantum: float) -> None:
     a = solve(p, "b4", quantum=quantum)
+    check_quantized(a, quantum, a.unquantized)
+
+
+def check_quantized(a: Allocation, quantum: float, base: Allocation) -> None:
+    """What every quantized allocation keeps (b4's and b4r's): feasible, splits in whole
+    quanta summing to 1, nothing on padded tunnels, rates following the splits, no
+    unsatisfied flow group that could send more, quanta only on tunnels `base` used."""
     inst = a.instance
     _feasible(a)
     units = a.weights / quantum
@@ -137,8 +144,8 @@ def test_b4_quantized(p: Problem, quantum: float) -> None:
     for g in np.flatnonzero(~a.satisfied):
         used = [k for k in range(inst.num_tunnels(g)) if a.weights[g, k] > 0]
         assert any(sat[_tunnel_edges(inst, g, k)].any() for k in used), f"FG{g} could grow"
-    # Quantization only puts quanta on tunnels the unquantized tunnel group used.
-    assert ((a.weights > 0) <= (a.unquantized.weights > 0)).all()
+    # Quantization only puts quanta on tunnels the unquantized allocation used.
+    assert ((a.weights > 0) <= (base.weights > 0)).all()
 
 
 @FAST
