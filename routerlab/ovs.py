@@ -179,6 +179,27 @@ def add_ports(bridge: str, ifnames: list[str], mtu: int | None = None) -> list[i
     return ports
 
 
+def add_patch_pairs(pairs: list[tuple[str, str, str, str]]) -> list[tuple[int, int]]:
+    """Join bridges with OVS patch ports, all in ONE transaction (see `add_ports`): each
+    (bridge_a, port_a, bridge_b, port_b) is a wire between the two bridges; returns each
+    pair's (ofport on bridge_a, ofport on bridge_b).
+
+    A patch port costs nothing per packet: the userspace datapath translates the whole
+    path through patched bridges in one pass, where a veth between two bridges makes
+    ovs-vswitchd send the packet into the kernel and read it back (measured in the vroom
+    lab: the forwarding limit of a path through five bridges went from ~30,000 packets/s
+    with veths to well above that with patch ports)."""
+    if not pairs:
+        return []
+    args: list[str] = []
+    for ba, pa, bb, pb in pairs:
+        for br, port, peer in ((ba, pa, pb), (bb, pb, pa)):
+            args += ["--", "add-port", br, port, "--", "set", "interface", port, "type=patch",
+                     f"options:peer={peer}"]
+    vsctl(*args[1:])
+    return [(Bridge(ba).ofport(pa), Bridge(bb).ofport(pb)) for ba, pa, bb, pb in pairs]
+
+
 def del_ports(bridge: str, ifnames: list[str]) -> None:
     """Detach interfaces from a bridge in one transaction (see `add_ports`)."""
     args: list[str] = []

@@ -265,6 +265,12 @@ class RateStep:
     # failed while ovs-vswitchd stalled or was busy with bulk OpenFlow (another run's work)
     disturbed: bool = False
 
+    @staticmethod
+    def sender_fell_behind(rate: int, r: ProbeResult) -> bool:
+        """The probe's sender sent under 95% of `rate` (it skipped slots it could not keep):
+        the step measured the probe, not the data plane, so it does not carry `rate`."""
+        return r.sent > 1 and r.duration_s > 0 and r.sent / r.duration_s < 0.95 * rate
+
     @classmethod
     def of(cls, rate: int, r: ProbeResult, tolerance: float,
            max_p99_ms: float | None = None, ovs_stall_ms: float | None = None,
@@ -277,7 +283,8 @@ class RateStep:
                    latency_max_ms=r.latency_max_ms,
                    sender_max_late_ms=r.sender_max_late_ms,
                    ok=r.sent > 0 and r.loss_ratio <= tolerance
-                   and (max_p99_ms is None or (r.latency_p99_ms or 0.0) <= max_p99_ms),
+                   and (max_p99_ms is None or (r.latency_p99_ms or 0.0) <= max_p99_ms)
+                   and not cls.sender_fell_behind(rate, r),
                    ovs_stall_ms=ovs_stall_ms, ovs_openflow_msgs=ovs_openflow_msgs,
                    disturbed=(ovs_stall_ms is not None and ovs_stall_ms >= stall_ms)
                    or (busy_msgs is not None and ovs_openflow_msgs is not None

@@ -46,7 +46,8 @@ RATE_BAR_PPS = 10_000
 # a veth's buffer holds packets for hundreds of milliseconds without losing any, and a
 # probe sitting in such a queue measures the queue, not the migration.
 CLEAN_P99_MS = 20.0
-LIMIT_RATES = (5_000, 10_000, 15_000, 20_000, 30_000, 40_000, 50_000)
+LIMIT_RATES = (5_000, 10_000, 15_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000,
+               100_000)
 MAX_DISTURBED = 3  # runs repeated because the network broke before the move
 STEADY_S = 1.0  # probe time before each move (the steady-state latency window)
 

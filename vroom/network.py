@@ -26,11 +26,11 @@ from typing import Any
 
 from routerlab import registry
 from routerlab.daemons import RouterSpec
-from routerlab.netns import Netns, check_ifname, create_veth, delete_link
-from routerlab.ovs import add_ports
+from routerlab.netns import Netns, check_ifname
+from routerlab.ovs import add_patch_pairs
 
 from .hypervisor import DataPlaneHypervisor
-from .router import TUNNEL_MTU, PhysicalRouter, VirtualRouter, prepare_namespace
+from .router import PhysicalRouter, VirtualRouter, prepare_namespace
 from .translate import MAX_VR_ID
 from .transport import Transport
 
@@ -146,16 +146,14 @@ class VroomNetwork:
                 self.transport.patch(name, a, b)
 
     def tunnel(self, a: str, b: str) -> tuple[int, int]:
-        """The tunnel (a veth, VLAN-tagged frames) between two physical routers' bridges:
-        their migration link. Made on first use and kept (creating and deleting ports
-        stalls the userspace datapath; see `routerlab.ovs.add_ports`)."""
+        """The tunnel (a pair of patch ports, VLAN-tagged frames) between two physical
+        routers' bridges: their migration link. Made on first use and kept (creating and
+        deleting ports stalls the userspace datapath; see `routerlab.ovs.add_ports`)."""
         pa, pb = self.prs[a], self.prs[b]
         if b in pa.tunnels:
             return pa.tunnels[b][1], pb.tunnels[a][1]
         na, nb = check_ifname(f"{self.prefix}t{a}{b}"), check_ifname(f"{self.prefix}t{b}{a}")
-        create_veth(na, nb, mtu=TUNNEL_MTU)
-        (oa,) = add_ports(pa.bridge_name, [na], mtu=TUNNEL_MTU)
-        (ob,) = add_ports(pb.bridge_name, [nb], mtu=TUNNEL_MTU)
+        ((oa, ob),) = add_patch_pairs([(pa.bridge_name, na, pb.bridge_name, nb)])
         pa.tunnels[b] = (na, oa)
         pb.tunnels[a] = (nb, ob)
         return oa, ob
@@ -176,7 +174,6 @@ class VroomNetwork:
             pa.bridge.del_port(na)
         if pb.bridge is not None:
             pb.bridge.del_port(nb)
-        delete_link(na)
 
     def ns_name(self, vr: str, pr: str) -> str:
         return f"{self.prefix}-{vr}-{pr}"

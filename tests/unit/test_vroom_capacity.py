@@ -7,14 +7,16 @@ from routerlab.traffic import ProbeResult
 from vroom.capacity import dataplane_limit_pps
 
 
-def fake_probe(limit: int, noisy: set[int] | None = None, seconds: float = 2.0):
+def fake_probe(limit: int, noisy: set[int] | None = None, seconds: float = 2.0,
+               sender_max: int | None = None):
     """Loses (rate - limit) x seconds packets above `limit`; a rate in `noisy` loses one
-    packet on its first try only."""
+    packet on its first try only; a sender that cannot send over `sender_max` packets/s
+    skips the slots it cannot keep (it sends fewer, all delivered)."""
     tried: list[int] = []
 
     def probe(rate: int) -> ProbeResult:
         tried.append(rate)
-        sent = int(rate * seconds)
+        sent = int(min(rate, sender_max or rate) * seconds)
         lost = max(0, int((rate - limit) * seconds))
         if noisy and rate in noisy and tried.count(rate) == 1:
             lost = max(lost, 1)
@@ -35,6 +37,15 @@ def test_highest_rate_without_loss_and_the_table() -> None:
     assert rows[0]["delivered_pps"] == 2_000 and rows[0]["latency_p99_ms"] == 2.0
     assert "20,000 packets/s with no loss" in lim.summary()
     assert lim.to_json()["limit_pps"] == 20_000
+
+
+def test_a_sender_that_falls_behind_is_not_the_data_planes_rate() -> None:
+    """The probe's own limit (it sent 60,000/s when asked for 80,000, losing nothing) must
+    not be reported as the data plane carrying 80,000."""
+    p = fake_probe(200_000, sender_max=60_000)
+    lim = dataplane_limit_pps(None, "hA", "hB", rates=[40_000, 60_000, 80_000], probe=p,
+                              confirm=0, settle_s=0)
+    assert lim.limit_pps == 60_000 and lim.steps[-1].lost == 0 and not lim.steps[-1].ok
 
 
 def test_one_noisy_step_is_retried() -> None:
