@@ -196,16 +196,53 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, timeout=30)
 
 
+#: where named network namespaces are mounted (as `ip netns` makes them)
+NETNS_DIR = Path("/var/run/netns")
+
+
 def netns_exists(name: str) -> bool:
-    return Path("/var/run/netns", name).exists()
+    return (NETNS_DIR / name).exists()
+
+
+def netns_key(path: str | os.PathLike) -> tuple[int, int] | None:
+    """A network namespace's identity, (st_dev, st_ino) of its nsfs file, as `ip netns pids`
+    compares them; None if there is no such file (a mount point whose namespace is gone has
+    a tmpfs identity no process matches)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def pids_by_netns() -> dict[tuple[int, int], list[int]]:
+    """Every process's network namespace identity -> its pids, from one pass over /proc
+    (processes, as `ip netns pids` lists them; those gone or not ours to read are left out)."""
+    out: dict[tuple[int, int], list[int]] = {}
+    with os.scandir("/proc") as it:
+        for entry in it:
+            if not entry.name.isdigit():
+                continue
+            key = netns_key(f"/proc/{entry.name}/ns/net")
+            if key is not None:
+                out.setdefault(key, []).append(int(entry.name))
+    return out
+
+
+def netns_pids_of(names: list[str]) -> dict[str, list[int]]:
+    """Pids in each named namespace (those that exist), from one pass over /proc: `ip netns
+    pids` once per namespace read all of /proc each time, so a 300-router clean spent most
+    of its time there (quadratic in routers)."""
+    keys = {name: key for name in names if (key := netns_key(NETNS_DIR / name)) is not None}
+    if not keys:
+        return {}
+    by_ns = pids_by_netns()
+    return {name: sorted(by_ns.get(key, [])) for name, key in keys.items()}
 
 
 def netns_pids(name: str) -> list[int]:
     """Pids of processes whose network namespace is the named one."""
-    if not netns_exists(name):
-        return []
-    out = _run(["ip", "netns", "pids", name]).stdout.split()
-    return [int(p) for p in out if p.isdigit()]
+    return netns_pids_of([name]).get(name, [])
 
 
 def kill_pids(pids: list[int], timeout: float = 3.0) -> list[int]:
@@ -265,8 +302,8 @@ def remove_resources(resources: list[dict[str, Any]]) -> CleanReport:
         start = proc_start_time(int(r["pid"]))
         if start is not None and (r.get("start") is None or abs(start - r["start"]) < 0.5):
             pids.append(int(r["pid"]))
-    for r in by_kind["netns"]:
-        pids.extend(netns_pids(r["name"]))
+    for ns_pids in netns_pids_of([r["name"] for r in by_kind["netns"]]).values():
+        pids.extend(ns_pids)
     pids = sorted(set(pids) - {os.getpid()})
     killed = kill_pids(pids)
     rep.removed["process"] = [str(p) for p in killed]
