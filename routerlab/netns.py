@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from routerlab import registry
+from routerlab.machine import LOCAL, Machine
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ def check_ifname(name: str) -> str:
 
 class Netns:
     """A named network namespace that routerlab created (or adopted, see `adopt`)."""
+
+    #: the machine it lives on: its daemons' files and config checks go through it
+    #: (routerlab.machine; a namespace on another server has that server's)
+    machine: Machine = LOCAL
 
     def __init__(self, name: str, *, owned: bool = True):
         self.name = name

@@ -87,7 +87,7 @@ class RouterNode(NetnsNode):
     def start_daemon(self, run_dir: Path, timeout: float | None = None) -> None:
         if self.daemon is None:
             return
-        run_dir.mkdir(parents=True, exist_ok=True)
+        # (the driver makes `run_dir` on the namespace's machine, which may be another server)
         self.daemon.start(self.netns, run_dir, timeout=timeout)
 
     def terminate(self) -> None:

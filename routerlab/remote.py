@@ -120,6 +120,7 @@ class RemoteNetns(Netns):
     def __init__(self, name: str, server: SshServer, *, owned: bool = True):
         super().__init__(name, owned=owned)
         self.server = server
+        self.machine = server  # its daemons' files are there
 
     def __repr__(self) -> str:
         return f"RemoteNetns({self.server.host}:{self.name!r})"
@@ -152,18 +153,17 @@ class RemoteNetns(Netns):
 
     def popen(self, args: Sequence[str], *, name: str = "",  # type: ignore[override]
               log_path: str | os.PathLike | None = None, **kwargs: Any) -> RemoteProcess:
-        """Start a long-running process in the namespace on the server. Its output comes
-        back over ssh into `log_path`; the remote shell reports its pid, then execs it."""
+        """Start a long-running process in the namespace on the server. Its output goes to
+        `log_path` *there* (where the daemon's other files are); the remote shell reports
+        its pid, then execs it."""
         env = kwargs.pop("env", None)
         changed = [f"{k}={v}" for k, v in (env or {}).items() if os.environ.get(k) != v]
         argv = self.prefix() + (["env", *changed] if changed else []) + list(args)
-        remote = f"echo $$ >&2; exec {shlex.join(argv)}"
-        with contextlib.ExitStack() as stack:
-            out: Any = kwargs.pop("stdout", subprocess.DEVNULL)
-            if log_path is not None:
-                out = stack.enter_context(open(log_path, "ab"))
-            ssh = subprocess.Popen(self.server.command(remote), stdin=subprocess.DEVNULL,
-                                   stdout=out, stderr=subprocess.PIPE, start_new_session=True)
+        redirect = f" >>{shlex.quote(str(log_path))} 2>&1" if log_path is not None else ""
+        remote = f"echo $$ >&2; exec {shlex.join(argv)}{redirect}"
+        out: Any = kwargs.pop("stdout", subprocess.DEVNULL)
+        ssh = subprocess.Popen(self.server.command(remote), stdin=subprocess.DEVNULL,
+                               stdout=out, stderr=subprocess.PIPE, start_new_session=True)
         registry.session().add_process(ssh.pid, f"ssh:{self.server.host}:{name}")
         assert ssh.stderr is not None
         line = ssh.stderr.readline().decode().strip()  # the stderr pipe stays open: ssh -q is silent

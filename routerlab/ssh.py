@@ -14,21 +14,25 @@ import os
 import shlex
 import subprocess
 from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from routerlab.machine import CommandFailed, Machine, PathLike, PipeStream, Stream
 
 LOCALHOST = "localhost"
 # the registry's state directory (routerlab.registry.STATE_DIR; not imported: it imports us)
 CONTROL_DIR = Path(os.environ.get("ROUTERLAB_STATE_DIR", "/run/routerlab")) / "ssh"
 
 
-class SshError(RuntimeError):
+class SshError(CommandFailed):
     """A command on a server failed; the message carries its own error output."""
 
 
-class SshHost:
+class SshHost(Machine):
     """A server reached as root over ssh, `config` an ssh_config file (keys, port, known
-    hosts) or None for the user's own (`~/.ssh/config`)."""
+    hosts) or None for the user's own (`~/.ssh/config`). As a `Machine`, its files and
+    commands are the server's: each operation is one command over the shared connection."""
 
     def __init__(self, host: str, config: Path | str | None = None, *, persist: bool = True):
         self.host = host
@@ -77,9 +81,11 @@ class SshHost:
                        timeout=15)
 
     def run(self, args: Sequence[str] | str, *, check: bool = True, timeout: float = 60,
-            input: str | None = None) -> subprocess.CompletedProcess:
-        """Run a command (argv, or shell text) on the server; CommandError on failure."""
+            input: str | None = None, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run a command (argv, or shell text) on the server; SshError on failure."""
         text = args if isinstance(args, str) else shlex.join(args)
+        if env:
+            text = f"{shlex.join(['env', *(f'{k}={v}' for k, v in env.items())])} sh -c {shlex.quote(text)}"
         r = subprocess.run(self.command(text), capture_output=True, text=True, timeout=timeout,
                            input=input)
         if check and r.returncode != 0:
@@ -87,11 +93,74 @@ class SshHost:
                            f"{(r.stderr or r.stdout).strip() or 'no output'}")
         return r
 
+    # ----- the server's files (Machine) -----
+    def _file_op(self, script: str, path: PathLike, *, input: bytes | None = None,
+                 timeout: float = 30) -> subprocess.CompletedProcess:
+        """`script` (shell text, the path in "$1") run on the server; output as bytes."""
+        remote = f"set -- {shlex.quote(str(path))}; {script}"
+        return subprocess.run(self.command(remote), input=input, capture_output=True, timeout=timeout)
+
+    def _check_file_op(self, r: subprocess.CompletedProcess, what: str, path: PathLike) -> None:
+        if r.returncode == 0:
+            return
+        err = r.stderr.decode(errors="replace").strip()
+        if r.returncode == 3 or "No such file" in err:
+            raise FileNotFoundError(f"{self.host}:{path}")
+        raise OSError(f"{what} {self.host}:{path}: {err or f'exit {r.returncode}'}")
+
+    def read_bytes(self, path: PathLike) -> bytes:
+        r = self._file_op('[ -e "$1" ] || exit 3; cat -- "$1"', path)
+        self._check_file_op(r, "read", path)
+        return r.stdout
+
+    def write_text(self, path: PathLike, text: str) -> None:
+        self._check_file_op(self._file_op('cat >"$1"', path, input=text.encode()), "write", path)
+
+    def exists(self, path: PathLike) -> bool:
+        r = self._file_op('test -e "$1"', path)
+        if r.returncode == 255:  # ssh itself failed
+            raise OSError(f"ssh {self.host}: {r.stderr.decode(errors='replace').strip()}")
+        return r.returncode == 0
+
+    def mkdir(self, path: PathLike) -> None:
+        self._check_file_op(self._file_op('mkdir -p -- "$1"', path), "mkdir", path)
+
+    def unlink(self, *paths: PathLike) -> None:
+        if paths:
+            r = self.run(["rm", "-f", "--", *map(str, paths)], check=False, timeout=30)
+            if r.returncode != 0:
+                raise OSError(f"rm {self.host}:{paths[0]}...: {r.stderr.strip()}")
+
+    def glob(self, directory: PathLike, *patterns: str) -> list[Path]:
+        # one round trip: each pattern's matches, sorted there (C collation, as Python sorts)
+        script = "; ".join(f'for f in "$1"/{_glob_word(p)}; do [ -e "$f" ] && printf "%s\\0" "$f"; done'
+                           f' | LC_ALL=C sort -z' for p in patterns)
+        r = self._file_op(script + "; true", directory)
+        self._check_file_op(r, "list", directory)
+        return [Path(p) for p in r.stdout.decode(errors="surrogateescape").split("\0") if p]
+
+    def mkfifo(self, path: PathLike, mode: int = 0o600) -> None:
+        self._check_file_op(self._file_op(f'[ -e "$1" ] || mkfifo -m {mode:o} -- "$1"', path), "mkfifo", path)
+
+    def connect_unix(self, path: PathLike, timeout: float) -> Stream:
+        """A relay (socat on the server, through the shared connection) to the Unix socket there."""
+        proc = subprocess.Popen(self.command(f"exec socat - UNIX-CONNECT:{shlex.quote(str(path))}"),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        return PipeStream(proc, timeout, f"{self.host}:{path}")
+
     def start_time(self, pid: int) -> str | None:
         """Process `pid`'s start time on the server (clock ticks since boot), None if gone."""
         r = self.run(f"cut -d' ' -f22 /proc/{int(pid)}/stat", check=False, timeout=15)
         return r.stdout.strip() or None if r.returncode == 0 else None
 
+
+
+def _glob_word(pattern: str) -> str:
+    """A glob pattern as a shell word: its wildcards kept, anything else quoted."""
+    if not all(c.isalnum() or c in "*?._-[]" for c in pattern):
+        raise ValueError(f"unsupported glob pattern {pattern!r}")
+    return pattern
 
 
 def kill_netns_script(name: str) -> str:

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 from routerlab import registry
 from routerlab.errors import UserError
 from routerlab.expect import ExpectTimeout, wait_for
+from routerlab.machine import LOCAL, Machine, machine_of
 from routerlab.netns import CommandError, Netns
 
 from .spec import RouterSpec, SpecError
@@ -277,6 +278,9 @@ class Daemon(abc.ABC):
         self._procs: list[DaemonProcess] = []
         self._started_at: float | None = None
         self._config_dir: Path | None = None
+        #: where the run directory's files are (and config checks run): the namespace's
+        #: machine once started, this one before
+        self.machine: Machine = LOCAL
 
     def __repr__(self) -> str:
         where = f" in {self.ns.name}" if self.ns else ""
@@ -314,12 +318,12 @@ class Daemon(abc.ABC):
 
     def write_config(self, directory: Path) -> dict[str, Path]:
         """Render and write the configuration files into `directory`; returns their paths."""
-        directory.mkdir(parents=True, exist_ok=True)
+        self.machine.mkdir(directory)
         self._config_dir = directory
         paths = {}
         for fname, text in self.render().items():
             p = directory / fname
-            p.write_text(text)
+            self.machine.write_text(p, text)
             paths[fname] = p
         return paths
 
@@ -332,7 +336,8 @@ class Daemon(abc.ABC):
             self.write_config(directory)
             self._check_config(directory)
             return
-        saved = self._config_dir
+        saved, saved_machine = self._config_dir, self.machine
+        self.machine = LOCAL  # a temporary directory here
         try:
             with tempfile.TemporaryDirectory(prefix="routerlab-validate-") as tmp:
                 d = Path(tmp)
@@ -340,7 +345,7 @@ class Daemon(abc.ABC):
                 self.write_config(d)
                 self._check_config(d)
         finally:
-            self._config_dir = saved
+            self._config_dir, self.machine = saved, saved_machine
 
     @abc.abstractmethod
     def _check_config(self, directory: Path) -> None:
@@ -362,8 +367,9 @@ class Daemon(abc.ABC):
             raise DaemonError(f"{self.implementation} {self.spec.name}: already started")
         self.check_supported()
         self.ns = ns
+        self.machine = machine_of(ns)
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.machine.mkdir(self.run_dir)
         self._check_socket_paths()
         if configure_addresses:
             self.configure_addresses(ns)
@@ -371,7 +377,7 @@ class Daemon(abc.ABC):
         self.write_config(self.run_dir)
         self._check_config(self.run_dir)
         for p in self.log_files():
-            p.write_text("")  # a fresh daemon: its logs (and log-derived counters) start empty
+            self.machine.write_text(p, "")  # a fresh daemon: its logs (and log-derived counters) start empty
         t0 = time.monotonic()
         try:
             self._launch()
@@ -428,7 +434,7 @@ class Daemon(abc.ABC):
         rx = re.compile("|".join(self.fatal_log_patterns))
         for p in self.log_files():
             try:
-                for ln in p.read_text(errors="replace").splitlines():
+                for ln in self.machine.read_text(p, errors="replace").splitlines():
                     if rx.search(ln):
                         return f"{p.name}: {ln.strip()}"
             except FileNotFoundError:
@@ -526,6 +532,7 @@ class Daemon(abc.ABC):
             raise DaemonError(f"{self.implementation} {self.spec.name}: no restored process "
                               f"for {', '.join(missing)}")
         self.ns = ns
+        self.machine = machine_of(ns)
         procs = []
         for old in self._procs or [DaemonProcess(n, RestoredProcess(0), "") for n in names]:
             reg_name = self._reg_name(old.name)
@@ -670,14 +677,14 @@ class Daemon(abc.ABC):
         """The daemon's log files (most useful first)."""
         if self.run_dir is None:
             return []
-        return sorted(self.run_dir.glob("*.log")) + sorted(self.run_dir.glob("*.out"))
+        return self.machine.glob(self.run_dir, "*.log", "*.out")
 
     def log_tail(self, lines: int = 20) -> str:
         """The last `lines` lines of each log file, labelled with the file name."""
         out = []
         for p in self.log_files():
             try:
-                text = p.read_text(errors="replace").splitlines()
+                text = self.machine.read_text(p, errors="replace").splitlines()
             except FileNotFoundError:
                 continue
             if text:
@@ -690,7 +697,7 @@ class Daemon(abc.ABC):
         lines: list[str] = []
         for p in self.log_files():
             with contextlib.suppress(FileNotFoundError):
-                lines += p.read_text(errors="replace").splitlines()
+                lines += self.machine.read_text(p, errors="replace").splitlines()
         errs = [ln for ln in lines if _ERROR_RE.search(ln)]
         chosen = errs[-3:] if errs else lines[-3:]
         return one_line("\n".join(chosen)) or "no output"

@@ -176,8 +176,7 @@ class BirdDaemon(Daemon):
 
     # ----- validation / lifecycle -----
     def _check_config(self, directory: Path) -> None:
-        r = subprocess.run(["bird", "-p", "-c", str(directory / "bird.conf")],
-                           capture_output=True, text=True, timeout=30)
+        r = self.machine.run(["bird", "-p", "-c", str(directory / "bird.conf")], check=False, timeout=30)
         if r.returncode != 0:
             raise DaemonError(f"bird {self.spec.name}: bird.conf rejected by bird -p: "
                               f"{one_line(r.stderr or r.stdout)}")
@@ -192,7 +191,7 @@ class BirdDaemon(Daemon):
 
     def _launch(self) -> None:
         assert self.run_dir is not None
-        self.ctl.unlink(missing_ok=True)
+        self.machine.unlink(self.ctl)
         self._popen("bird", self.launch_args(self.run_dir))
 
     def launch_args(self, directory: Path) -> list[str]:
@@ -207,11 +206,11 @@ class BirdDaemon(Daemon):
         return args
 
     def _ready(self) -> bool:
-        return self.ctl.exists() and "Daemon is up and running" in self.birdc("show status")
+        return self.machine.exists(self.ctl) and "Daemon is up and running" in self.birdc("show status")
 
     def _after_stop(self) -> None:
         if self.run_dir is not None:
-            self.ctl.unlink(missing_ok=True)
+            self.machine.unlink(self.ctl)
 
     # ----- queries -----
     def birdc(self, command: str, timeout: float = 15.0) -> str:
@@ -245,7 +244,7 @@ class BirdDaemon(Daemon):
         if self.run_dir is None:
             return ""
         try:
-            return (self.run_dir / "bird.log").read_text(errors="replace")
+            return self.machine.read_text(self.run_dir / "bird.log", errors="replace")
         except FileNotFoundError:
             return ""
 

@@ -146,36 +146,32 @@ class ExabgpDaemon(Daemon):
 
     # ----- validation / lifecycle -----
     def _prepare_dir(self, directory: Path) -> None:
-        fifo = directory / "exabgp.cmd"
-        if not fifo.exists():
-            os.mkfifo(fifo, 0o600)
+        self.machine.mkfifo(directory / "exabgp.cmd", 0o600)
 
     def _check_config(self, directory: Path) -> None:
-        r = subprocess.run(["exabgp", "--test", str(directory / "exabgp.conf")],
-                           capture_output=True, text=True, timeout=60,
-                           env={**os.environ, **self._env(directory),
-                                "exabgp.log.destination": "stdout"})
+        r = self.machine.run(["exabgp", "--test", str(directory / "exabgp.conf")], check=False, timeout=60,
+                             env={**self._env(directory), "exabgp.log.destination": "stdout"})
         if r.returncode != 0:
             raise DaemonError(f"exabgp {self.spec.name}: exabgp.conf rejected by exabgp --test: "
                               f"{exabgp_error(r.stdout + r.stderr)}")
 
     def _launch(self) -> None:
         assert self.run_dir is not None
-        (self.run_dir / "exabgp-api.py").chmod(0o755)
-        self.events_path.write_text("")
+        self.machine.run(["chmod", "755", str(self.run_dir / "exabgp-api.py")])
+        self.machine.write_text(self.events_path, "")
         self._popen("exabgp", ["exabgp", str(self.run_dir / "exabgp.conf")],
                     env=self._env(self.run_dir))
 
     def _ready(self) -> bool:
         try:
-            return '"api-ready"' in self.events_path.read_text()
+            return '"api-ready"' in self.machine.read_text(self.events_path)
         except FileNotFoundError:
             return False
 
     def log_files(self) -> list[Path]:
         if self.run_dir is None:
             return []
-        return [p for p in (self.run_dir / "exabgp.log", self.run_dir / "exabgp.out") if p.exists()]
+        return [p for p in (self.run_dir / "exabgp.log", self.run_dir / "exabgp.out") if self.machine.exists(p)]
 
     # ----- run-time injection -----
     def send(self, lines: Iterable[str]) -> int:
@@ -256,7 +252,7 @@ class ExabgpDaemon(Daemon):
     # ----- status -----
     def _event_lines(self) -> list[str]:
         try:
-            return self.events_path.read_text(errors="replace").splitlines()
+            return self.machine.read_text(self.events_path, errors="replace").splitlines()
         except FileNotFoundError:
             return []
 

@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import shlex
-import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -285,7 +284,7 @@ class FrrDaemon(Daemon):
         return [self.run_dir / "zserv.api"] + [self.vty_dir / f"{d}.vty" for d in self.daemons()]
 
     def _prepare_dir(self, directory: Path) -> None:
-        (directory / "vty").mkdir(parents=True, exist_ok=True)
+        self.machine.mkdir(directory / "vty")
 
     def _daemon_args(self, daemon: str, directory: Path, dryrun: bool = False) -> list[str]:
         args = [str(FRR_DIR / daemon), "-u", "root", "-g", "root",
@@ -317,11 +316,10 @@ class FrrDaemon(Daemon):
     def _check_config(self, directory: Path) -> None:
         ensure_vty_group()
         for d in self.daemons():
-            shape = config_shape(d, (directory / f"{d}.conf").read_text())
+            shape = config_shape(d, self.machine.read_text(directory / f"{d}.conf"))
             if not self.spec.overrides.get("frr") and shape in _CHECKED_SHAPES:
                 continue
-            r = subprocess.run(self._daemon_args(d, directory, dryrun=True), capture_output=True,
-                               text=True, timeout=30)
+            r = self.machine.run(self._daemon_args(d, directory, dryrun=True), check=False, timeout=30)
             out = (r.stdout + r.stderr).strip()
             # the daemons print each complaint on stdout and stderr: keep one of each
             errs = list(dict.fromkeys(ln for ln in out.splitlines() if _CHECK_ERR_RE.search(ln)))
@@ -335,8 +333,7 @@ class FrrDaemon(Daemon):
     def _launch(self) -> None:
         ensure_vty_group()
         assert self.run_dir is not None
-        for stale in [self.run_dir / "zserv.api", *self.vty_dir.glob("*.vty")]:
-            stale.unlink(missing_ok=True)
+        self.machine.unlink(self.run_dir / "zserv.api", *self.machine.glob(self.vty_dir, "*.vty"))
         if self.process_tree:
             self._launch_tree()
             return
@@ -359,7 +356,7 @@ class FrrDaemon(Daemon):
         other daemons retry ZAPI, but connecting at once keeps start-up short)."""
 
         def state() -> str | None:
-            if sock.exists():
+            if self.machine.exists(sock):
                 return "up"
             return "dead" if self.dead_processes() else None
 
@@ -369,7 +366,8 @@ class FrrDaemon(Daemon):
             return None
 
     def _ready(self) -> bool:
-        if not all((self.vty_dir / f"{d}.vty").exists() for d in self.daemons()):
+        have = {p.name for p in self.machine.glob(self.vty_dir, "*.vty")}
+        if not all(f"{d}.vty" in have for d in self.daemons()):
             return False
         # every daemon answers on its own vty socket (asked directly: vtysh would cost a
         # 30-60 ms process start per poll, which adds up over hundreds of routers)
@@ -383,8 +381,7 @@ class FrrDaemon(Daemon):
     def _after_stop(self) -> None:
         if self.run_dir is None:
             return
-        for p in [self.run_dir / "zserv.api", *self.vty_dir.glob("*.vty")]:
-            p.unlink(missing_ok=True)
+        self.machine.unlink(self.run_dir / "zserv.api", *self.machine.glob(self.vty_dir, "*.vty"))
 
     # ----- queries -----
     def vtysh(self, command: str, check: bool = True, timeout: float = 15.0) -> str:
@@ -414,9 +411,7 @@ class FrrDaemon(Daemon):
         path = self.vty_dir / f"{daemon}.vty"
         buf = bytearray()
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(timeout)
-                sock.connect(str(path))
+            with self.machine.connect_unix(path, timeout) as sock:
                 sock.sendall(command.encode() + b"\0")
                 while not (len(buf) >= 4 and buf[-4:-1] == b"\0\0\0"):
                     chunk = sock.recv(1 << 16)

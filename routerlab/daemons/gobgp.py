@@ -173,8 +173,8 @@ class GobgpDaemon(Daemon):
 
     # ----- validation / lifecycle -----
     def _check_config(self, directory: Path) -> None:
-        r = subprocess.run(["gobgpd", "-f", str(directory / "gobgpd.toml"), "-t", "toml", "-d"],
-                           capture_output=True, text=True, timeout=30)
+        r = self.machine.run(["gobgpd", "-f", str(directory / "gobgpd.toml"), "-t", "toml", "-d"],
+                             check=False, timeout=30)
         if r.returncode != 0:
             raise DaemonError(f"gobgp {self.spec.name}: gobgpd.toml rejected by gobgpd -d: "
                               f"{_gobgp_error(r.stdout + r.stderr)}")
@@ -242,7 +242,7 @@ class GobgpDaemon(Daemon):
         if self.run_dir is None:
             return ""
         try:
-            return (self.run_dir / "gobgpd.log").read_text(errors="replace")
+            return self.machine.read_text(self.run_dir / "gobgpd.log", errors="replace")
         except FileNotFoundError:
             return ""
 
