@@ -2,7 +2,13 @@
 
 Its own config (PermitTunnel yes, root by key only, ListenAddress 127.0.0.2), host key, client
 key, known_hosts and pid file live in one temporary directory; `stop` kills it by its pid.
-`ssh_config` is the client configuration routerlab's cluster uses to reach it."""
+`ssh_config` is the client configuration routerlab's cluster uses to reach it.
+
+Like another machine, it has a /run of its own (`own_run`): it runs in a private mount
+namespace with a fresh tmpfs on /run, so the routers' run directories (/run/routerlab/...),
+the named namespaces (/run/netns) and everything else routerlab keeps there are not shared
+with the machine running routerlab. A daemon file that routerlab read or wrote locally
+instead of on the node's server would be missing on one side."""
 from __future__ import annotations
 
 import contextlib
@@ -17,10 +23,23 @@ from pathlib import Path
 SERVER = "127.0.0.2"
 SSHD = "/usr/sbin/sshd"
 
+# Run by `sh -c` in the new mount namespace (mounts private there: nothing propagates back):
+# the copies of this machine's mounts below /run are detached first (the namespaces bound
+# under /run/netns would otherwise stay alive while sshd runs, whoever deletes them here;
+# a lazy unmount detaches a whole subtree, so the topmost suffice), then a fresh tmpfs
+# covers /run; sshd's privilege-separation directory is made there.
+OWN_RUN = ("awk '$5 ~ \"^/run/\" {print $5}' /proc/self/mountinfo | sort |"
+           " awk 'top == \"\" || index($0, top \"/\") != 1 {top = $0; print}' |"
+           " while read -r m; do umount -l \"$m\" 2>/dev/null; done;"
+           " awk '$5 ~ \"^/run/\" {n++} END {exit n > 0}' /proc/self/mountinfo"
+           " || { echo 'own /run: cannot detach the mounts below /run' >&2; exit 1; };"
+           " mount -t tmpfs -o mode=755,size=512m routerlab-server2 /run && mkdir -p /run/sshd"
+           " && exec \"$@\"")
+
 
 def missing() -> str | None:
     """Why no loopback sshd can run here (None: it can)."""
-    for prog in (SSHD, "/usr/bin/ssh", "/usr/bin/ssh-keygen"):
+    for prog in (SSHD, "/usr/bin/ssh", "/usr/bin/ssh-keygen", "/usr/bin/unshare"):
         if not os.path.exists(prog):
             return f"{prog} not installed (Debian openssh-server/openssh-client; scripts/setup.sh installs them)"
     if shutil.which("sudo") is None:
@@ -44,9 +63,10 @@ def free_port() -> int:
 
 
 class LoopbackSshd:
-    def __init__(self, tmp: Path, port: int | None = None):
+    def __init__(self, tmp: Path, port: int | None = None, *, own_run: bool = True):
         self.dir = tmp
         self.port = port if port is not None else free_port()
+        self.own_run = own_run
         self.proc: subprocess.Popen | None = None
         self.ssh_config = tmp / "ssh_config"
 
@@ -69,10 +89,14 @@ class LoopbackSshd:
             f"Host {SERVER}\n  User root\n  Port {self.port}\n  IdentityFile {d / 'client_key'}\n"
             f"  IdentitiesOnly yes\n  UserKnownHostsFile {d / 'known_hosts'}\n  StrictHostKeyChecking yes\n"
             "  LogLevel ERROR\n")
-        os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege-separation directory
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
-                                     stdout=subprocess.DEVNULL, stderr=open(d / "sshd.log", "ab"))
-        deadline = time.monotonic() + 10
+        argv = [SSHD, "-D", "-e", "-f", str(d / "sshd_config")]
+        if self.own_run:  # (unshare and sh exec: sshd keeps the pid we start)
+            argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", OWN_RUN, "own-run", *argv]
+        else:
+            os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege-separation directory
+        with open(d / "sshd.log", "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sshd exited: {(d / 'sshd.log').read_text()[-500:]}")
@@ -84,7 +108,8 @@ class LoopbackSshd:
                 continue
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("sshd did not listen within 10 s")
+        self.stop()
+        raise RuntimeError("sshd did not listen within 30 s")
 
     def sessions(self) -> list[int]:
         """Its session processes (one per open ssh connection)."""

@@ -1,6 +1,9 @@
 """Mininet Cluster Edition for real: the ring split over two servers, "server 2" an OpenSSH
 server the test starts on 127.0.0.2 (its own config, host key and client key), reached by
-root ssh exactly as another machine would be. OSPF converges across the ssh tunnels, probes
+root ssh exactly as another machine would be, with a /run of its own (a private mount
+namespace: the routers' run directories and /run/netns are not shared with this machine, so
+every daemon file routerlab touches for a router there must be reached over ssh). OSPF
+converges across the ssh tunnels, probes
 cross the server boundary with 0 loss, and afterwards nothing of the test is left on either
 server: not after a clean stop, and not after the owner is SIGKILLed and its registry
 session is cleaned (what `routerlab clean` does per session, over the same ssh connections).
@@ -111,6 +114,14 @@ def test_ring_split_over_two_servers(sshd, uid):
         assert sshd.proc.pid in ancestors(zebra), (zebra, ancestors(zebra))
         assert sshd.proc.pid not in ancestors(net.routers["r1"].daemon.pids["zebra"])
         assert type(net.routers["r3"].netns).__name__ == "RemoteNetns"
+        # r3's run directory (configs, logs, pid files, vty sockets) is on server 2 only,
+        # r1's here only: the two share no /run
+        srv = net.remote[SERVER]
+        r3_dir, r1_dir = net.run_root / "r3", net.run_root / "r1"
+        for f in ("ospfd.conf", "zebra.log", "ospfd.pid", "vty/ospfd.vty"):
+            assert srv.exists(r3_dir / f) and not (r3_dir / f).exists(), f
+            assert (r1_dir / f).exists() and not srv.exists(r1_dir / f), f
+        assert "zebra.log" in net.routers["r3"].daemon.log_tail(5)  # read there
         # both cross-server links carry OSPF: r1 and r2 each Full with their server-2 neighbour
         nbrs = {n.router_id for n in net.routers["r1"].daemon.ospf_neighbors() if n.state == "Full"}
         assert "10.255.0.4" in nbrs, nbrs
@@ -160,7 +171,9 @@ def test_killed_owner_cleaned_on_both_servers(sshd, uid):
     try:
         assert session is not None, child.stderr.read()[-2000:] if child.poll() is not None else line
         during = ours(snapshot(sshd), before, prefix)
-        assert len(during.get("server2_netns", [])) == 6, during  # one kernel: both see all six
+        # each server sees its own namespaces only (server 2 has a /run of its own)
+        assert during.get("server2_netns") == [f"{prefix}{n}" for n in ("h2", "r3", "r4")], during
+        assert during.get("here_netns") == [f"{prefix}{n}" for n in ("h1", "r1", "r2")], during
         remote = sorted(r["rname"] for r in registry.live_resources(session)
                         if r["kind"] == "remote" and r.get("what") == "netns")
         assert remote == [f"{prefix}{n}" for n in ("h2", "r3", "r4")], remote  # made over ssh
