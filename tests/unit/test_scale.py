@@ -181,3 +181,23 @@ def test_a_network_that_did_not_converge_is_the_measured_stop() -> None:
     assert lim["measured_stop"] == {"routers": 500, "largest_converged": 300, "why": "rtnl"}
     assert lim["machines_for_converged"] == {1000: 4, 10000: 34}
     assert "Measured stop: 500 routers" in scale.limits_text(lim, pts)
+
+
+@pytest.mark.parametrize("n", [30, 500])
+def test_waves_start_in_breadth_first_order_each_joined_to_the_ones_before(n: int) -> None:
+    topo = random_geometric(n)
+    order = scale.wave_order(topo)
+    assert sorted(order) == sorted(r.name for r in topo.routers())
+    assert order[0] == "r1"
+    # every router after the first has a neighbour earlier in the order: each wave (a prefix
+    # of it) is connected, so its routers' FIBs can be complete before the next wave starts
+    pos = {name: i for i, name in enumerate(order)}
+    for name in order[1:]:
+        assert any(pos[peer] < pos[name] for peer in topo.neighbors(name)), name
+
+
+def test_a_disconnected_graph_still_orders_every_router() -> None:
+    from routerlab.topology.synthetic import from_edges
+
+    topo = from_edges("two", 4, [(0, 1), (2, 3)])
+    assert scale.wave_order(topo) == ["r1", "r2", "r3", "r4"]
