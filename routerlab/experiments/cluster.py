@@ -44,8 +44,12 @@ def split(name: str, remote: tuple[str, ...], *, unshaped: bool = False) -> Topo
     return topology_from_dict(d, f"{name} split")
 
 
-def _leftovers(prefix: str) -> list[str]:
-    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+def _leftovers(prefix: str, ssh_config: str) -> list[str]:
+    from routerlab.ssh import SshHost
+
+    # server 2 has a /run (so a /run/netns) of its own: asked over ssh
+    there = SshHost(SERVER, ssh_config, persist=False).run("ip netns list", check=False).stdout
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split() + there.split()
     procs = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout.splitlines()
     return [n for n in ns if n.startswith(prefix)] + [p for p in procs if prefix in p or "Tunnel=Ethernet" in p]
 
@@ -77,7 +81,7 @@ def _one(topo: Topology, cluster: bool, src: str, dst: str, ssh_config: str, pro
         t1 = time.monotonic()
         net.stop()
         out["stop_s"] = time.monotonic() - t1
-    out["left"] = _leftovers(prefix)
+    out["left"] = _leftovers(prefix, ssh_config)
     return out
 
 
