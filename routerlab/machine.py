@@ -21,6 +21,21 @@ from typing import Any, Protocol
 PathLike = str | os.PathLike
 
 
+# One implementation for every machine (run here with exec, on a server by python3 -c):
+# a non-blocking open fails with ENXIO when no process has the FIFO open for reading
+FIFO_WRITER = """
+import os
+fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+try:
+    os.set_blocking(fd, True)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+finally:
+    os.close(fd)
+"""
+
+
 class CommandFailed(RuntimeError):
     """A command on a machine failed (`Machine.run` with check); the message carries its output."""
 
@@ -90,6 +105,11 @@ class Machine:
         """Create a FIFO unless something exists at `path`."""
         if not os.path.exists(path):
             os.mkfifo(path, mode)
+
+    def write_fifo(self, path: PathLike, data: bytes) -> None:
+        """Write `data` into the FIFO at `path`: OSError at once when nothing reads it (a
+        non-blocking open), else blocking while the reader drains it."""
+        exec(FIFO_WRITER, {"path": os.fspath(path), "data": data})
 
     def connect_unix(self, path: PathLike, timeout: float) -> Stream:
         """A stream connected to the Unix socket at `path` (OSError if none listens);

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from routerlab.machine import CommandFailed, Machine, PathLike, PipeStream, Stream
+from routerlab.machine import FIFO_WRITER, CommandFailed, Machine, PathLike, PipeStream, Stream
 
 LOCALHOST = "localhost"
 # the registry's state directory (routerlab.registry.STATE_DIR; not imported: it imports us)
@@ -141,6 +141,14 @@ class SshHost(Machine):
 
     def mkfifo(self, path: PathLike, mode: int = 0o600) -> None:
         self._check_file_op(self._file_op(f'[ -e "$1" ] || mkfifo -m {mode:o} -- "$1"', path), "mkfifo", path)
+
+    def write_fifo(self, path: PathLike, data: bytes) -> None:
+        script = ("import sys; path = sys.argv[1]; data = sys.stdin.buffer.read()\n" + FIFO_WRITER)
+        r = subprocess.run(self.command(shlex.join(["python3", "-c", script, str(path)])), input=data,
+                           capture_output=True, timeout=120)
+        if r.returncode != 0:
+            lines = r.stderr.decode(errors="replace").strip().splitlines()
+            raise OSError(f"{self.host}:{path}: {lines[-1] if lines else f'exit {r.returncode}'}")
 
     def connect_unix(self, path: PathLike, timeout: float) -> Stream:
         """A relay (socat on the server, through the shared connection) to the Unix socket there."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -181,17 +180,10 @@ class ExabgpDaemon(Daemon):
         data = "".join(ln.rstrip("\n") + "\n" for ln in lines).encode()
         try:
             # non-blocking open: with no reader (helper gone) this fails instead of hanging
-            fd = os.open(self.cmd_fifo, os.O_WRONLY | os.O_NONBLOCK)
+            self.machine.write_fifo(self.cmd_fifo, data)
         except OSError as e:
             raise DaemonError(f"exabgp {self.spec.name}: API helper not reading {self.cmd_fifo}: "
                               f"{e}") from None
-        try:
-            os.set_blocking(fd, True)  # then block while the helper drains the FIFO
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
         return data.count(b"\n")
 
     def announce(self, prefixes: Iterable[str], next_hop: str = "self", *,
