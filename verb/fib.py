@@ -197,6 +197,7 @@ class GobgpFib:
         self.names = [i.name for i in spec.interfaces]
         self.table = _Table(report)
         self.api_port = api_port
+        self._resolved: dict[str, FibValue] = {}  # next hop -> value: a table has a handful
         self.proc: subprocess.Popen | None = None
         self._task: asyncio.Task | None = None
 
@@ -204,12 +205,19 @@ class GobgpFib:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def resolve(self, nexthop: str) -> FibValue:
-        """A BGP next hop as the kernel would install it (0.0.0.0: originated, blackhole)."""
+        """A BGP next hop as the kernel would install it (0.0.0.0: originated, blackhole);
+        worked out once per next hop (the interfaces do not change), not once per path."""
+        hit = self._resolved.get(nexthop)
+        if hit is not None:
+            return hit
         if nexthop in ("0.0.0.0", ""):
-            return ("blackhole",)
-        nh = ipaddress.IPv4Address(nexthop)
-        dev = next((n for n, net in zip(self.names, self.nets) if nh in net.network), None)
-        return via((nexthop, dev))
+            value: FibValue = ("blackhole",)
+        else:
+            nh = ipaddress.IPv4Address(nexthop)
+            dev = next((n for n, net in zip(self.names, self.nets) if nh in net.network), None)
+            value = via((nexthop, dev))
+        self._resolved[nexthop] = value
+        return value
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
