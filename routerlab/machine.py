@@ -156,8 +156,13 @@ class PipeStream:
         if not select.select([fd], [], [], self.timeout)[0]:
             raise TimeoutError(f"{self.what}: no answer within {self.timeout:.0f} s")
         data = os.read(fd, n)
-        if not data and self.proc.poll() not in (None, 0):
-            raise ConnectionError(f"{self.what}: {self._error()}")
+        if not data:  # the end: a relay that never connected (or lost the socket) failed
+            try:
+                rc = self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                rc = None
+            if rc not in (None, 0):
+                raise ConnectionError(f"{self.what}: {self._error()}")
         return data
 
     def _error(self) -> str:

@@ -192,3 +192,36 @@ def test_killed_owner_cleaned_on_both_servers(sshd, uid):
     assert after["here_control"] == before["here_control"]
     assert not sshd_sessions(sshd), "ssh connections to server 2 left open"
     assert not session.exists()
+
+
+def test_machine_files_alike_here_and_on_server_2(sshd, uid, tmp_path):
+    """The file access the daemon drivers use (routerlab.machine) behaves the same on this
+    machine and on server 2, whose /run is its own: what is written there is not here."""
+    from routerlab.machine import LOCAL
+    from routerlab.ssh import SshHost
+
+    srv = SshHost(SERVER, sshd.ssh_config, persist=False)
+    there = Path(f"/run/routerlab-mt{uid}")
+    for m, d in ((LOCAL, tmp_path / "m"), (srv, there / "m")):
+        m.mkdir(d / "vty")
+        m.write_text(d / "b.log", "two\n")
+        m.write_text(d / "a.log", "one\nü\n")
+        m.write_text(d / "x.out", "")
+        assert m.read_text(d / "a.log") == "one\nü\n" and m.exists(d / "x.out")
+        assert m.glob(d, "*.log", "*.out") == [d / "a.log", d / "b.log", d / "x.out"]
+        assert m.glob(d / "none", "*.log") == []
+        with pytest.raises(FileNotFoundError):
+            m.read_text(d / "none.log")
+        m.unlink(d / "a.log", d / "none.log")
+        assert not m.exists(d / "a.log")
+        m.mkfifo(d / "cmd")
+        with pytest.raises(OSError):  # nobody reads it
+            m.write_fifo(d / "cmd", b"x\n")
+        with pytest.raises(OSError):  # nobody listens
+            with m.connect_unix(d / "vty" / "none.vty", 5) as s:
+                s.sendall(b"x")
+                s.recv(10)
+        assert m.run(["cat", str(d / "b.log")]).stdout == "two\n"
+    assert not there.exists()  # server 2's /run is not this one's
+    srv.run(["rm", "-rf", str(there)])
+    srv.close_master()
