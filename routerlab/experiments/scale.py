@@ -526,10 +526,12 @@ def limits(points: list[dict[str, Any]]) -> dict[str, Any]:
         out["machines_for"] = {n: math.ceil(max(f(n) for f in need.values())) for n in (1000, 10000)}
     # what a resource at rest does not show: the first FRR network that did not start or
     # converge, and how many machines the largest one that did says are needed
+    # (beyond the largest that converged: a size that failed once and converged in a later
+    # run, e.g. started in waves, is not where it stops)
+    ok_n = max((p["routers"] for p in frr), default=0)
     stop = min((p for p in points if p["series"] in ("zoo-frr", "synthetic-frr") and not p.get("ok")
-                and not p.get("skipped")), key=lambda p: p["routers"], default=None)
+                and not p.get("skipped") and p["routers"] > ok_n), key=lambda p: p["routers"], default=None)
     if stop is not None and frr:
-        ok_n = max(p["routers"] for p in frr)
         out["measured_stop"] = {"routers": stop["routers"], "largest_converged": ok_n,
                                 "why": str(stop.get("error", ""))[:300]}
         out["machines_for_converged"] = {n: math.ceil(n / ok_n) for n in (1000, 10000)}
@@ -590,12 +592,14 @@ def points_table(points: list[dict[str, Any]]) -> str:
             rows.append((p["series"], p["label"], p["routers"], p.get("links"), "-", "-", "-", "-", "-", "-",
                          "-", "-", "-", p.get("clean_s"),
                          f"**{'skipped' if p.get('skipped') else 'failed'}**: "
-                         f"{(p.get('skipped') or p.get('error') or '')[:120]}"))
+                         f"{(p.get('skipped') or p.get('error') or '')[:120]}"
+                         + (f" ({p['measured_at']})" if p.get("measured_at") else "")))
             continue
         rows.append((p["series"], p["label"], p["routers"], p["links"], p["build_s"], p["start_s"],
                      p["converge_s"], p["pss_mb_per_router"], p["pss_total_mb"], p["mem_mb_per_router"],
                      p["cpu_rest_pct"], p["processes_per_router"], p["fds_per_router"], p["clean_s"],
-                     f"load {p['load_before']:.1f}, {p['measured_at']}"))
+                     f"load {p['load_before']:.1f}, {p['measured_at']}"
+                     + (f", started in waves of {p['waves'][0]['routers']}" if p.get("waves") else "")))
     return markdown_table(("series", "network", "routers", "links", "build s", "start s", "converge s",
                            "PSS MB/router", "PSS MB total", "MemAvailable drop MB/router",
                            "CPU at rest % of a core", "processes/router", "fds/router", "clean s",
@@ -637,7 +641,8 @@ def limits_text(lim: dict[str, Any], points: list[dict[str, Any]]) -> str:
     failed = [p for p in points if not p.get("ok")]
     for p in failed:
         lines.append(f"- {p['series']} {p['label']} ({p['routers']} routers) "
-                     f"{'skipped' if p.get('skipped') else 'failed'}: {p.get('skipped') or p.get('error')}")
+                     f"{'skipped' if p.get('skipped') else 'failed'}: {p.get('skipped') or p.get('error')}"
+                     + (f" ({p['measured_at']})" if p.get("measured_at") else ""))
     return "\n".join(lines) or "not enough points"
 
 

@@ -201,3 +201,14 @@ def test_a_disconnected_graph_still_orders_every_router() -> None:
 
     topo = from_edges("two", 4, [(0, 1), (2, 3)])
     assert scale.wave_order(topo) == ["r1", "r2", "r3", "r4"]
+
+
+def test_a_size_that_failed_once_and_converged_later_is_not_the_stop() -> None:
+    waves = [{"routers": 100, "start_s": 5.0, "fib_s": 10.0}]
+    pts = [_point("zoo-frr", 143), _point("synthetic-frr", 300),
+           {"series": "synthetic-frr", "label": "rgg500", "routers": 500, "ok": False, "error": "rtnl"},
+           {**_point("synthetic-frr", 500), "waves": waves}]
+    assert "measured_stop" not in scale.limits(pts)
+    assert "started in waves of 100" in scale.points_table(pts)
+    pts.append({"series": "synthetic-frr", "label": "rgg1000", "routers": 1000, "ok": False, "error": "oom"})
+    assert scale.limits(pts)["measured_stop"] == {"routers": 1000, "largest_converged": 500, "why": "oom"}
