@@ -245,21 +245,64 @@ def netns_pids(name: str) -> list[int]:
     return netns_pids_of([name]).get(name, [])
 
 
+def _signal_all(procs: list[psutil.Process], sigs: tuple[int, ...]) -> list[psutil.Process]:
+    """Send `sigs` to every process, each through a pidfd taken before any signal (a pidfd
+    names that very process, never a later one with a recycled pid); those that took them.
+
+    All are signalled first, one syscall each: at 500 routers psutil's per-signal identity
+    check (a /proc/PID/stat read) made signalling 1,500 processes take 27-44 s, the cleaner
+    starved of CPU by the zebras already signalled withdrawing their routes."""
+    fds: list[int | None] = []
+    live = []
+    try:
+        for p in procs:
+            try:
+                fd: int | None = os.pidfd_open(p.pid)
+            except ProcessLookupError:
+                continue
+            except OSError:  # out of descriptors: psutil checks the identity at each signal
+                fd = None
+            if fd is not None and not p.is_running():  # the pid was recycled meanwhile
+                os.close(fd)
+                continue
+            fds.append(fd)
+            live.append(p)
+    except BaseException:
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
+        raise
+    done = []
+    try:
+        for p, fd in zip(live, fds):
+            try:
+                for sig in sigs:
+                    if fd is not None:
+                        signal.pidfd_send_signal(fd, sig)
+                    else:
+                        p.send_signal(sig)
+                done.append(p)
+            except (ProcessLookupError, psutil.NoSuchProcess, psutil.ZombieProcess):
+                pass
+    finally:
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
+    return done
+
+
 def kill_pids(pids: list[int], timeout: float = 3.0) -> list[int]:
     """SIGTERM, wait, then SIGKILL the given processes; returns those that were alive."""
-    procs = []
+    found = []
     for pid in pids:
         try:
-            p = psutil.Process(pid)
-            p.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
-            p.terminate()
-            procs.append(p)
+            found.append(psutil.Process(pid))
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             pass
+    # SIGCONT first: a stopped process cannot act on SIGTERM
+    procs = _signal_all(found, (signal.SIGCONT, signal.SIGTERM))
     _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
+    _signal_all(alive, (signal.SIGKILL,))
     psutil.wait_procs(alive, timeout=timeout)
     return [p.pid for p in procs]
 

@@ -60,3 +60,25 @@ def test_named_namespaces_resolve_through_their_files(tmp_path, monkeypatch, chi
     assert got["empty"] == []
     assert registry.netns_pids("absent") == []
     assert os.getpid() in registry.netns_pids("mine")
+
+
+def test_kill_pids_terminates_stopped_and_term_ignoring_processes():
+    plain = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)"],
+                                stdout=subprocess.PIPE)
+    assert stubborn.stdout.readline().strip() == b"1"  # its SIGTERM handler is in place
+    stopped = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    os.kill(stopped.pid, 19)  # SIGSTOP: kill_pids sends SIGCONT before SIGTERM
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    try:
+        killed = registry.kill_pids([plain.pid, stubborn.pid, stopped.pid, gone.pid], timeout=0.5)
+        assert sorted(killed) == sorted([plain.pid, stubborn.pid, stopped.pid])
+        for p in (plain, stubborn, stopped):
+            assert not os.path.exists(f"/proc/{p.pid}") or p.poll() is not None
+    finally:
+        for p in (plain, stubborn, stopped):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
