@@ -154,6 +154,7 @@ def test_summary_metric_ids_and_plots(tmp_path: Path) -> None:
     assert ids["largest_zoo_routers"].ours == 143 and ids["largest_zoo_routers"].met
     assert ids["largest_zoo_converge_s"].paper == scale.TATA_BEFORE_S
     assert ids["largest_synthetic_routers"].ours == 500 and ids["largest_synthetic_routers"].met
+    (tmp_path / "small").mkdir()
     small = scale.summarize([_point("synthetic-frr", 300)], tmp_path / "small", quick=False)
     assert not {m.id: m for m in small.metrics}["largest_synthetic_routers"].met  # under the bar
     assert ids["clean_s_largest"].ours == pytest.approx(8.0)
