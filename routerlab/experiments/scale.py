@@ -24,6 +24,7 @@ the first size that does not converge or that the memory measured so far says wi
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -185,9 +186,9 @@ def wave_order(topo: Topology) -> list[str]:
         if root in seen:
             continue
         seen.add(root)
-        queue = [root]
+        queue = collections.deque([root])
         while queue:
-            name = queue.pop(0)
+            name = queue.popleft()
             order.append(name)
             for peer in topo.neighbors(name):
                 if peer in known and peer not in seen:
@@ -301,8 +302,6 @@ def measure(case: Case, *, prefix: str, say: Callable[[str], None], at_rest: boo
             assert net.daemon_start_time is not None
             point["build_s"] = round(net.daemon_start_time - t0, 2)
             point["start_s"] = round(t1 - net.daemon_start_time, 2)
-            if isinstance(net, WaveNetwork):
-                point["waves"] = net.waves
             say(f"{case.label}: converging")
             timeout = max(120.0, 0.6 * n)
             net.wait_converged(timeout=timeout)
@@ -339,11 +338,11 @@ def measure(case: Case, *, prefix: str, say: Callable[[str], None], at_rest: boo
             point["ok"] = True
         except Exception as e:  # the point is reported as failed; the series stops there
             log.warning("%s (%d routers) failed: %s", case.label, n, e)
-            if isinstance(net, WaveNetwork):
-                point["waves"] = net.waves
             point["error"] = f"{type(e).__name__}: {e}"
             point["mem_avail_drop_mb"] = round(avail0 - _meminfo_mb("MemAvailable"), 1)
         finally:
+            if isinstance(net, WaveNetwork):
+                point["waves"] = net.waves
             say(f"{case.label}: cleaning")
             tc = time.monotonic()
             rep = registry.clean_session_file(session.path)
@@ -631,11 +630,11 @@ def limits_text(lim: dict[str, Any], points: list[dict[str, Any]]) -> str:
     if stop:
         m = lim["machines_for_converged"]
         lines.append(f"\n**Measured stop: {stop['routers']:,} routers** did not finish starting and converging "
-                     f"(the largest that did: {stop['largest_converged']:,}), well below the at-rest limits "
-                     "above: on this machine it is the start-up and convergence transient (both cores, and "
-                     "the kernel's rtnl lock every namespace's netlink shares) that runs out first, not "
-                     f"memory or CPU at rest. Sized by that, 1,000 routers need {m[1000]} machines of this "
-                     f"kind and 10,000 need {m[10000]}, or the routers must start in waves.")
+                     f"(the largest that did: {stop['largest_converged']:,}), below the at-rest limits above: "
+                     "on this machine the start-up and convergence transient runs out first, not memory or "
+                     f"CPU at rest (recorded: {stop['why'] or 'no reason recorded'}). Sized by the largest "
+                     f"that converged, 1,000 routers need {m[1000]} machines of this kind and 10,000 need "
+                     f"{m[10000]}.")
     if lim.get("converge_s_at"):
         lines.append(f"Convergence time extrapolated linearly: {lim['converge_s_at'][1000]} s at 1,000 "
                      f"routers, {lim['converge_s_at'][10000]} s at 10,000 (on one machine's CPU).")
