@@ -10,6 +10,7 @@ message gets, AS_PATH decoding at the negotiated AS width (os-ken guesses it), a
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import struct
@@ -251,7 +252,6 @@ def decode_as_path(value: bytes, as4: bool) -> tuple[tuple[int, tuple[int, ...]]
 # passed every check are remembered; the cache is emptied when it grows past its bound.
 _CHECKED: dict[tuple[bytes, bool], dict[int, tuple[int, bytes]]] = {}
 _NORMALIZED: dict[tuple[bytes, bool], "RouteAttrs"] = {}
-_ENCODED: dict[tuple["RouteAttrs", bool], bytes] = {}  # voted content -> its attribute section
 CACHE_MAX = 400_000
 
 
@@ -379,19 +379,10 @@ def has_as(r: RouteAttrs, asn: int) -> bool:
     return any(asn in asns for _, asns in r.as_path)
 
 
+@functools.lru_cache(maxsize=CACHE_MAX)
 def encode_attrs(r: RouteAttrs, as4: bool = True) -> bytes:
     """The path attribute section for normalized content, in type order (os-ken encodes);
     encoded once per distinct content (every churn event of a path re-sends the same)."""
-    hit = _ENCODED.get((r, as4))
-    if hit is None:
-        hit = _encode_attrs(r, as4)
-        if len(_ENCODED) >= CACHE_MAX:
-            _ENCODED.clear()
-        _ENCODED[(r, as4)] = hit
-    return hit
-
-
-def _encode_attrs(r: RouteAttrs, as4: bool) -> bytes:
     segs = [set(asns) if t == 1 else list(asns) for t, asns in r.as_path]
     attrs: list = [okbgp.BGPPathAttributeOrigin(r.origin)]
     if as4 or all(a <= 0xFFFF for _, asns in r.as_path for a in asns):

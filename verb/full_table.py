@@ -56,13 +56,13 @@ def sizes(ctx: RunContext) -> dict:
     # beyond the 10k tables the disagreement window must cover the replicas' spread in
     # loading the table (GoBGP lags FRR and BIRD by tens of seconds at 100k), and the replica
     # hold time the hypervisor loop's longest pass while it votes a full table
-    given = {k: v for k, v in ctx.options.items() if k in d or k == "hold"}
-    d.update({k: type(d[k])(v) for k, v in given.items() if k in d})
-    big = d["prefixes"] > 20_000
     # (GoBGP drops a session whose writes block longer than the hold time: the Python
-    # hypervisor reads a 100k table back from three replicas slower than they write it)
-    d.update({"window": max(d["window"], d["prefixes"] / 4000), "hold": 30 if big else 3})
-    d.update({k: type(d.get(k, 0))(v) for k, v in given.items()})  # asked for: as asked
+    # hypervisor reads a 100k table back from three replicas slower than they write it).
+    # What the options ask for is taken as asked.
+    d.update({k: type(d[k])(v) for k, v in ctx.options.items() if k in d})
+    if "window" not in ctx.options:
+        d["window"] = max(d["window"], d["prefixes"] / 4000)
+    d["hold"] = int(ctx.options.get("hold", 30 if d["prefixes"] > 20_000 else 3))
     return d
 
 

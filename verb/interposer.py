@@ -37,7 +37,6 @@ from .session import Identity, Session, SessionClosed
 log = logging.getLogger(__name__)
 
 BGP_PORT = 179
-READ_BATCH = 32  # messages (neighbour's or replica's) handled per loop pass when already buffered
 # fault injection only: (message as the replica sent it, neighbour) -> what it "really" sent
 Tamper = Callable[[bytes, str], list[bytes]]
 
@@ -140,7 +139,6 @@ class Neighbor:
         if self.advertised:
             self._send(list(self.advertised.items()))
         reason = ""
-        n = 0
         try:
             while True:
                 msg = await s.read()
@@ -150,14 +148,6 @@ class Neighbor:
                                           tuple(u.nlri)))
                     self.stats.updates_in += 1
                     self.ix.observe("neighbour-update", self.peer, u)
-                n += 1
-                # yield after a bounded run of already-buffered messages: a burst from one
-                # neighbour must not starve the other sessions' KEEPALIVEs (the
-                # unfair-event-handler bug the paper cites); yielding after each one made
-                # every replica session relay one message per write, and those writes (each
-                # charged with the replica's TCP receive over the veth) led the profile
-                if n % READ_BATCH == 0:
-                    await asyncio.sleep(0)
         except BgpError as e:
             self.stats.notifications_sent += 1
             reason = f"sent NOTIFICATION {e.code}/{e.subcode}: {e}"
@@ -308,7 +298,6 @@ class Endpoint:
             self.nb.log.listeners.remove(self._wake.set)
 
     async def _read_loop(self, s: Session) -> None:
-        n = 0
         while True:
             msg = await s.read()
             tamper = self.ix.tampers.get(self.replica)
@@ -322,12 +311,6 @@ class Endpoint:
                         raise BgpError(1, 2, m[16:18], "message length does not match its header")
                     if mtype == bgp.UPDATE:
                         self._on_update(bgp.parse_update(m, s.as4))
-            n += 1
-            # yield every few messages, not after each: one message per loop pass drained a
-            # replica's full-table stream so slowly that GoBGP's writes timed out (it drops a
-            # session whose writes block past the hold time); a bounded run stays fair
-            if n % READ_BATCH == 0:
-                await asyncio.sleep(0)
 
     def _on_update(self, u: bgp.Update) -> None:
         attrs = bgp.normalize(u, self.session.as4 if self.session else True)

@@ -16,6 +16,8 @@ from .bgp import BgpError, OpenInfo
 
 log = logging.getLogger(__name__)
 
+READ_BATCH = 32  # messages handled per loop pass when already buffered (see Session.read)
+
 
 class SessionClosed(Exception):
     """The session ended (peer NOTIFICATION, TCP closed, hold timer, local close)."""
@@ -49,6 +51,7 @@ class Session:
         self.as4 = False
         self.last_rx = time.monotonic()
         self.close_reason = ""
+        self.reads = 0  # messages returned by `read` (see READ_BATCH)
         self.sent_notification: tuple[int, int] | None = None
         self.received_notification: tuple[int, int, bytes] | None = None
         self.established_at: float | None = None
@@ -107,7 +110,16 @@ class Session:
     # ----- Established -----
     async def read(self) -> bytes:
         """The next UPDATE or ROUTE-REFRESH; SessionClosed when the session ends, BgpError
-        when the peer broke the protocol (the caller sends the NOTIFICATION: `fail`)."""
+        when the peer broke the protocol (the caller sends the NOTIFICATION: `fail`).
+
+        Yields to the event loop once every READ_BATCH messages: a burst from one peer must
+        not starve the other sessions' KEEPALIVEs (the unfair-event-handler bug the paper
+        cites), yet yielding after each one made every replica session relay one message per
+        write (those writes, each charged with the replica's TCP receive, led the profile)
+        and drained a replica's full-table stream so slowly that GoBGP's writes timed out."""
+        self.reads += 1
+        if self.reads % READ_BATCH == 0:
+            await asyncio.sleep(0)
         while True:
             try:
                 msg = await bgp.read_message(self.reader)
