@@ -17,8 +17,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
+
+from routerlab.expect import ExpectTimeout, wait_for
 
 SERVER = "127.0.0.2"
 SSHD = "/usr/sbin/sshd"
@@ -94,22 +95,28 @@ class LoopbackSshd:
             argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", OWN_RUN, "own-run", *argv]
         else:
             os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege-separation directory
+        pidfile = d / "sshd.pid"
+        pidfile.unlink(missing_ok=True)
         with open(d / "sshd.log", "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def listening() -> bool:
+            # sshd writes its pid file once it has bound the port: our pid there means this
+            # sshd listens (one that lost the race for the port exits without writing it)
+            if proc.poll() is not None:
                 raise RuntimeError(f"sshd exited: {(d / 'sshd.log').read_text()[-500:]}")
             try:
-                socket.create_connection((SERVER, self.port), timeout=0.5).close()
-                time.sleep(0.2)  # one that lost the race for the port exits right after
-                if self.proc.poll() is None:
-                    return self
-                continue
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("sshd did not listen within 30 s")
+                return int(pidfile.read_text().split()[0]) == proc.pid
+            except (OSError, ValueError, IndexError):
+                return False
+
+        try:
+            wait_for(listening, 30, interval=0.05, what="sshd listening", retry_on=())
+        except ExpectTimeout:
+            self.stop()
+            raise RuntimeError("sshd did not listen within 30 s") from None
+        return self
 
     def sessions(self) -> list[int]:
         """Its session processes (one per open ssh connection)."""

@@ -40,12 +40,14 @@ class SshServer(SshHost):
         that root may act there: a clear error instead of a hung build."""
         registry.session().add("remote", f"{self.host}/master", server=self.host, what="master",
                                rname=self.control_path, ssh_config=self.config)
-        r = self.run("id -u && command -v mnexec sudo ip nsenter >/dev/null && echo ok",
+        # socat reaches FRR's vty sockets there, python3 writes ExaBGP's command FIFO
+        r = self.run("id -u && command -v mnexec sudo ip nsenter socat python3 >/dev/null && echo ok",
                      check=False, timeout=30)
         if r.returncode != 0 or r.stdout.split() != ["0", "ok"]:
             raise CommandError(["ssh", self.host], r.returncode,
                                (r.stderr or r.stdout or "no answer").strip()
-                               + " (root ssh with a key, and mnexec, sudo, ip, nsenter installed?)")
+                               + " (root ssh with a key, and mnexec, sudo, ip, nsenter, socat, "
+                               "python3 installed? scripts/setup.sh installs them)")
 
     def close(self) -> None:
         """End the shared connection (its master process exits)."""
@@ -68,6 +70,9 @@ class RemoteProcess:
     daemon drivers use. `pid` is its pid there; it lives exactly as long as its ssh session
     (the remote command execs it), so `poll` and `wait` need no round trip; signals go by ssh."""
 
+    #: its registry records (the pid on the server, the ssh here) go when it ends (`_ended`)
+    releases_itself = True
+
     def __init__(self, server: SshServer, ssh: subprocess.Popen, pid: int):
         self.server = server
         self.ssh = ssh
@@ -88,6 +93,7 @@ class RemoteProcess:
         if not self._released:
             self._released = True
             self.server.release("process", str(self.pid))
+            registry.session().release_process(self.ssh.pid)  # recorded here by `popen`
 
     def poll(self) -> int | None:
         rc = self.ssh.poll()
@@ -141,7 +147,7 @@ class RemoteNetns(Netns):
         return ns
 
     def exists(self) -> bool:
-        return self.server.run(["test", "-e", str(self.path)], check=False).returncode == 0
+        return self.server.exists(self.path)
 
     def run(self, args: Sequence[str], check: bool = True, timeout: float = 60,
             input: str | None = None) -> subprocess.CompletedProcess:

@@ -590,7 +590,8 @@ class Daemon(abc.ABC):
                 log.warning("%s: %s ignored SIGTERM for %.0fs, killing it", self, p.name, timeout)
                 p.popen.kill()
                 p.popen.wait(5)
-            registry.session().release_process(p.popen.pid)
+            if not getattr(p.popen, "releases_itself", False):  # a RemoteProcess's pid is
+                registry.session().release_process(p.popen.pid)  # a server's, not ours
 
     def _after_stop(self) -> None:  # noqa: B027 - an optional hook
         """Remove per-instance leftovers (sockets, pid files) after the processes are gone."""

@@ -156,7 +156,6 @@ class ExabgpDaemon(Daemon):
 
     def _launch(self) -> None:
         assert self.run_dir is not None
-        self.machine.run(["chmod", "755", str(self.run_dir / "exabgp-api.py")])
         self.machine.write_text(self.events_path, "")
         self._popen("exabgp", ["exabgp", str(self.run_dir / "exabgp.conf")],
                     env=self._env(self.run_dir))

@@ -333,7 +333,7 @@ class FrrDaemon(Daemon):
     def _launch(self) -> None:
         ensure_vty_group()
         assert self.run_dir is not None
-        self.machine.unlink(self.run_dir / "zserv.api", *self.machine.glob(self.vty_dir, "*.vty"))
+        self.machine.unlink(*self._socket_paths())
         if self.process_tree:
             self._launch_tree()
             return
@@ -381,7 +381,7 @@ class FrrDaemon(Daemon):
     def _after_stop(self) -> None:
         if self.run_dir is None:
             return
-        self.machine.unlink(self.run_dir / "zserv.api", *self.machine.glob(self.vty_dir, "*.vty"))
+        self.machine.unlink(*self._socket_paths())
 
     # ----- queries -----
     def vtysh(self, command: str, check: bool = True, timeout: float = 15.0) -> str:

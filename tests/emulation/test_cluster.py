@@ -202,26 +202,28 @@ def test_machine_files_alike_here_and_on_server_2(sshd, uid, tmp_path):
 
     srv = SshHost(SERVER, sshd.ssh_config, persist=False)
     there = Path(f"/run/routerlab-mt{uid}")
-    for m, d in ((LOCAL, tmp_path / "m"), (srv, there / "m")):
-        m.mkdir(d / "vty")
-        m.write_text(d / "b.log", "two\n")
-        m.write_text(d / "a.log", "one\nü\n")
-        m.write_text(d / "x.out", "")
-        assert m.read_text(d / "a.log") == "one\nü\n" and m.exists(d / "x.out")
-        assert m.glob(d, "*.log", "*.out") == [d / "a.log", d / "b.log", d / "x.out"]
-        assert m.glob(d / "none", "*.log") == []
-        with pytest.raises(FileNotFoundError):
-            m.read_text(d / "none.log")
-        m.unlink(d / "a.log", d / "none.log")
-        assert not m.exists(d / "a.log")
-        m.mkfifo(d / "cmd")
-        with pytest.raises(OSError):  # nobody reads it
-            m.write_fifo(d / "cmd", b"x\n")
-        with pytest.raises(OSError):  # nobody listens
-            with m.connect_unix(d / "vty" / "none.vty", 5) as s:
-                s.sendall(b"x")
-                s.recv(10)
-        assert m.run(["cat", str(d / "b.log")]).stdout == "two\n"
-    assert not there.exists()  # server 2's /run is not this one's
-    srv.run(["rm", "-rf", str(there)])
-    srv.close_master()
+    try:
+        for m, d in ((LOCAL, tmp_path / "m"), (srv, there / "m")):
+            m.mkdir(d / "vty")
+            m.write_text(d / "b.log", "two\n")
+            m.write_text(d / "a.log", "one\nü\n")
+            m.write_text(d / "x.out", "")
+            assert m.read_text(d / "a.log") == "one\nü\n" and m.exists(d / "x.out")
+            assert m.glob(d, "*.log", "*.out") == [d / "a.log", d / "b.log", d / "x.out"]
+            assert m.glob(d / "none", "*.log") == []
+            with pytest.raises(FileNotFoundError):
+                m.read_text(d / "none.log")
+            m.unlink(d / "a.log", d / "none.log")
+            assert not m.exists(d / "a.log")
+            m.mkfifo(d / "cmd")
+            with pytest.raises(OSError, match="No such device or address"):  # nobody reads it
+                m.write_fifo(d / "cmd", b"x\n")
+            with pytest.raises(OSError, match="No such file or directory"):  # nobody listens
+                with m.connect_unix(d / "vty" / "none.vty", 5) as s:
+                    s.sendall(b"x")
+                    s.recv(10)
+            assert m.run(["cat", str(d / "b.log")]).stdout == "two\n"
+        assert not there.exists()  # server 2's /run is not this one's
+    finally:
+        srv.run(["rm", "-rf", str(there)])
+        srv.close_master()
