@@ -20,6 +20,7 @@ from .migrate import migrate
 log = logging.getLogger(__name__)
 
 PAPER_CLONE_250K_S = 20.0  # software data plane: "over 20 s" for 250k routes
+CLONE_1M_BAR_S, FREEZE_1M_BAR_S = 15.0, 1.0  # issue 15's bars (goals 5 s and 0.5 s)
 
 # --------------------------------------------------------------------------- cloning
 
@@ -228,8 +229,13 @@ def _clone_impl(ctx: RunContext, impl: str, sizes: list[int], migrate_at: set[in
                 ctx.step(f"{impl.upper()}: migrating r1 with {n:,} routes", None)
                 target = "B" if net.vrs["r1"].pr.name == "A" else "A"  # type: ignore[union-attr]  # placed
                 rep = migrate(net, "r1", target)
+                cp = rep.cp
                 row.update({"clone": rep.clone, "freeze_s": rep.freeze_s,
-                            "image_bytes": rep.cp.image_bytes if rep.cp else None,
+                            "image_bytes": cp.image_bytes if cp else None,
+                            "dump_s": round(cp.dump_s, 3) if cp else None,
+                            "restore_s": round(cp.restore_s, 3) if cp else None,
+                            # restored post-copy: every page there this long after the restore
+                            "postcopy_s": round(cp.postcopy_s, 3) if cp and cp.postcopy else None,
                             "migration_s": round(rep.total_s, 2), "phases": rep.phase_seconds(),
                             "move": f"{rep.source}->{rep.target}"})
                 log.info("%s %d routes: cloning %.2f s, freeze %.3f s, image %.1f MB", impl, n,
@@ -383,23 +389,25 @@ def _clone_metrics(res: Result, rows: list[dict[str, Any]],
 def _full_table_metrics(res: Result, s_all: dict[str, Any], per: dict[str, dict[str, Any]],
                         errors: dict[str, str]) -> None:
     """Issue 15: a full table of 1M routes (goals 1M cloned < 5 s, bar < 15 s; freeze
-    < 0.5 s, bar < 1.0 s), and what it costs the VR's and the data plane's memory."""
+    < 0.5 s, bar < 1.0 s; judged against the bars, goals beside them), and what it costs
+    the VR's and the data plane's memory."""
     c1m, f1m = s_all["clone_1m_s"], s_all["freeze_1m_s"]
-    res.add_metric("clone_1m_s", "data-plane cloning, 1M routes (worst of FRR and BIRD; "
-                   "bar < 15 s)", "s", c1m, goal="< 5",
-                   met=c1m is not None and c1m < 5 and not errors)
+    res.add_metric("clone_1m_s", "data-plane cloning, 1M routes (worst of FRR and BIRD)", "s",
+                   c1m, goal=f"< 5 (bar < {CLONE_1M_BAR_S:.0f})",
+                   met=c1m is not None and c1m < CLONE_1M_BAR_S and not errors)
     res.add_metric("clone_1m_freeze_s", "control-plane freeze carrying 1M routes (worst of "
-                   "FRR and BIRD; bar < 1.0 s)", "s", f1m, goal="< 0.5",
-                   met=f1m is not None and f1m < 0.5 and not errors)
+                   "FRR and BIRD)", "s", f1m, goal=f"< 0.5 (bar < {FREEZE_1M_BAR_S})",
+                   met=f1m is not None and f1m < FREEZE_1M_BAR_S and not errors)
     res.add_metric("clone_500k_s", "data-plane cloning, 500k routes (FRR)", "s",
                    s_all["clone_500k_s"], goal="reported", met=s_all["clone_500k_s"] is not None)
     for impl, s in per.items():
         res.add_metric(f"clone_1m_s_{impl}", f"data-plane cloning, 1M routes, {impl.upper()} r1",
-                       "s", s["clone_1m_s"], goal="< 5",
-                       met=s["clone_1m_s"] is not None and s["clone_1m_s"] < 5)
+                       "s", s["clone_1m_s"], goal=f"< 5 (bar < {CLONE_1M_BAR_S:.0f})",
+                       met=s["clone_1m_s"] is not None and s["clone_1m_s"] < CLONE_1M_BAR_S)
         res.add_metric(f"clone_1m_freeze_s_{impl}", f"control-plane freeze carrying 1M routes, "
-                       f"{impl.upper()} r1", "s", s["freeze_1m_s"], goal="< 0.5",
-                       met=s["freeze_1m_s"] is not None and s["freeze_1m_s"] < 0.5)
+                       f"{impl.upper()} r1", "s", s["freeze_1m_s"],
+                       goal=f"< 0.5 (bar < {FREEZE_1M_BAR_S})",
+                       met=s["freeze_1m_s"] is not None and s["freeze_1m_s"] < FREEZE_1M_BAR_S)
         res.add_metric(f"vr_pss_mb_1m_{impl}", f"VR's daemons' memory (PSS) with 1M routes, "
                        f"{impl.upper()}", "MB", s["vr_pss_mb_1m"], goal="reported",
                        met=s["vr_pss_mb_1m"] is not None)
@@ -457,12 +465,18 @@ def _clone_report(res: Result, ctx: RunContext, rows: list[dict[str, Any]],
     res.add_section("Cloning time by table size", "Cloning = the target bridge repopulated "
                     "from the VR's kernel FIB: read (`ip -o route`), translate to LPM flows "
                     "and next-hop groups, install in bulk (`ovs-ofctl --bundle`). "
-                    f"Here: {how}. *inject s*: the table growing from the previous row's "
+                    f"Here: {how}. *freeze s*: the control plane's dump + restore + "
+                    "unlock (*dump s*, *restore s*); a dump of 256 MB of pages or more is "
+                    "restored post-copy (`criu restore --lazy-pages` fed by `criu lazy-pages` "
+                    "from the images: the daemon runs before its memory is back), *pages after "
+                    "s* is how long after the restore its last page arrived. "
+                    "*inject s*: the table growing from the previous row's "
                     "size to this one, until r1's data plane carried it. Load average (1 min) "
                     "at each measurement shown: the machine is shared and timings scale with "
                     "it.\n\n"
                     + markdown_table(("impl", "routes", "how", "read s", "translate s",
-                                      "install s", "cloning s", "freeze s", "image MB",
+                                      "install s", "cloning s", "freeze s", "dump s",
+                                      "restore s", "pages after s", "image MB",
                                       "migration s", "inject s", "load avg"),
                                      [(r["impl"], r["routes"],
                                        ("migrated" if r["migrated"] else "clone only")
@@ -470,7 +484,8 @@ def _clone_report(res: Result, ctx: RunContext, rows: list[dict[str, Any]],
                                           if r.get("daemon_routes") is not None else ""),
                                        r["clone"].get("read_s"), r["clone"].get("translate_s"),
                                        r["clone"].get("install_s"), r["clone"].get("total_s"),
-                                       fmt(r["freeze_s"]),
+                                       fmt(r["freeze_s"]), fmt(r.get("dump_s")),
+                                       fmt(r.get("restore_s")), fmt(r.get("postcopy_s")),
                                        round(r["image_bytes"] / 1e6, 1) if r["image_bytes"] else "-",
                                        fmt(r["migration_s"]), r["inject_s"], r["loadavg"])
                                       for r in rows]))

@@ -110,6 +110,19 @@ def restore_args(images_dir: os.PathLike | str, *, inherit_fds: Mapping[int, str
     return args + list(extra_args)
 
 
+LAZY_PAGES_SOCKET = "lazy-pages.socket"  # where `criu lazy-pages` listens, in its images dir
+
+
+def lazy_pages_args(images_dir: os.PathLike | str, *, log_file: str = "lazy-pages.log",
+                    verbosity: int = 2) -> list[str]:
+    """Arguments of ``criu lazy-pages``: serve the memory pages dumped in `images_dir` to a
+    restore run with ``--lazy-pages`` (post-copy: the restored tasks run at once and fault
+    their pages in through userfaultfd while the daemon pushes the rest in the background;
+    it exits once every page is delivered)."""
+    return ["lazy-pages", "--images-dir", str(images_dir), "--log-file", log_file,
+            f"-v{verbosity}"]
+
+
 def netns_inode_of_pid(pid: int) -> int:
     return os.stat(f"/proc/{pid}/ns/net").st_ino
 
@@ -210,6 +223,34 @@ class Criu:
             raise CriuError(action, r.returncode, log_path, log_tail(log_path),
                             r.stderr or r.stdout)
         return r, dt
+
+    def popen(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen:
+        """Start criu with `args` in the background (no output kept: it logs to its file)."""
+        kwargs.setdefault("stdout", subprocess.DEVNULL)
+        kwargs.setdefault("stderr", subprocess.DEVNULL)
+        return subprocess.Popen([self.path, *args], stdin=subprocess.DEVNULL, **kwargs)
+
+    def serve_lazy_pages(self, images_dir: os.PathLike | str, timeout: float = 10
+                         ) -> subprocess.Popen:
+        """Start ``criu lazy-pages`` for the dump in `images_dir` and wait until it listens
+        (a ``restore --lazy-pages`` started before would fail). The caller waits for it to
+        exit (every page delivered) before it removes the images. Raises CriuError if it
+        does not come up."""
+        images = Path(images_dir)
+        sock = images / LAZY_PAGES_SOCKET
+        sock.unlink(missing_ok=True)
+        p = self.popen(lazy_pages_args(images))
+        t_end = time.monotonic() + timeout
+        while not sock.exists():
+            if p.poll() is not None or time.monotonic() > t_end:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait(5)
+                log_path = images / "lazy-pages.log"
+                raise CriuError("lazy-pages", p.returncode or 1, log_path, log_tail(log_path),
+                                f"criu lazy-pages did not start (see {log_path})")
+            time.sleep(0.002)
+        return p
 
     def dump(self, pid: int, images_dir: os.PathLike | str, extra_args: Sequence[str] = (), *,
              netns_key: str | None = NETNS_KEY, timeout: float = 120, **opts: Any) -> CriuRun:

@@ -100,24 +100,30 @@ def netlink_memberships(sock: socket.socket) -> set[int]:
     return groups_from_bitmap(sock.getsockopt(SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, 64))
 
 
-def parse_proc_netlink(text: str) -> dict[int, int]:
+def proc_netlink_column(text: str, column: str) -> dict[int, int]:
     """/proc/PID/net/netlink (every netlink socket of that process's network namespace) ->
-    {socket inode: netlink protocol}. (Its Groups column shows only groups 1-32: ask the
-    socket itself, `netlink_memberships`.)"""
+    {socket inode: the integer in `column`} (Eth: the protocol; Rmem: bytes queued for the
+    reader; Dump: a dump running on the socket)."""
     out: dict[int, int] = {}
     lines = text.splitlines()
     if not lines:
         return out
     head = lines[0].split()
     try:
-        i_eth, i_inode = head.index("Eth"), head.index("Inode")
+        i_col, i_inode = head.index(column), head.index("Inode")
     except ValueError:
         return out
     for ln in lines[1:]:
         t = ln.split()
-        if len(t) > max(i_eth, i_inode):
-            out[int(t[i_inode])] = int(t[i_eth])
+        if len(t) > max(i_col, i_inode):
+            out[int(t[i_inode])] = int(t[i_col])
     return out
+
+
+def parse_proc_netlink(text: str) -> dict[int, int]:
+    """/proc/PID/net/netlink -> {socket inode: netlink protocol}. (Its Groups column shows
+    only groups 1-32: ask the socket itself, `netlink_memberships`.)"""
+    return proc_netlink_column(text, "Eth")
 
 
 def netlink_fds(pid: int) -> dict[int, int]:
@@ -125,6 +131,15 @@ def netlink_fds(pid: int) -> dict[int, int]:
     with open(f"/proc/{pid}/net/netlink") as f:
         table = parse_proc_netlink(f.read())
     return {fd: table[ino] for ino, fd in sorted(socket_fds(pid).items()) if ino in table}
+
+
+def netlink_dumping(pid: int) -> list[int]:
+    """The fds of process `pid`'s netlink sockets with a dump running on them (a routing
+    daemon's kernel table scan): the kernel refills such a socket until the dump ends, and
+    CRIU refuses to dump a netlink socket with data to read."""
+    with open(f"/proc/{pid}/net/netlink") as f:
+        dump = proc_netlink_column(f.read(), "Dump")
+    return sorted(fd for ino, fd in socket_fds(pid).items() if dump.get(ino))
 
 
 def set_netlink_groups(sock: socket.socket, groups: set[int] | list[int], join: bool = True) -> list[int]:

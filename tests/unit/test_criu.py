@@ -364,3 +364,39 @@ def test_get_criu_mirror_from_a_one_line_list_or_the_default(tmp_path: Path) -> 
     assert out["mirror"] == ["http://deb.debian.org/debian"] and out["from"][0].startswith("default")
     out = _print_mirror(tmp_path / "c", {}, env={"GET_CRIU_MIRROR": "http://override.example/debian/"})
     assert out["mirror"] == ["http://override.example/debian"]
+
+
+def test_lazy_pages_args_serve_the_images() -> None:
+    args = criu.lazy_pages_args("/img")
+    assert args[0] == "lazy-pages"
+    assert args[args.index("--images-dir") + 1] == "/img"
+    assert args[args.index("--log-file") + 1] == "lazy-pages.log"
+
+
+def _fake_criu(tmp_path: Path, body: str) -> criu.Criu:
+    exe = tmp_path / "criu"
+    exe.write_text("#!/bin/sh\n" + body)
+    exe.chmod(0o755)
+    return criu.Criu(exe)
+
+
+def test_serve_lazy_pages_waits_for_the_socket(tmp_path: Path) -> None:
+    # a stand-in for `criu lazy-pages`: its socket appears after a moment, then it serves
+    c = _fake_criu(tmp_path, 'sleep 0.2; touch "$3/lazy-pages.socket"; exec sleep 30\n')
+    img = tmp_path / "img"
+    img.mkdir()
+    (img / criu.LAZY_PAGES_SOCKET).touch()  # a stale socket of an earlier restore is removed
+    p = c.serve_lazy_pages(img)
+    try:
+        assert p.poll() is None and (img / criu.LAZY_PAGES_SOCKET).exists()
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_serve_lazy_pages_that_never_listens_raises(tmp_path: Path) -> None:
+    c = _fake_criu(tmp_path, 'echo "Error (criu/uffd.c:1): no uffd" > "$3/lazy-pages.log"; exit 1\n')
+    img = tmp_path / "img"
+    img.mkdir()
+    with pytest.raises(criu.CriuError, match="lazy-pages failed.*no uffd"):
+        c.serve_lazy_pages(img, timeout=5)

@@ -69,6 +69,24 @@ def test_predump_args_track_memory_and_keep_the_namespace_external(tmp_path) -> 
     assert args[args.index("--external") + 1] == "net[4026532000]:rlnet"
 
 
+@pytest.mark.parametrize("min_bytes,pages,lazy", [
+    (None, [1 << 30], False),  # post-copy off
+    (0, [], True),  # on
+    (256 << 20, [200 << 20, 100 << 20], True),  # the dump's pages files together
+    (256 << 20, [200 << 20, 4096], False),
+])
+def test_post_copy_restore_for_big_dumps_only(tmp_path, min_bytes, pages, lazy) -> None:
+    from vroom.cpmove.move import ControlPlaneMove
+
+    for k, n in enumerate(pages):
+        with open(tmp_path / f"pages-{k + 1}.img", "wb") as f:
+            f.truncate(n)  # sparse: only the size counts
+    (tmp_path / "core-1.img").write_bytes(b"x" * 4096)
+    m = ControlPlaneMove(SimpleNamespace(), SimpleNamespace(), SimpleNamespace(), tmp_path, {},
+                         SimpleNamespace(), postcopy_min_bytes=min_bytes)  # type: ignore[arg-type]
+    assert m._postcopy(tmp_path) is lazy
+
+
 # --------------------------------------------------------------------------- Daemon.adopt
 
 class _FakeDaemon(Daemon):
@@ -188,6 +206,17 @@ def test_proc_netlink_table_by_inode() -> None:
             "0000000031f55412 0   3632986853 00000000 0        0        0     2        0        5012    \n"
             "0000000098251775 16  4220102342 00000000 0        0        0     2        0        5007    \n")
     assert parse_proc_netlink(text) == {5012: 0, 5007: 16}
+
+
+def test_proc_netlink_dump_running_by_inode() -> None:
+    from routerlab.criu import proc_netlink_column
+    # BIRD's kernel scan in progress on 7001: bytes queued and a dump running
+    text = ("sk               Eth Pid        Groups   Rmem     Wmem     Dump  Locks    Drops    Inode\n"
+            "0000000031f55412 0   3632986853 00000000 212992   0        1     2        0        7001\n"
+            "0000000098251775 0   4220102342 00000111 0        0        0     2        0        7002\n")
+    assert proc_netlink_column(text, "Dump") == {7001: 1, 7002: 0}
+    assert proc_netlink_column(text, "Rmem") == {7001: 212992, 7002: 0}
+    assert proc_netlink_column(text, "NoSuchColumn") == {}
 
 
 def test_netlink_fixes_readd_groups_and_reset_flags() -> None:

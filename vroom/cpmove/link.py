@@ -46,6 +46,12 @@ class PriorityCriu(criu.Criu):
         kwargs.setdefault("preexec_fn", lambda: os.setpriority(os.PRIO_PROCESS, 0, nice))
         return super().run(args, timeout=timeout, **kwargs)
 
+    def popen(self, args, **kwargs):
+        # the lazy-pages server answers the restored daemon's page faults: same priority
+        nice = self.nice
+        kwargs.setdefault("preexec_fn", lambda: os.setpriority(os.PRIO_PROCESS, 0, nice))
+        return super().popen(args, **kwargs)
+
 
 def predump_args(pid: int, images: Path, netns_inode: int | None) -> list[str]:
     """Arguments of ``criu pre-dump`` for the first round of iterative pre-copy."""

@@ -3,6 +3,7 @@ target, fix what CRIU does not carry, and put the daemon back from its images if
 fails."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import subprocess
@@ -61,7 +62,10 @@ class CpMoveResult:
     delta_routes: int = 0
     delta_copy_s: float = 0.0  # routes changed since the pre-copy, copied during the freeze
     restore_s: float = 0.0
+    postcopy: bool = False  # restored with --lazy-pages: pages followed after the freeze
+    postcopy_s: float = 0.0  # from the restore's end until every page had arrived
     redirect_s: float = 0.0  # punts turned towards the (locked) target, before the freeze
+    scan_wait_s: float = 0.0  # before the freeze: a netlink dump of the daemon's let finish
     unlock_s: float = 0.0  # the target's lock removed once the daemon runs there
     rejoin_s: float = 0.0
     freeze_s: float = 0.0  # from the start of the final dump until the daemon hears again
@@ -107,7 +111,13 @@ class ControlPlaneMove:
     netlink_gt32: bool = False
     dump_attempts: int = 3  # tries of a dump refused for a transient reason (RETRY_DUMP)
     dump_backoff_s: float = 0.05  # wait before try k+1: k times this
+    scan_wait_max_s: float = 30.0  # longest wait for a running netlink dump before the freeze
     route_watch: RouteWatch | None = None  # source route changes since the FIB pre-copy
+    # post-copy restore (`criu restore --lazy-pages` fed by `criu lazy-pages` from the
+    # images): for a dump whose memory pages take at least this many bytes (None: never).
+    # The restore then maps the memory instead of reading it in, and the pages follow in
+    # the background while the daemon runs: the freeze loses the restore's page copy.
+    postcopy_min_bytes: int | None = None
     dumped: bool = False
     restored: bool = False
     result: CpMoveResult = field(default_factory=CpMoveResult)
@@ -116,6 +126,8 @@ class ControlPlaneMove:
     _dumped_pids: list[tuple[str, int]] = field(default_factory=list)
     _sockopts: dict[str, dict[int, dict[str, int]]] = field(default_factory=dict)
     _netlink: netlink.NetlinkState = field(default_factory=dict)
+    _lazy: list[subprocess.Popen] = field(default_factory=list)  # lazy-pages servers running
+    _t_restored: float = 0.0
 
     def run(self) -> CpMoveResult:
         res = self.result
@@ -136,6 +148,7 @@ class ControlPlaneMove:
             for name, pid in procs:
                 self._predump(pid, self.images / "pre" / name)
             res.predump_s = time.monotonic() - t0
+        res.scan_wait_s = self._await_no_netlink_dump(self.scan_wait_max_s)
         # ---- the freeze: from the moment routing messages go to the locked target until
         # the daemon hears them again there
         with raised_priority():
@@ -145,8 +158,15 @@ class ControlPlaneMove:
                 self.redirect()
             res.redirect_s = time.monotonic() - t0
             t_freeze = time.monotonic()
-            self._frozen(procs, res, t_freeze)
+            try:
+                self._frozen(procs, res, t_freeze)
+            except BaseException:
+                self._await_pages(check=False)  # a restored daemon keeps its pages coming
+                raise
             res.freeze_s = time.monotonic() - t_freeze
+        if self._lazy:
+            self._await_pages()
+            res.postcopy_s = time.monotonic() - self._t_restored
         res.image_bytes = sum(p.stat().st_size for p in self.images.rglob("*") if p.is_file())
         criu.clear_network_lock(self.src.path)
         log.info("%s: control plane moved %s -> %s: freeze %.3f s (dump %.3f, restore %.3f), "
@@ -173,9 +193,12 @@ class ControlPlaneMove:
         t0 = time.monotonic()
         pids: dict[str, int] = {}
         for name in self._names:
-            pids[name] = self._restore(self.images / name, self.dst, "restore")
+            lazy = self._postcopy(self.images / name)
+            res.postcopy = res.postcopy or lazy
+            pids[name] = self._restore(self.images / name, self.dst, "restore", lazy=lazy)
         self.restored = True
-        res.restore_s = time.monotonic() - t0
+        self._t_restored = time.monotonic()
+        res.restore_s = self._t_restored - t0
         rebind_daemon(self.daemon, self.dst, pids)
         res.pids = self.daemon.pids
         t0 = time.monotonic()
@@ -198,6 +221,28 @@ class ControlPlaneMove:
         for name, pid in pids.items():
             res.joined += rejoin_multicast(pid, self._groups, self.ifindex)
             res.sockopts_fixed += restore_socket_options(pid, self._sockopts.get(name, {}))
+
+    def _await_no_netlink_dump(self, timeout: float) -> float:
+        """Wait until no netlink dump runs on the daemon's sockets (BIRD scans the kernel
+        table every 10 s: with 1M routes a scan reads for seconds, and a dump meanwhile is
+        refused three times over, "has data to read"). Before the freeze, so the wait costs
+        the neighbours nothing; on timeout the dump goes ahead (and may be retried). Returns
+        the seconds waited."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            busy = []
+            for name, pid in self.daemon.pids.items():
+                with contextlib.suppress(OSError):  # a program that exited: the dump will say
+                    if criu.netlink_dumping(pid):
+                        busy.append(name)
+            if not busy:
+                break
+            time.sleep(0.01)
+        waited = time.monotonic() - t0
+        if waited >= 0.05:
+            log.info("%s: waited %.2f s for a netlink dump (kernel table scan) to end",
+                     self.daemon.spec.name, waited)
+        return waited
 
     def _dump_retrying(self, procs: list[tuple[str, int]], res: CpMoveResult) -> None:
         """Dump every root; a dump refused for a transient reason (`RETRY_DUMP`: say an
@@ -264,17 +309,59 @@ class ControlPlaneMove:
             raise CpMoveError("pre-dump", criu.first_error(criu.log_tail(d / "dump.log"))
                               or (r.stderr.strip().splitlines() or ["failed"])[-1])
 
-    def _restore(self, images: Path, ns: Netns, stage: str) -> int:
+    def _postcopy(self, images: Path) -> bool:
+        """Whether to restore the dump in `images` post-copy: its pages are big enough."""
+        if self.postcopy_min_bytes is None:
+            return False
+        pages = sum(p.stat().st_size for p in images.glob("pages-*.img"))
+        return pages >= self.postcopy_min_bytes
+
+    def _restore(self, images: Path, ns: Netns, stage: str, lazy: bool = False) -> int:
         try:
+            extra: list[str] = []
+            if lazy:
+                server = self.criu.serve_lazy_pages(images)
+                self._lazy.append(server)
+                registry.session().add_process(server.pid, "criu-lazy-pages")
+                extra.append("--lazy-pages")
             with subreaper():
-                r = self.criu.restore(images, netns=ns.path, log_file=f"{stage}.log",
+                r = self.criu.restore(images, extra, netns=ns.path, log_file=f"{stage}.log",
                                       pidfile=f"{stage}.pid")
         except criu.CriuError as e:
+            self._stop_lazy()
             reap_leftovers([pid for _, pid in self._dumped_pids])
             raise CpMoveError(stage, str(e)) from None
         if r.pid is None:
             raise CpMoveError(stage, f"criu restore left no pid file in {images}")
         return r.pid
+
+    def _await_pages(self, timeout: float = 120, check: bool = True) -> None:
+        """Wait until the lazy-pages servers have delivered every page (they exit then). A
+        server that fails leaves the restored daemon with pages it cannot get: an error
+        (logged only with `check` false, on a path that is failing already)."""
+        failed = []
+        try:
+            for p in self._lazy:
+                try:
+                    rc = p.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    rc = None
+                if rc != 0:
+                    failed.append(f"criu lazy-pages {'did not finish' if rc is None else f'exited {rc}'}")
+        finally:
+            self._stop_lazy()
+        if failed and not check:
+            log.error("%s: %s", self.daemon.spec.name, "; ".join(failed))
+        elif failed:
+            raise CpMoveError("post-copy", f"{'; '.join(failed)} (see lazy-pages.log in {self.images})")
+
+    def _stop_lazy(self) -> None:
+        for p in self._lazy:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+            registry.session().release_process(p.pid)
+        self._lazy.clear()
 
     def recover(self) -> dict[str, int]:
         """After a failed restore: bring the daemon back in the source namespace from the
