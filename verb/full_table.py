@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 from routerlab import fulltable
-from routerlab.daemons import driver_for
+from routerlab.daemons import GobgpDaemon, driver_for
 from routerlab.expect import wait_for
 from routerlab.experiments import RunContext, experiment
 from routerlab.report import Result, markdown_table, plot
@@ -148,6 +148,19 @@ def _segment(ctx: RunContext, b: Bench, procs_fn, events, label: str) -> dict:
     return r
 
 
+def _rib_settled(feeder: GobgpDaemon, timeout: float) -> int:
+    """How many destinations GoBGP's global RIB holds once it stops growing (two readings a
+    second apart agree): `mrt inject` can return before GoBGP has taken in the stream."""
+    last = [-1]
+
+    def settled() -> int | None:
+        m = re.search(r"Destination: (\d+)", feeder.gobgp("global", "rib", "summary"))
+        k = int(m.group(1)) if m else -1
+        same, last[0] = k == last[0], k
+        return k if same and k > 0 else None
+    return wait_for(settled, timeout, interval=1.0, what="GoBGP's RIB to stop growing")
+
+
 def feeder_load(ctx: RunContext, n: int, timeout: float) -> dict[str, dict]:
     """Which feeder loads the table fast enough: ExaBGP (API commands grouped by AS path)
     against GoBGP (`gobgp mrt inject global` of an MRT dump), each alone feeding one FRR;
@@ -182,9 +195,7 @@ def feeder_load(ctx: RunContext, n: int, timeout: float) -> dict[str, dict]:
             fed = time.monotonic() - t0
             # GoBGP 3.10's `mrt inject` drops the last records of the stream (1-2% at 20k-100k
             # prefixes in our runs): wait for what its RIB holds, and say how many that is
-            m = None if impl == "exabgp" else re.search(
-                r"Destination: (\d+)", feeder.gobgp("global", "rib", "summary"))
-            want = int(m.group(1)) if m else n
+            want = n if impl == "exabgp" else _rib_settled(feeder, timeout)
             wait_for(lambda rec=rec, want=want: len(rec.state()) >= want, timeout, interval=1.0,
                      what=f"{want:,} prefixes from {impl} in FRR's FIB")
             done = max(e.t for e in list(rec.events)) - t0
