@@ -87,6 +87,28 @@ def test_post_copy_restore_for_big_dumps_only(tmp_path, min_bytes, pages, lazy) 
     assert m._postcopy(tmp_path) is lazy
 
 
+def test_freeze_waits_for_a_netlink_dump_to_end(monkeypatch) -> None:
+    """BIRD's kernel scan (a netlink dump) running: the move waits, before the freeze, until
+    it ends; a dump that never ends is waited for only up to the limit."""
+    from routerlab import criu
+    from vroom.cpmove.move import ControlPlaneMove
+
+    polls: list[int] = []
+
+    def dumping(pid: int) -> list[int]:
+        polls.append(pid)
+        return [7] if pid == 2 and len(polls) < 10 else []
+
+    monkeypatch.setattr(criu, "netlink_dumping", dumping)
+    daemon = SimpleNamespace(pids={"bird": 2}, spec=SimpleNamespace(name="r1"))
+    m = ControlPlaneMove(daemon, SimpleNamespace(), SimpleNamespace(), Path("/nonexistent"), {},  # type: ignore[arg-type]
+                         SimpleNamespace())  # type: ignore[arg-type]
+    waited = m._await_no_netlink_dump(5.0)
+    assert len(polls) == 10 and 0.05 < waited < 5.0
+    monkeypatch.setattr(criu, "netlink_dumping", lambda pid: [7])
+    assert 0.2 <= m._await_no_netlink_dump(0.2) < 1.0
+
+
 # --------------------------------------------------------------------------- Daemon.adopt
 
 class _FakeDaemon(Daemon):
