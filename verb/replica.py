@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from routerlab.daemons import Daemon, driver_for
+from routerlab.daemons import Daemon, GobgpDaemon, driver_for
+from routerlab.daemons.gobgp import lean_go_runtime
 from routerlab.daemons.spec import RouterSpec
 from routerlab.netns import Netns, create_veth
 
@@ -183,7 +184,8 @@ class ReplicaManager:
         r.state = "starting"
         r.generation += 1
         spec = replica_spec(self.router.spec, cfg.replica_hold)
-        r.daemon = driver_for(r.impl)(spec)
+        r.daemon = (GobgpDaemon(spec, go_runtime=lean_go_runtime()) if r.impl == "gobgp"
+                    else driver_for(r.impl)(spec))  # three replicas share the router's cores
         run_dir = self.router.run_dir / f"{r.name}-{r.generation}"
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, lambda: r.daemon.start(r.ns, run_dir))

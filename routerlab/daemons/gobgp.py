@@ -16,6 +16,7 @@ import logging
 import re
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,22 @@ from .spec import ACCEPT_ALL, BgpNeighbor, Policy, RouterSpec
 log = logging.getLogger(__name__)
 
 DEFAULT_API_PORT = 50051
+
+
+def lean_go_runtime() -> dict[str, str]:
+    """Go runtime settings that trade memory for CPU, for a GoBGP sharing a small machine
+    with other daemons: one OS thread running Go code (no idle threads spinning for work
+    on a 2-core VM), and a collection when the heap has grown 4x instead of 1x, capped by a
+    soft memory limit of a quarter of this machine's memory (so a full table cannot grow
+    the heap unbounded). Measured on VERB's 10,000-prefix trace (load and churn): gobgpd's
+    CPU 2.1 -> 1.4-1.5 s, the router's memory (PSS) 222 -> 258 MiB."""
+    try:
+        with open("/proc/meminfo") as f:
+            total_kib = int(f.readline().split()[1])
+        limit = f"{total_kib // 4 // 1024}MiB"
+    except (OSError, ValueError, IndexError):
+        limit = "4GiB"
+    return {"GOMAXPROCS": "1", "GOGC": "400", "GOMEMLIMIT": limit}
 
 
 def _toml_str(s: str) -> str:
@@ -43,9 +60,13 @@ class GobgpDaemon(Daemon):
     description = "BGP speaker, no FIB"
     features = frozenset({"bgp", "policy"})
 
-    def __init__(self, spec: RouterSpec, api_port: int = DEFAULT_API_PORT):
+    def __init__(self, spec: RouterSpec, api_port: int = DEFAULT_API_PORT,
+                 go_runtime: Mapping[str, str] | None = None):
+        """`go_runtime`: Go runtime settings for gobgpd's environment (GOMAXPROCS, GOGC,
+        GOMEMLIMIT), e.g. `LEAN_GO_RUNTIME`; by default Go's own."""
         super().__init__(spec)
         self.api_port = api_port
+        self.go_runtime = dict(go_runtime or {})
 
     def check_supported(self) -> None:
         super().check_supported()
@@ -192,7 +213,7 @@ class GobgpDaemon(Daemon):
         self._popen("gobgpd", ["gobgpd", "-f", str(self.run_dir / "gobgpd.toml"), "-t", "toml",
                                "--api-hosts", f"127.0.0.1:{self.api_port}", "--pprof-disable",
                                "-l", "info"],
-                    log_path=self.run_dir / "gobgpd.log")
+                    log_path=self.run_dir / "gobgpd.log", env=self.go_runtime or None)
 
     def _ready(self) -> bool:
         r = self._run(self._gobgp_args("global", "-j"), check=False, timeout=5)

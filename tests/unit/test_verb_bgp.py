@@ -97,6 +97,8 @@ def test_a_well_formed_update_parses():
     (ORIGIN + AS_PATH + NEXT_HOP + attr(0x40, 99, b"x"), b"\x18\x0a\x01\x02", (3, 2)),
     (ORIGIN + AS_PATH + attr(0x40, 3, b"\x00\x00\x00\x00"), b"\x18\x0a\x01\x02", (3, 8)),
     (ORIGIN + AS_PATH + NEXT_HOP + b"\x40\x05", b"", (3, 1)),  # truncated attribute
+    # attributes the walk does not check in full itself: os-ken's decoder must take them
+    (ORIGIN + AS_PATH + NEXT_HOP + attr(0xc0, 7, b"\x00\x01\x02"), b"\x18\x0a\x01\x02", (3, 1)),
 ])
 def test_malformed_updates_get_the_rfc_notification(attrs, nlri, expect):
     code, sub, data = error_of(update(attrs, nlri))
