@@ -27,6 +27,7 @@ from typing import Callable, Iterable
 from pyroute2 import AsyncIPRoute
 
 from routerlab import registry
+from routerlab.daemons.gobgp import go_client_runtime
 from routerlab.daemons.spec import RouterSpec
 from routerlab.netns import Netns
 
@@ -192,6 +193,7 @@ class GobgpFib:
 
     def __init__(self, ns: Netns, spec: RouterSpec, report: Report, api_port: int = 50051):
         self.ns = ns
+        self.router = spec.name
         self.nets = [ipaddress.IPv4Interface(i.address) for i in spec.interfaces]
         self.names = [i.name for i in spec.interfaces]
         self.table = _Table(report)
@@ -226,7 +228,7 @@ class GobgpFib:
                                    "global", "rib", "--current"],
                                   name=f"gobgp-monitor:{self.ns.name}", stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL,
-                                  env={**os.environ, "GOMAXPROCS": "1", "GOGC": "400"})  # a client: one thread
+                                  env={**os.environ, **go_client_runtime()})
         reader = asyncio.StreamReader(limit=1 << 24)
         transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                                     self.proc.stdout)
@@ -234,7 +236,7 @@ class GobgpFib:
             rest = b""
             while True:
                 # whatever the monitor has written so far, as one batch of whole lines
-                data = await reader.read(1 << 18)  # bounded: ~1,000 paths per vote
+                data = await reader.read(1 << 18)  # bounded: ~2,500 paths per vote
                 if not data:
                     break
                 lines = (rest + data).split(b"\n")
@@ -252,19 +254,28 @@ class GobgpFib:
     def _events(self, lines: list[bytes]) -> list:
         """Best-path changes from the monitor's lines, e.g.
         ``2026-12-06T21:45:40Z [ROUTE] 10.9.0.0/24 via 10.1.0.2 aspath [65001] attrs [...]``
-        (``[DELROUTE]`` for a withdrawal; next hop 0.0.0.0 for a route GoBGP originates)."""
+        (``[DELROUTE]`` for a withdrawal; next hop 0.0.0.0 for a route GoBGP originates,
+        ``fictitious`` for a path without one)."""
         out = []
+        best: dict[str, FibValue | None] = {}  # within this batch, ahead of the table
         current = self.table.current
         for line in lines:
             parts = line.split(None, 5)
             if len(parts) < 5 or parts[3] != b"via":
                 continue
-            kind, prefix, value = parts[1], parts[2].decode(), self.resolve(parts[4].decode())
+            kind, prefix, nh = parts[1], parts[2].decode(), parts[4].decode()
+            try:
+                value = self.resolve("" if nh == "fictitious" else nh)
+            except ValueError:  # not an IPv4 next hop: not a route of this FIB
+                log.warning("GoBGP FIB of %s: next hop %r of %s skipped", self.router, nh, prefix)
+                continue
             if kind == b"[ROUTE]":
                 out.append((True, prefix, (0, 0), value))
-            elif kind == b"[DELROUTE]" and current.get(prefix) == value:
+                best[prefix] = value
+            elif kind == b"[DELROUTE]" and best.get(prefix, current.get(prefix)) == value:
                 # a withdrawal of a path that is no longer the best changes nothing
                 out.append((False, prefix, (0, 0), value))
+                best[prefix] = None
         return out
 
     def _kill(self) -> None:

@@ -151,13 +151,14 @@ def _segment(ctx: RunContext, b: Bench, procs_fn, events, label: str) -> dict:
 def _rib_settled(feeder: GobgpDaemon, timeout: float) -> int:
     """How many destinations GoBGP's global RIB holds once it stops growing (two readings a
     second apart agree): `mrt inject` can return before GoBGP has taken in the stream."""
-    last = [-1]
+    last = -1
 
-    def settled() -> int | None:
+    def settled() -> int:
+        nonlocal last
         m = re.search(r"Destination: (\d+)", feeder.gobgp("global", "rib", "summary"))
         k = int(m.group(1)) if m else -1
-        same, last[0] = k == last[0], k
-        return k if same and k > 0 else None
+        same, last = k == last, k
+        return k if same and k > 0 else 0
     return wait_for(settled, timeout, interval=1.0, what="GoBGP's RIB to stop growing")
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,26 +231,35 @@ class Criu:
         kwargs.setdefault("stderr", subprocess.DEVNULL)
         return subprocess.Popen([self.path, *args], stdin=subprocess.DEVNULL, **kwargs)
 
-    def serve_lazy_pages(self, images_dir: os.PathLike | str, timeout: float = 10
+    def serve_lazy_pages(self, images_dir: os.PathLike | str, timeout: float = 10,
+                         started: Callable[[subprocess.Popen], None] | None = None
                          ) -> subprocess.Popen:
         """Start ``criu lazy-pages`` for the dump in `images_dir` and wait until it listens
-        (a ``restore --lazy-pages`` started before would fail). The caller waits for it to
-        exit (every page delivered) before it removes the images. Raises CriuError if it
-        does not come up."""
+        (it says so on ``--status-fd``; a ``restore --lazy-pages`` that connects before
+        fails). `started` is called with the process as soon as it exists (to record it).
+        The caller waits for it to exit (every page delivered) before removing the images.
+        Raises CriuError if it does not come up (the process is killed then)."""
         images = Path(images_dir)
-        sock = images / LAZY_PAGES_SOCKET
-        sock.unlink(missing_ok=True)
-        p = self.popen(lazy_pages_args(images))
-        t_end = time.monotonic() + timeout
-        while not sock.exists():
-            if p.poll() is not None or time.monotonic() > t_end:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait(5)
-                log_path = images / "lazy-pages.log"
-                raise CriuError("lazy-pages", p.returncode or 1, log_path, log_tail(log_path),
-                                f"criu lazy-pages did not start (see {log_path})")
-            time.sleep(0.002)
+        (images / LAZY_PAGES_SOCKET).unlink(missing_ok=True)  # an earlier restore's
+        r, w = os.pipe()
+        try:
+            p = self.popen([*lazy_pages_args(images), "--status-fd", str(w)], pass_fds=(w,))
+        finally:
+            os.close(w)
+        try:
+            if started is not None:
+                started(p)
+            ready, _, _ = select.select([r], [], [], timeout)
+            ok = bool(ready) and os.read(r, 1) != b""  # EOF: it exited without listening
+        finally:
+            os.close(r)
+        if not ok:
+            if p.poll() is None:
+                p.kill()
+            p.wait(5)
+            log_path = images / "lazy-pages.log"
+            raise CriuError("lazy-pages", p.returncode or 1, log_path, log_tail(log_path),
+                            f"criu lazy-pages did not start (see {log_path})")
         return p
 
     def dump(self, pid: int, images_dir: os.PathLike | str, extra_args: Sequence[str] = (), *,

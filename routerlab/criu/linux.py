@@ -133,13 +133,15 @@ def netlink_fds(pid: int) -> dict[int, int]:
     return {fd: table[ino] for ino, fd in sorted(socket_fds(pid).items()) if ino in table}
 
 
-def netlink_dumping(pid: int) -> list[int]:
-    """The fds of process `pid`'s netlink sockets with a dump running on them (a routing
-    daemon's kernel table scan): the kernel refills such a socket until the dump ends, and
-    CRIU refuses to dump a netlink socket with data to read."""
+def netlink_queues(pid: int) -> dict[int, tuple[bool, int]]:
+    """{fd: (a dump runs on it, bytes queued for the reader)} of process `pid`'s netlink
+    sockets. CRIU refuses to dump a netlink socket with data to read; a dump running (a
+    routing daemon's kernel table scan) keeps refilling it until the last part is read."""
     with open(f"/proc/{pid}/net/netlink") as f:
-        dump = proc_netlink_column(f.read(), "Dump")
-    return sorted(fd for ino, fd in socket_fds(pid).items() if dump.get(ino))
+        text = f.read()
+    dump, rmem = proc_netlink_column(text, "Dump"), proc_netlink_column(text, "Rmem")
+    return {fd: (bool(dump[ino]), rmem.get(ino, 0)) for ino, fd in sorted(socket_fds(pid).items())
+            if ino in dump}
 
 
 def set_netlink_groups(sock: socket.socket, groups: set[int] | list[int], join: bool = True) -> list[int]:

@@ -5,6 +5,7 @@ import json
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -380,15 +381,20 @@ def _fake_criu(tmp_path: Path, body: str) -> criu.Criu:
     return criu.Criu(exe)
 
 
-def test_serve_lazy_pages_waits_for_the_socket(tmp_path: Path) -> None:
-    # a stand-in for `criu lazy-pages`: its socket appears after a moment, then it serves
-    c = _fake_criu(tmp_path, 'sleep 0.2; touch "$3/lazy-pages.socket"; exec sleep 30\n')
+def test_serve_lazy_pages_waits_until_it_listens(tmp_path: Path) -> None:
+    # a stand-in for `criu lazy-pages`: says it listens on --status-fd (the last argument)
+    # after a moment, then serves
+    c = _fake_criu(tmp_path, 'for a; do fd=$a; done; sleep 0.2; printf "\\0" > /proc/self/fd/$fd\n'
+                             'exec sleep 30\n')
     img = tmp_path / "img"
     img.mkdir()
     (img / criu.LAZY_PAGES_SOCKET).touch()  # a stale socket of an earlier restore is removed
-    p = c.serve_lazy_pages(img)
+    seen: list[int] = []
+    t0 = time.monotonic()
+    p = c.serve_lazy_pages(img, started=lambda q: seen.append(q.pid))
     try:
-        assert p.poll() is None and (img / criu.LAZY_PAGES_SOCKET).exists()
+        assert time.monotonic() - t0 >= 0.2 and p.poll() is None and seen == [p.pid]
+        assert not (img / criu.LAZY_PAGES_SOCKET).exists()
     finally:
         p.kill()
         p.wait()

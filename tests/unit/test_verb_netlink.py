@@ -62,3 +62,13 @@ def test_gobgp_monitor_lines_become_fib_changes():
                                  "10.9.1.0/24": ("blackhole",)}
     fib.table.apply(fib._events([ts + b"[DELROUTE] 10.9.0.0/24 via 10.2.0.2 aspath [65002] attrs []"]))
     assert "10.9.0.0/24" not in fib.table.current
+    # within one batch: announced then withdrawn; best moved and the new best withdrawn;
+    # a path without a next hop; an IPv6 next hop (skipped, the watcher goes on)
+    fib.table.apply(fib._events([
+        ts + b"[ROUTE] 10.7.0.0/24 via 10.1.0.2 aspath [65001] attrs []",
+        ts + b"[DELROUTE] 10.7.0.0/24 via 10.1.0.2 aspath [65001] attrs []",
+        ts + b"[ROUTE] 10.9.1.0/24 via 10.2.0.2 aspath [65002] attrs []",
+        ts + b"[DELROUTE] 10.9.1.0/24 via 10.2.0.2 aspath [65002] attrs []",
+        ts + b"[ROUTE] 10.6.0.0/24 via fictitious aspath [] attrs []",
+        ts + b"[ROUTE] 10.5.0.0/24 via 2001:db8::1 aspath [65001] attrs []"]))
+    assert fib.table.current == {"10.6.0.0/24": ("blackhole",)}

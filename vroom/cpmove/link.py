@@ -6,8 +6,9 @@ import contextlib
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from routerlab import criu
 from routerlab.expect import ExpectTimeout, wait_for
@@ -46,7 +47,7 @@ class PriorityCriu(criu.Criu):
         kwargs.setdefault("preexec_fn", lambda: os.setpriority(os.PRIO_PROCESS, 0, nice))
         return super().run(args, timeout=timeout, **kwargs)
 
-    def popen(self, args, **kwargs):
+    def popen(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen:
         # the lazy-pages server answers the restored daemon's page faults: same priority
         nice = self.nice
         kwargs.setdefault("preexec_fn", lambda: os.setpriority(os.PRIO_PROCESS, 0, nice))

@@ -63,7 +63,7 @@ class CpMoveResult:
     delta_copy_s: float = 0.0  # routes changed since the pre-copy, copied during the freeze
     restore_s: float = 0.0
     postcopy: bool = False  # restored with --lazy-pages: pages followed after the freeze
-    postcopy_s: float = 0.0  # from the restore's end until every page had arrived
+    postcopy_s: float = 0.0  # restore's end to every page delivered (at most: seen after the unlock)
     redirect_s: float = 0.0  # punts turned towards the (locked) target, before the freeze
     scan_wait_s: float = 0.0  # before the freeze: a netlink dump of the daemon's let finish
     unlock_s: float = 0.0  # the target's lock removed once the daemon runs there
@@ -120,6 +120,10 @@ class ControlPlaneMove:
     postcopy_min_bytes: int | None = None
     dumped: bool = False
     restored: bool = False
+    # a lazy-pages server failed after the restore: the restored daemon lacks memory it can
+    # no longer get (untouched pages would read as zeros), so it must not be moved back as
+    # it runs: `recover` restores the source from the intact images instead
+    pages_lost: bool = False
     result: CpMoveResult = field(default_factory=CpMoveResult)
     _groups: dict[str, set[str]] = field(default_factory=dict)
     _names: list[str] = field(default_factory=list)
@@ -161,7 +165,10 @@ class ControlPlaneMove:
             try:
                 self._frozen(procs, res, t_freeze)
             except BaseException:
-                self._await_pages(check=False)  # a restored daemon keeps its pages coming
+                if self.restored:
+                    self._await_pages(check=False)  # a restored daemon keeps its pages coming
+                else:
+                    self._stop_lazy()  # no restore connected: a server would wait forever
                 raise
             res.freeze_s = time.monotonic() - t_freeze
         if self._lazy:
@@ -222,22 +229,28 @@ class ControlPlaneMove:
             res.joined += rejoin_multicast(pid, self._groups, self.ifindex)
             res.sockopts_fixed += restore_socket_options(pid, self._sockopts.get(name, {}))
 
-    def _await_no_netlink_dump(self, timeout: float) -> float:
-        """Wait until no netlink dump runs on the daemon's sockets (BIRD scans the kernel
-        table every 10 s: with 1M routes a scan reads for seconds, and a dump meanwhile is
-        refused three times over, "has data to read"). Before the freeze, so the wait costs
-        the neighbours nothing; on timeout the dump goes ahead (and may be retried). Returns
-        the seconds waited."""
+    def _await_no_netlink_dump(self, timeout: float, poll_s: float = 0.05) -> float:
+        """Wait until no netlink dump runs on the daemon's sockets and what such a dump
+        queued has been read (BIRD scans the kernel table every 10 s: with 1M routes a scan
+        reads for seconds, and a dump meanwhile is refused three times over, "has data to
+        read"). Before the freeze, so the wait costs the neighbours nothing; on timeout the
+        dump goes ahead (and may be retried). Returns the seconds waited."""
         t0 = time.monotonic()
+        watched: set[tuple[str, int]] = set()  # sockets seen dumping: wait for their queue
         while time.monotonic() - t0 < timeout:
-            busy = []
+            busy = False
             for name, pid in self.daemon.pids.items():
-                with contextlib.suppress(OSError):  # a program that exited: the dump will say
-                    if criu.netlink_dumping(pid):
-                        busy.append(name)
+                try:
+                    queues = criu.netlink_queues(pid)
+                except OSError:  # a program that exited: the dump will say
+                    continue
+                for fd, (dumping, queued) in queues.items():
+                    if dumping:
+                        watched.add((name, fd))
+                    busy = busy or dumping or ((name, fd) in watched and queued > 0)
             if not busy:
                 break
-            time.sleep(0.01)
+            time.sleep(poll_s)
         waited = time.monotonic() - t0
         if waited >= 0.05:
             log.info("%s: waited %.2f s for a netlink dump (kernel table scan) to end",
@@ -317,28 +330,34 @@ class ControlPlaneMove:
         return pages >= self.postcopy_min_bytes
 
     def _restore(self, images: Path, ns: Netns, stage: str, lazy: bool = False) -> int:
+        server: subprocess.Popen | None = None
         try:
             extra: list[str] = []
             if lazy:
-                server = self.criu.serve_lazy_pages(images)
-                self._lazy.append(server)
-                registry.session().add_process(server.pid, "criu-lazy-pages")
+                server = self.criu.serve_lazy_pages(images, started=self._lazy_started)
                 extra.append("--lazy-pages")
             with subreaper():
                 r = self.criu.restore(images, extra, netns=ns.path, log_file=f"{stage}.log",
                                       pidfile=f"{stage}.pid")
-        except criu.CriuError as e:
-            self._stop_lazy()
+        except BaseException as e:
+            if server is not None:  # this restore's server only: others serve restored roots
+                self._stop_lazy([server])
+            if not isinstance(e, criu.CriuError):
+                raise
             reap_leftovers([pid for _, pid in self._dumped_pids])
             raise CpMoveError(stage, str(e)) from None
         if r.pid is None:
             raise CpMoveError(stage, f"criu restore left no pid file in {images}")
         return r.pid
 
+    def _lazy_started(self, server: subprocess.Popen) -> None:
+        self._lazy.append(server)
+        registry.session().add_process(server.pid, "criu-lazy-pages")
+
     def _await_pages(self, timeout: float = 120, check: bool = True) -> None:
         """Wait until the lazy-pages servers have delivered every page (they exit then). A
-        server that fails leaves the restored daemon with pages it cannot get: an error
-        (logged only with `check` false, on a path that is failing already)."""
+        server that fails leaves the restored daemon with pages it cannot get
+        (`pages_lost`): an error, logged only with `check` false (a path failing already)."""
         failed = []
         try:
             for p in self._lazy:
@@ -350,18 +369,25 @@ class ControlPlaneMove:
                     failed.append(f"criu lazy-pages {'did not finish' if rc is None else f'exited {rc}'}")
         finally:
             self._stop_lazy()
-        if failed and not check:
-            log.error("%s: %s", self.daemon.spec.name, "; ".join(failed))
-        elif failed:
+        if failed:
+            self.pages_lost = True
+            if not check:
+                log.error("%s: %s", self.daemon.spec.name, "; ".join(failed))
+                return
             raise CpMoveError("post-copy", f"{'; '.join(failed)} (see lazy-pages.log in {self.images})")
 
-    def _stop_lazy(self) -> None:
-        for p in self._lazy:
-            if p.poll() is None:
-                p.kill()
-                p.wait(5)
-            registry.session().release_process(p.pid)
-        self._lazy.clear()
+    def _stop_lazy(self, servers: list[subprocess.Popen] | None = None) -> None:
+        """Kill (if still running) and release lazy-pages servers: `servers`, or all."""
+        for p in list(self._lazy if servers is None else servers):
+            try:
+                if p.poll() is None:
+                    p.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(5)
+            finally:
+                registry.session().release_process(p.pid)
+                if p in self._lazy:
+                    self._lazy.remove(p)
 
     def recover(self) -> dict[str, int]:
         """After a failed restore: bring the daemon back in the source namespace from the
@@ -380,7 +406,7 @@ class ControlPlaneMove:
         rebind_daemon(self.daemon, self.src, pids)
         criu.clear_network_lock(self.src.path)
         self._fix_sockets(self.result)
-        self.dumped = self.restored = False
+        self.dumped = self.restored = self.pages_lost = False
         log.warning("%s: control plane recovered in %s from its dump", self.daemon.spec.name,
                     self.src.name)
         return pids
