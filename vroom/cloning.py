@@ -468,7 +468,7 @@ def _clone_report(res: Result, ctx: RunContext, rows: list[dict[str, Any]],
                     "from the VR's kernel FIB: read (`ip -o route`), translate to LPM flows "
                     "and next-hop groups, install in bulk (`ovs-ofctl --bundle`). "
                     f"Here: {how}. *freeze s*: the control plane's dump + restore + "
-                    "unlock (*dump s*, *restore s*); a dump of 256 MB of pages or more is "
+                    "unlock (*dump s*, *restore s*); a dump of 512 MB of pages or more is "
                     "restored post-copy (`criu restore --lazy-pages` fed by `criu lazy-pages` "
                     "from the images: the daemon runs before its memory is back), *pages after "
                     "s* is how long after the restore its last page had arrived (at most). "

@@ -56,10 +56,11 @@ log = logging.getLogger(__name__)
 MIGRATABLE: dict[str, tuple[str, ...]] = {"bird": (), "frr": ()}
 NEEDED_FEATURES = ("check", "socket_dump")
 LINGER_S = 0.05  # how long a re-patched circuit's old port keeps delivering
-# Post-copy restore above this much dumped memory: restoring reads the pages in at ~3.5 GB/s
-# here (0.37 s of a 1M-route FRR's 1.0 s freeze, 1.3 GB); below it the gain is a few tens of
-# ms and the lazy-pages server is one more process per move.
-POSTCOPY_MIN_BYTES = 256 << 20
+# Post-copy restore from this much dumped memory: restoring reads the pages in at ~3.5 GB/s
+# here (0.37 s of a 1M-route FRR's 1.0 s freeze, 1.3 GB; post-copy 0.17 s; 500k: 0.24 ->
+# 0.15 s). At 250k routes (340 MB) the lazy-pages server's start-up (~0.04 s) ate the gain
+# (0.144 -> 0.138 s), so smaller dumps are restored whole.
+POSTCOPY_MIN_BYTES = 512 << 20
 
 
 class MigrationRefused(ValueError):
