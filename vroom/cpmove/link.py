@@ -42,16 +42,17 @@ class PriorityCriu(criu.Criu):
 
     nice = -20
 
-    def run(self, args, *, timeout: float = 60, **kwargs):
+    def _niced(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         nice = self.nice
         kwargs.setdefault("preexec_fn", lambda: os.setpriority(os.PRIO_PROCESS, 0, nice))
-        return super().run(args, timeout=timeout, **kwargs)
+        return kwargs
+
+    def run(self, args, *, timeout: float = 60, **kwargs):
+        return super().run(args, timeout=timeout, **self._niced(kwargs))
 
     def popen(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen:
         # the lazy-pages server answers the restored daemon's page faults: same priority
-        nice = self.nice
-        kwargs.setdefault("preexec_fn", lambda: os.setpriority(os.PRIO_PROCESS, 0, nice))
-        return super().popen(args, **kwargs)
+        return super().popen(args, **self._niced(kwargs))
 
 
 def predump_args(pid: int, images: Path, netns_inode: int | None) -> list[str]:

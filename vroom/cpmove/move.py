@@ -14,6 +14,7 @@ from pathlib import Path
 
 from routerlab import criu, registry
 from routerlab.daemons import Daemon
+from routerlab.expect import ExpectTimeout, wait_for
 from routerlab.netns import Netns
 
 from . import netlink
@@ -235,9 +236,9 @@ class ControlPlaneMove:
         reads for seconds, and a dump meanwhile is refused three times over, "has data to
         read"). Before the freeze, so the wait costs the neighbours nothing; on timeout the
         dump goes ahead (and may be retried). Returns the seconds waited."""
-        t0 = time.monotonic()
         watched: set[tuple[str, int]] = set()  # sockets seen dumping: wait for their queue
-        while time.monotonic() - t0 < timeout:
+
+        def idle() -> bool:
             busy = False
             for name, pid in self.daemon.pids.items():
                 try:
@@ -248,9 +249,10 @@ class ControlPlaneMove:
                     if dumping:
                         watched.add((name, fd))
                     busy = busy or dumping or ((name, fd) in watched and queued > 0)
-            if not busy:
-                break
-            time.sleep(poll_s)
+            return not busy
+        t0 = time.monotonic()
+        with contextlib.suppress(ExpectTimeout):
+            wait_for(idle, timeout, interval=poll_s, retry_on=(), what="no netlink dump")
         waited = time.monotonic() - t0
         if waited >= 0.05:
             log.info("%s: waited %.2f s for a netlink dump (kernel table scan) to end",
