@@ -3,9 +3,9 @@
 - `KernelFib` follows a replica's kernel FIB over rtnetlink (`verb.netlink`): the
   candidate FIB of FRR (zebra) and BIRD, which write the kernel FIB of their namespace.
 - `GobgpFib` is GoBGP's candidate FIB. GoBGP writes no kernel FIB (PLATFORM.md); its best
-  paths come from its RIB through its API, streamed by `gobgp monitor global rib --current`
-  (the streaming form of `gobgp global rib`; its text lines, cheaper than -j's JSON on both
-  ends), each next hop resolved to the interface whose subnet holds it, as the kernel would.
+  paths are its Loc-RIB, which gobgpd streams over BMP (`verb.bmp`) to a station of ours on
+  127.0.0.1 in its namespace, each next hop resolved to the interface whose subnet holds it,
+  as the kernel would.
 - `FibInstaller` installs the FIB voter's output into the forwarding namespace's kernel FIB
   (protocol bgp, 186), over rtnetlink.
 
@@ -20,18 +20,18 @@ import errno
 import ipaddress
 import logging
 import os
-import subprocess
+import socket
 import time
 from typing import Callable, Iterable
 
 from pyroute2 import AsyncIPRoute
 
-from routerlab import registry
-from routerlab.daemons.gobgp import go_client_runtime
 from routerlab.daemons.spec import RouterSpec
 from routerlab.netns import Netns
 
+from . import bmp
 from .netlink import RTMGRP_IPV4_ROUTE, RouteMsg, RouteSocket, RouteWriter, parse, route_request
+from .netutil import listen_socket
 
 log = logging.getLogger(__name__)
 
@@ -189,20 +189,38 @@ class KernelFib:
 
 
 class GobgpFib:
-    """GoBGP's candidate FIB: its best paths as `gobgp monitor global rib` streams them."""
+    """GoBGP's candidate FIB: its Loc-RIB, which gobgpd streams to us as a BMP station
+    (`verb.bmp`) listening on 127.0.0.1 inside the replica's namespace.
 
-    def __init__(self, ns: Netns, spec: RouterSpec, report: Report, api_port: int = 50051):
+    `listen()` before gobgpd starts (it connects once at start, then retries only after
+    seconds), give the daemon `bmp_station`, then `start()`."""
+
+    PORT = 11019  # BMP's customary port; every replica namespace has its own loopback
+
+    def __init__(self, ns: Netns, spec: RouterSpec, report: Report, port: int = PORT):
         self.ns = ns
         self.router = spec.name
         self.nets = [ipaddress.IPv4Interface(i.address) for i in spec.interfaces]
         self.names = [i.name for i in spec.interfaces]
         self.table = _Table(report)
-        self.api_port = api_port
+        self.port = port
+        self.connections = 0
         self._resolved: dict[str, FibValue] = {}  # next hop -> value: a table has a handful
-        self.proc: subprocess.Popen | None = None
+        self._next_hops: dict[bytes, str | None] = {}  # attribute section -> its NEXT_HOP
+        self._sock: socket.socket | None = None
         self._task: asyncio.Task | None = None
 
+    @property
+    def bmp_station(self) -> tuple[str, int]:
+        """Where gobgpd sends its Loc-RIB (its `bmp-servers` entry)."""
+        return ("127.0.0.1", self.port)
+
+    def listen(self) -> None:
+        self._sock = listen_socket(self.ns.name, "127.0.0.1", self.port)
+
     def start(self) -> None:
+        if self._sock is None:
+            self.listen()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def resolve(self, nexthop: str) -> FibValue:
@@ -222,73 +240,63 @@ class GobgpFib:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        # text lines, not -j: the CLI formats and we split a line for a fraction of what
-        # marshalling and loading JSON cost (the monitor was ~1/4 of GoBGP's CPU)
-        self.proc = self.ns.popen(["gobgp", "-u", "127.0.0.1", "-p", str(self.api_port), "monitor",
-                                   "global", "rib", "--current"],
-                                  name=f"gobgp-monitor:{self.ns.name}", stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL,
-                                  env={**os.environ, **go_client_runtime()})
-        reader = asyncio.StreamReader(limit=1 << 24)
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
-                                                    self.proc.stdout)
+        assert self._sock is not None
         try:
-            rest = b""
             while True:
-                # whatever the monitor has written so far, as one batch of whole lines
-                data = await reader.read(1 << 18)  # bounded: ~2,500 paths per vote
-                if not data:
-                    break
-                lines = (rest + data).split(b"\n")
-                rest = lines.pop()
-                if lines:
-                    self.table.apply(self._events(lines))
+                conn, _ = await loop.sock_accept(self._sock)
+                self.connections += 1
+                if self.connections > 1:
+                    # gobgpd reconnected: it sends its whole Loc-RIB again, from nothing
+                    log.warning("GoBGP FIB of %s: BMP session %d; re-reading the Loc-RIB",
+                                self.router, self.connections)
+                    await self.table.resync([])
+                try:
+                    await self._follow(loop, conn)
+                finally:
+                    conn.close()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("GoBGP FIB watcher for %s stopped", self.ns.name)
         finally:
-            transport.close()
-            self._kill()
+            self._close()
 
-    def _events(self, lines: list[bytes]) -> list:
-        """Best-path changes from the monitor's lines, e.g.
-        ``2026-12-06T21:45:40Z [ROUTE] 10.9.0.0/24 via 10.1.0.2 aspath [65001] attrs [...]``
-        (``[DELROUTE]`` for a withdrawal; next hop 0.0.0.0 for a route GoBGP originates,
-        ``fictitious`` for a path without one)."""
-        out = []
-        best: dict[str, FibValue | None] = {}  # within this batch, ahead of the table
-        current = self.table.current
-        for line in lines:
-            parts = line.split(None, 5)
-            if len(parts) < 5 or parts[3] != b"via":
-                continue
-            kind, prefix, nh = parts[1], parts[2].decode(), parts[4].decode()
-            try:
-                value = self.resolve("" if nh == "fictitious" else nh)
-            except ValueError:  # not an IPv4 next hop: not a route of this FIB
-                log.warning("GoBGP FIB of %s: next hop %r of %s skipped", self.router, nh, prefix)
-                continue
-            if kind == b"[ROUTE]":
-                out.append((True, prefix, (0, 0), value))
-                best[prefix] = value
-            elif kind == b"[DELROUTE]" and best.get(prefix, current.get(prefix)) == value:
-                # a withdrawal of a path that is no longer the best changes nothing
-                out.append((False, prefix, (0, 0), value))
-                best[prefix] = None
+    async def _follow(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
+        rest = b""
+        while True:
+            # whatever gobgpd has written so far, as one batch of whole messages
+            data = await loop.sock_recv(conn, 1 << 18)  # bounded: ~2,000 paths per vote
+            if not data:
+                return
+            msgs, rest = bmp.split(rest + data)
+            if msgs:
+                self.table.apply(self._events(bmp.loc_rib_changes(msgs, self._next_hops)))
+
+    def _events(self, changes: list[bmp.LocRibChange]) -> list:
+        out: list = []
+        for ch in changes:
+            for prefix in ch.withdrawn:  # the prefix has no best path left
+                out.append((False, prefix, (0, 0), None))
+            if ch.nlri:
+                try:
+                    value = self.resolve(ch.next_hop or "")
+                except ValueError:  # not an IPv4 next hop: not a route of this FIB
+                    log.warning("GoBGP FIB of %s: next hop %r of %s skipped", self.router,
+                                ch.next_hop, ch.nlri[0])
+                    continue
+                out.extend((True, prefix, (0, 0), value) for prefix in ch.nlri)
         return out
 
-    def _kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        if self.proc is not None:
-            registry.session().release_process(self.proc.pid)
+    def _close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        self._kill()
+        else:
+            self._close()
 
 
 class FibInstaller:

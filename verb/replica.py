@@ -184,14 +184,25 @@ class ReplicaManager:
         r.state = "starting"
         r.generation += 1
         spec = replica_spec(self.router.spec, cfg.replica_hold)
-        r.daemon = (GobgpDaemon(spec, go_runtime=lean_go_runtime()) if r.impl == "gobgp"
-                    else driver_for(r.impl)(spec))  # three replicas share the router's cores
+        report = self.router.fib_reporter(r.name)
+        if r.impl == "gobgp":
+            # its FIB is its Loc-RIB over BMP: the station listens before gobgpd connects
+            fib = GobgpFib(r.ns, spec, report)
+            fib.listen()
+            r.fib = fib
+            # three replicas share the router's cores: a lean Go runtime
+            r.daemon = GobgpDaemon(spec, go_runtime=lean_go_runtime(), bmp_station=fib.bmp_station)
+        else:
+            r.fib = KernelFib(r.ns.name, report)
+            r.daemon = driver_for(r.impl)(spec)
         run_dir = self.router.run_dir / f"{r.name}-{r.generation}"
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, lambda: r.daemon.start(r.ns, run_dir))
+        try:
+            await loop.run_in_executor(None, lambda: r.daemon.start(r.ns, run_dir))
+        except BaseException:
+            r.fib.stop()
+            raise
         r.started_at = time.monotonic()
-        report = self.router.fib_reporter(r.name)
-        r.fib = GobgpFib(r.ns, spec, report) if r.impl == "gobgp" else KernelFib(r.ns.name, report)
         r.fib.start()
         r.state = "syncing"
         self._streams().attach(r.name, r.hv.name)

@@ -44,9 +44,9 @@ def lean_go_runtime() -> dict[str, str]:
 
 
 def go_client_runtime() -> dict[str, str]:
-    """The `gobgp` CLI as a long-running client (a RIB monitor) beside the daemons: one
-    thread, and a collection when the heap has grown by 400% (its heap is small and
-    short-lived: no memory limit needed)."""
+    """A Go program beside the daemons (e.g. a long-running `gobgp` CLI client): one
+    thread, and a collection when the heap has grown by 400% (no memory limit: for a
+    small heap)."""
     return {"GOMAXPROCS": "1", "GOGC": "400"}
 
 
@@ -66,12 +66,16 @@ class GobgpDaemon(Daemon):
     features = frozenset({"bgp", "policy"})
 
     def __init__(self, spec: RouterSpec, api_port: int = DEFAULT_API_PORT,
-                 go_runtime: Mapping[str, str] | None = None):
+                 go_runtime: Mapping[str, str] | None = None,
+                 bmp_station: tuple[str, int] | None = None):
         """`go_runtime`: Go runtime settings for gobgpd's environment (GOMAXPROCS, GOGC,
-        GOMEMLIMIT), e.g. `lean_go_runtime()`; by default Go's own."""
+        GOMEMLIMIT), e.g. `lean_go_runtime()`; by default Go's own. `bmp_station`: a BMP
+        station (address, port) gobgpd streams its Loc-RIB to (RFC 9069: one Route
+        Monitoring message per best-path change), e.g. VERB's GoBGP FIB watcher."""
         super().__init__(spec)
         self.api_port = api_port
         self.go_runtime = dict(go_runtime or {})
+        self.bmp_station = bmp_station
 
     def check_supported(self) -> None:
         super().check_supported()
@@ -84,6 +88,10 @@ class GobgpDaemon(Daemon):
         L = [f"# GoBGP configuration for router {s.name}, rendered by routerlab",
              "[global.config]", f"  as = {s.asn}", f"  router-id = {_toml_str(s.router_id)}",
              "  port = 179", '  local-address-list = ["0.0.0.0"]', ""]
+        if self.bmp_station is not None:
+            host, port = self.bmp_station
+            L += ["[[bmp-servers]]", "  [bmp-servers.config]", f"    address = {_toml_str(host)}",
+                  f"    port = {port}", '    route-monitoring-policy = "local-rib"', ""]
         sets: list[str] = []
         policies: list[str] = []
         imports: list[str] = []

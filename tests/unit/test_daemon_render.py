@@ -321,6 +321,13 @@ def test_gobgp_render_is_valid_toml_with_per_neighbour_policies() -> None:
     assert nhs["set-next-hop"] == "self"
 
 
+def test_gobgp_streams_its_loc_rib_to_a_bmp_station() -> None:
+    assert "bmp-servers" not in tomllib.loads(GobgpDaemon(bgp_only_spec()).render()["gobgpd.toml"])
+    conf = tomllib.loads(GobgpDaemon(bgp_only_spec(), bmp_station=("127.0.0.1", 11019)).render()["gobgpd.toml"])
+    assert conf["bmp-servers"] == [{"config": {"address": "127.0.0.1", "port": 11019,
+                                               "route-monitoring-policy": "local-rib"}}]
+
+
 def test_gobgp_refuses_what_it_cannot_do() -> None:
     with pytest.raises(DaemonError, match="ospf"):
         GobgpDaemon(full_spec()).check_supported()

@@ -38,37 +38,3 @@ def test_truncated_or_foreign_messages_are_skipped():
     assert nl.parse(b"") == [] and nl.parse(b"\x01\x00") == []
     link = struct.pack("=IHHII", 32, 16, 0, 0, 0) + b"\0" * 16  # RTM_NEWLINK
     assert nl.parse(link) == []
-
-
-def test_gobgp_monitor_lines_become_fib_changes():
-    """GoBGP's candidate FIB from `gobgp monitor global rib` text lines (as GoBGP 3.10 prints
-    them): next hops resolved to the interface whose subnet holds them, originated routes
-    blackholed, a withdrawal of a path that is not the best ignored."""
-    from routerlab.daemons import Interface, RouterSpec
-    from verb.fib import GobgpFib, via
-
-    reported: list = []
-    spec = RouterSpec(name="r2", router_id="10.255.0.2", asn=65000,
-                      interfaces=[Interface("eth1", "10.1.0.1/30"), Interface("eth2", "10.2.0.1/30")])
-    fib = GobgpFib(None, spec, lambda changes: reported.extend(changes))  # type: ignore[arg-type]
-    ts = b"2026-12-06T21:45:40Z "
-    fib.table.apply(fib._events([
-        ts + b"[ROUTE] 10.9.0.0/24 via 10.1.0.2 aspath [65001 65020] attrs [{Origin: i}]",
-        ts + b"[ROUTE] 10.9.1.0/24 via 0.0.0.0 aspath [] attrs [{Origin: i}]",
-        ts + b"[ROUTE] 10.9.0.0/24 via 10.2.0.2 aspath [65002] attrs [{Origin: i}]",
-        ts + b"[DELROUTE] 10.9.0.0/24 via 10.1.0.2 aspath [65001 65020] attrs [{Origin: i}]",
-        b"garbage", b""]))
-    assert fib.table.current == {"10.9.0.0/24": via(("10.2.0.2", "eth2")),
-                                 "10.9.1.0/24": ("blackhole",)}
-    fib.table.apply(fib._events([ts + b"[DELROUTE] 10.9.0.0/24 via 10.2.0.2 aspath [65002] attrs []"]))
-    assert "10.9.0.0/24" not in fib.table.current
-    # within one batch: announced then withdrawn; best moved and the new best withdrawn;
-    # a path without a next hop; an IPv6 next hop (skipped, the watcher goes on)
-    fib.table.apply(fib._events([
-        ts + b"[ROUTE] 10.7.0.0/24 via 10.1.0.2 aspath [65001] attrs []",
-        ts + b"[DELROUTE] 10.7.0.0/24 via 10.1.0.2 aspath [65001] attrs []",
-        ts + b"[ROUTE] 10.9.1.0/24 via 10.2.0.2 aspath [65002] attrs []",
-        ts + b"[DELROUTE] 10.9.1.0/24 via 10.2.0.2 aspath [65002] attrs []",
-        ts + b"[ROUTE] 10.6.0.0/24 via fictitious aspath [] attrs []",
-        ts + b"[ROUTE] 10.5.0.0/24 via 2001:db8::1 aspath [65001] attrs []"]))
-    assert fib.table.current == {"10.6.0.0/24": ("blackhole",)}
