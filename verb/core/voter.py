@@ -175,6 +175,9 @@ class Voter:
         for r in self.voting:
             v = vals.get(r)
             counts[v] = counts.get(v, 0) + 1
+        if len(counts) == 1:  # unanimous, the common case: no max() to run
+            for value, n in counts.items():
+                return value, n, n
         if not counts:
             return None, 0, 0
         value = max(counts, key=counts.__getitem__)
@@ -184,7 +187,8 @@ class Voter:
         vals = self.values.get(key, _NOTHING)
         value, n, voters = self._majority(vals)
         quorate = n >= self._quorum
-        self._track_minority(key, vals, value if quorate else _NO_REF, now)
+        # the minority clocks: nobody is in the minority when all agree or none is quorate
+        self._track_minority(key, vals, value if quorate and n != voters else _NO_REF, now)
         current = self.output.get(key)
         if self.mode is Mode.MASTER_SLAVE:
             new = vals.get(self.master) if self.master in self.voting else current
@@ -201,14 +205,19 @@ class Voter:
             self._set_output(key, new)
 
     def _track_minority(self, key: Key, vals: dict[str, Value], ref: object, now: float) -> None:
-        """Time every voting replica that differs from the majority value of `key`.
+        """Time every voting replica that differs from the majority value of `key` (`ref`;
+        _NO_REF: nobody differs from a majority).
 
         A majority cannot move straight from one value to another while a third replica
         stays outside it: it passes through "no majority", which clears the clocks, so a
         lagging replica is timed afresh against each new value."""
         minority = self.minority
+        if ref is _NO_REF:
+            for r in self.voting:
+                minority[r].pop(key, None)
+            return
         for r in self.voting:
-            if ref is _NO_REF or vals.get(r) == ref:
+            if vals.get(r) == ref:
                 minority[r].pop(key, None)
             else:
                 minority[r].setdefault(key, now)
