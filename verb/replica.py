@@ -286,7 +286,9 @@ class ReplicaManager:
         log.warning("replica %s (%s) faulty: %s", name, r.impl, reason)
         r.state = "recovering"
         for v in self.router.voters():
-            v.set_voting(name, False)
+            # its votes stop counting now; what that changes is decided again a slice at a
+            # time by the recovery (`forget`), not in one pass over a full table here
+            v.set_voting(name, False, revote=False)
         self.recoveries.append(Recovery(name, reason, time.monotonic(), r.impl))
         r.history.append({"t": time.time(), "event": "fault", "reason": reason, "impl": r.impl})
         task = asyncio.get_running_loop().create_task(self._recover(r))

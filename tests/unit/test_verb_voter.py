@@ -277,3 +277,26 @@ def test_set_master_revotes_from_the_new_master():
     v.set_voting("c", False)
     v.set_master("c")  # not voting: refused
     assert v.master == "b"
+
+
+@settings(max_examples=200, deadline=None)
+@given(mode=st.sampled_from(list(Mode)), excluded=st.sampled_from(REPLICAS),
+       held=st.lists(st.tuples(st.sampled_from(REPLICAS), st.sampled_from(KEYS), st.sampled_from(VALUES)),
+                     max_size=30),
+       chunk=st.integers(1, 3))
+def test_an_exclusion_decided_in_slices_ends_where_one_pass_ends(mode, excluded, held, chunk):
+    """What the router does with a full table (`BugTolerantRouter.forget`): exclude without
+    deciding, then decide the disputed keys a slice at a time; same output, same suspects."""
+    one, clock1, _ = make(mode)
+    sliced, clock2, _ = make(mode)
+    for v in (one, sliced):
+        for r, k, val in held:
+            v.update(r, [(k, val)])
+    one.set_voting(excluded, False)
+    sliced.set_voting(excluded, False, revote=False)
+    keys = sliced.disputed()
+    for i in range(0, len(keys), chunk):
+        sliced.revote(keys[i:i + chunk])
+    assert sliced.output == one.output and sliced.master == one.master
+    clock1.t = clock2.t = 100
+    assert sliced.tick() == one.tick() and sliced.output == one.output

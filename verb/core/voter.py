@@ -98,8 +98,9 @@ class Voter:
             self._decide(key, now)
         self._flush()
 
-    def set_voting(self, replica: str, voting: bool) -> None:
-        """Admit a replica to voting, or exclude it (crashed, recovering)."""
+    def set_voting(self, replica: str, voting: bool, revote: bool = True) -> None:
+        """Admit a replica to voting, or exclude it (crashed, recovering). `revote=False`:
+        the caller decides the disputed keys again itself, a slice at a time (`revote(keys)`)."""
         if voting:
             self.voting.add(replica)
         else:
@@ -109,7 +110,8 @@ class Voter:
             self.master = self._next_master()
         elif voting and self.master is None:
             self.master = replica
-        self.revote()
+        if revote:
+            self.revote()
 
     def set_mode(self, mode: Mode | str) -> None:
         """Switch voting mode at run time; keys are decided again where that can matter."""
@@ -128,13 +130,17 @@ class Voter:
         self.set_voting(replica, False)
         self.update(replica, [(k, None) for k, v in list(self.values.items()) if replica in v])
 
-    def revote(self) -> None:
-        """Decide again (after the voting set or the master changed) every key where some
-        replica differs from the output: where all agree with it, no vote can change."""
+    def revote(self, keys: Iterable[Key] | None = None) -> None:
+        """Decide again (after the voting set or the master changed) every disputed key, or
+        only `keys` (a slice of them): where all agree with the output, no vote can change."""
         now = self.clock()
-        for key in list(set().union(*self.mismatch.values())):
+        for key in self.disputed() if keys is None else keys:
             self._decide(key, now)
         self._flush()
+
+    def disputed(self) -> list[Key]:
+        """The keys where some replica differs from the output."""
+        return list(set().union(*self.mismatch.values()))
 
     def tick(self) -> set[str]:
         """Apply timeouts; returns the suspects (voting replicas outvoted past the window).
