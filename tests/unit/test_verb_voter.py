@@ -300,3 +300,4 @@ def test_an_exclusion_decided_in_slices_ends_where_one_pass_ends(mode, excluded,
     assert sliced.output == one.output and sliced.master == one.master
     clock1.t = clock2.t = 100
     assert sliced.tick() == one.tick() and sliced.output == one.output
+
