@@ -173,16 +173,16 @@ class BugTolerantRouter:
         changes a slice at a time: a full table at once stalls the loop (and the sessions'
         KEEPALIVEs): at 1M prefixes, excluding a replica that lagged the load decided ~3M
         disputed keys in one 13-45 s pass and the neighbours' hold timers expired."""
+        async def in_slices(keys: list, decide: Callable[[list], None]) -> None:
+            for i in range(0, len(keys), chunk):
+                decide(keys[i:i + chunk])
+                await asyncio.sleep(0)
+
         for v in self.voters():
             v.set_voting(replica, False, revote=False)
-            keys = [k for k, vals in v.values.items() if replica in vals]
-            for i in range(0, len(keys), chunk):
-                v.update(replica, [(k, None) for k in keys[i:i + chunk]])
-                await asyncio.sleep(0)
-            keys = v.disputed()
-            for i in range(0, len(keys), chunk):
-                v.revote(keys[i:i + chunk])
-                await asyncio.sleep(0)
+            await in_slices([k for k, vals in v.values.items() if replica in vals],
+                            lambda ks, v=v: v.update(replica, [(k, None) for k in ks]))
+            await in_slices(v.disputed(), v.revote)
 
     async def _watch_lag(self, period: float = 0.05) -> None:
         """How late the loop runs: a stall delays KEEPALIVEs and every vote."""
