@@ -140,7 +140,10 @@ class KernelFib:
             log.exception("FIB watcher for %s stopped", self.ns)
 
     async def _follow(self) -> None:
-        mon = RouteSocket(self.ns, RTMGRP_IPV4_ROUTE)  # subscribed before the dump
+        # subscribed before the dump; room for a few seconds of a full table's installation
+        # (FRR installs ~6,000 routes/s of a 1M table, ~1 KiB of socket memory each) while
+        # the loop serves the other sessions
+        mon = RouteSocket(self.ns, RTMGRP_IPV4_ROUTE, rcvbuf=128 << 20)
         dumper = RouteSocket(self.ns)
         try:
             ipr = AsyncIPRoute(netns=self.ns)

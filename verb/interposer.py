@@ -37,6 +37,16 @@ from .session import Identity, Session, SessionClosed
 log = logging.getLogger(__name__)
 
 BGP_PORT = 179
+# How far the hypervisor reads a replica's stream ahead of voting it (the StreamReader
+# pauses the socket at twice this): GoBGP drops a session whose writes block for longer
+# than the hold time, and with a full table three replicas write faster than the
+# hypervisor votes, so their output waits in our memory, not in their blocked writes.
+REPLICA_READ_AHEAD = 64 << 20
+# How far the hypervisor reads a replica's stream ahead of voting it (the StreamReader
+# pauses the socket at twice this): GoBGP drops a session whose write blocks for longer
+# than the hold time, and with a full table three replicas write faster than the hypervisor
+# votes, so their output waits in our memory, not in their blocked writes.
+REPLICA_READ_AHEAD = 64 << 20
 # fault injection only: (message as the replica sent it, neighbour) -> what it "really" sent
 Tamper = Callable[[bytes, str], list[bytes]]
 
@@ -141,13 +151,13 @@ class Neighbor:
         reason = ""
         try:
             while True:
-                msg = await s.read()
-                if bgp.msg_type(msg) == bgp.UPDATE:
-                    u = bgp.parse_update(msg, s.as4)
-                    self.log.append(Entry(msg, tuple(u.withdrawn), u.attrs if u.nlri else None,
-                                          tuple(u.nlri)))
-                    self.stats.updates_in += 1
-                    self.ix.observe("neighbour-update", self.peer, u)
+                for msg in await s.read_batch():
+                    if bgp.msg_type(msg) == bgp.UPDATE:
+                        u = bgp.parse_update(msg, s.as4)
+                        self.log.append(Entry(msg, tuple(u.withdrawn), u.attrs if u.nlri else None,
+                                              tuple(u.nlri)))
+                        self.stats.updates_in += 1
+                        self.ix.observe("neighbour-update", self.peer, u)
         except BgpError as e:
             self.stats.notifications_sent += 1
             reason = f"sent NOTIFICATION {e.code}/{e.subcode}: {e}"
@@ -225,7 +235,7 @@ class Endpoint:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)
-        reader, writer = await asyncio.open_connection(sock=sock)
+        reader, writer = await asyncio.open_connection(sock=sock, limit=REPLICA_READ_AHEAD)
         me = Identity(self.nb.info.asn, self.nb.info.router_id, self.ix.replica_hold, 1, self.nb.as4)
         return Session(f"replica {self.replica} as {self.nb.peer}", reader, writer, me,
                        self.ix.spec.asn, True)
@@ -299,38 +309,50 @@ class Endpoint:
 
     async def _read_loop(self, s: Session) -> None:
         while True:
-            msg = await s.read()
+            msgs = await s.read_batch()  # framing and headers already checked
             tamper = self.ix.tampers.get(self.replica)
-            if tamper is None:  # as read: framing and header already checked by s.read()
-                if bgp.msg_type(msg) == bgp.UPDATE:
-                    self._on_update(bgp.parse_update(msg, s.as4))
-            else:
-                for m in tamper(msg, self.nb.peer):  # what the faulty replica "really" sent
-                    length, mtype = bgp.check_header(m[:bgp.HEADER_LEN])
-                    if length != len(m):
-                        raise BgpError(1, 2, m[16:18], "message length does not match its header")
-                    if mtype == bgp.UPDATE:
-                        self._on_update(bgp.parse_update(m, s.as4))
+            if tamper is not None:  # what the faulty replica "really" sent
+                msgs = [m for msg in msgs for m in tamper(msg, self.nb.peer)]
+            updates: list[bgp.Update] = []
+            try:
+                for m in msgs:
+                    if tamper is not None:
+                        length, _ = bgp.check_header(m[:bgp.HEADER_LEN])
+                        if length != len(m):
+                            raise BgpError(1, 2, m[16:18], "message length does not match its header")
+                    if bgp.msg_type(m) == bgp.UPDATE:
+                        updates.append(bgp.parse_update(m, s.as4))
+            finally:  # what came before a broken message counts, as if read one by one
+                if updates:
+                    self._on_updates(updates)
 
-    def _on_update(self, u: bgp.Update) -> None:
-        attrs = bgp.normalize(u, self.session.as4 if self.session else True)
-        if attrs is not None and bgp.has_as(attrs, self.nb.cfg.asn):
-            # The neighbour would drop it (AS-path loop detection, RFC 4271 9.1.2): some
-            # implementations (FRR) send routes back to where they came from, some do not.
-            attrs = None
-        peer = self.nb.peer
+    def _on_updates(self, updates: list[bgp.Update]) -> None:
+        """A batch of the replica's UPDATEs towards the neighbour, voted as one: per key
+        only the last word counts (a best path that flipped within the batch is one vote)."""
+        as4 = self.session.as4 if self.session else True
+        peer, me = self.nb.peer, self.replica
         held = self.ix.update_voter.values
-        me = self.replica
-        # "absent" where the voter holds nothing from this replica changes no vote: a full
-        # table sent back to the neighbours it came from (looped, so absent) is most of
-        # what the replicas send, and is not voted key by key
-        changes: list = [((peer, p), None) for p in u.withdrawn if me in held.get((peer, p), ())]
-        if attrs is None:
-            changes += [((peer, p), None) for p in u.nlri if me in held.get((peer, p), ())]
-        else:
-            changes += [((peer, p), attrs) for p in u.nlri]
-        self.announced.difference_update(u.withdrawn)
-        (self.announced.update if attrs is not None else self.announced.difference_update)(u.nlri)
+        batch: dict = {}
+        for u in updates:
+            attrs = bgp.normalize(u, as4)
+            if attrs is not None and bgp.has_as(attrs, self.nb.cfg.asn):
+                # The neighbour would drop it (AS-path loop detection, RFC 4271 9.1.2): some
+                # implementations (FRR) send routes back to where they came from, some do not.
+                attrs = None
+            # "absent" where neither the voter nor this batch holds anything from this
+            # replica changes no vote: a full table sent back to the neighbours it came
+            # from (looped, so absent) is most of what the replicas send, and is not voted
+            # key by key
+            for p in u.withdrawn if attrs is not None else u.withdrawn + u.nlri:
+                key = (peer, p)
+                if key in batch or me in held.get(key, ()):
+                    batch[key] = None
+            if attrs is not None:
+                for p in u.nlri:
+                    batch[(peer, p)] = attrs
+            self.announced.difference_update(u.withdrawn)
+            (self.announced.update if attrs is not None else self.announced.difference_update)(u.nlri)
+        changes = list(batch.items())
         self.ix.observe("replica-update", self.replica, (peer, changes))
         self.ix.update_voter.update(self.replica, changes)
 
