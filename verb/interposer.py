@@ -201,6 +201,32 @@ class Neighbor:
             self.session.cease(2, "administrative shutdown")
 
 
+def replica_votes(updates: list[bgp.Update], peer: str, peer_asn: int, as4: bool,
+                  holds: Callable[[tuple[str, str]], bool]) -> dict[tuple[str, str], RouteAttrs | None]:
+    """What a batch of one replica's UPDATEs towards neighbour `peer` changes in its votes:
+    (peer, prefix) -> announced content, or None (absent); per key only the last word counts
+    (a best path that flipped within the batch is one vote). `holds(key)`: whether the
+    voter holds a value from this replica for the key."""
+    batch: dict[tuple[str, str], RouteAttrs | None] = {}
+    for u in updates:
+        attrs = bgp.normalize(u, as4)
+        if attrs is not None and bgp.has_as(attrs, peer_asn):
+            # The neighbour would drop it (AS-path loop detection, RFC 4271 9.1.2): some
+            # implementations (FRR) send routes back to where they came from, some do not.
+            attrs = None
+        # "absent" where neither the voter nor this batch holds anything from the replica
+        # changes no vote: a full table sent back to the neighbours it came from (looped,
+        # so absent) is most of what the replicas send, and is not voted key by key
+        for p in u.withdrawn if attrs is not None else u.withdrawn + u.nlri:
+            key = (peer, p)
+            if key in batch or holds(key):
+                batch[key] = None
+        if attrs is not None:
+            for p in u.nlri:
+                batch[(peer, p)] = attrs
+    return batch
+
+
 class Endpoint:
     """The hypervisor's session with one replica, standing in for one neighbour."""
 
@@ -327,34 +353,16 @@ class Endpoint:
                     self._on_updates(updates)
 
     def _on_updates(self, updates: list[bgp.Update]) -> None:
-        """A batch of the replica's UPDATEs towards the neighbour, voted as one: per key
-        only the last word counts (a best path that flipped within the batch is one vote)."""
-        as4 = self.session.as4 if self.session else True
-        peer, me = self.nb.peer, self.replica
-        held = self.ix.update_voter.values
-        batch: dict = {}
-        for u in updates:
-            attrs = bgp.normalize(u, as4)
-            if attrs is not None and bgp.has_as(attrs, self.nb.cfg.asn):
-                # The neighbour would drop it (AS-path loop detection, RFC 4271 9.1.2): some
-                # implementations (FRR) send routes back to where they came from, some do not.
-                attrs = None
-            # "absent" where neither the voter nor this batch holds anything from this
-            # replica changes no vote: a full table sent back to the neighbours it came
-            # from (looped, so absent) is most of what the replicas send, and is not voted
-            # key by key
-            for p in u.withdrawn if attrs is not None else u.withdrawn + u.nlri:
-                key = (peer, p)
-                if key in batch or me in held.get(key, ()):
-                    batch[key] = None
-            if attrs is not None:
-                for p in u.nlri:
-                    batch[(peer, p)] = attrs
-            self.announced.difference_update(u.withdrawn)
-            (self.announced.update if attrs is not None else self.announced.difference_update)(u.nlri)
+        """A batch of the replica's UPDATEs towards the neighbour, voted as one."""
+        me, held = self.replica, self.ix.update_voter.values
+        batch = replica_votes(updates, self.nb.peer, self.nb.cfg.asn,
+                              self.session.as4 if self.session else True,
+                              lambda key: me in held.get(key, ()))
+        for (_, p), attrs in batch.items():
+            (self.announced.discard if attrs is None else self.announced.add)(p)
         changes = list(batch.items())
-        self.ix.observe("replica-update", self.replica, (peer, changes))
-        self.ix.update_voter.update(self.replica, changes)
+        self.ix.observe("replica-update", me, (self.nb.peer, changes))
+        self.ix.update_voter.update(me, changes)
 
     def close(self, notify: tuple[int, int] | None = (6, 2)) -> None:
         """An expected close (the neighbour went down, the replica is being replaced)."""

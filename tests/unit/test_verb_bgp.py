@@ -225,3 +225,91 @@ def test_hold_timer_expiry_sends_notification():
             await asyncio.wait_for(a.read(), 6)
         assert a.sent_notification == (4, 0)
     asyncio.run(main())
+
+
+def _established_pair():
+    async def up():
+        a, b = await _pair()
+        await asyncio.gather(a.open(), b.open())
+        await asyncio.gather(a.confirm(), b.confirm())
+        return a, b
+    return up()
+
+
+def _announce(i: int) -> bytes:
+    return bgp.encode_announce(bgp.encode_attrs(R), [f"10.{i // 256}.{i % 256}.0/24"])[0][0]
+
+
+def test_read_batch_returns_what_arrived_in_order_within_its_budget(monkeypatch):
+    import verb.session
+    monkeypatch.setattr(verb.session, "READ_BUDGET", 1000)
+
+    async def main():
+        a, b = await _established_pair()
+        sent = [_announce(i) for i in range(100)]
+        # KEEPALIVEs are handled by the session, a message split across reads is whole
+        a.send(b"".join(m + bgp.keepalive() for m in sent))
+        await a.drain()
+        got: list[bytes] = []
+        while len(got) < len(sent):
+            batch = await asyncio.wait_for(b.read_batch(), 5)
+            assert batch and sum(map(len, batch)) <= 1000 + bgp.MAX_LEN
+            got += batch
+        assert got == sent
+    asyncio.run(main())
+
+
+def test_read_batch_delivers_what_came_before_a_notification_then_ends():
+    async def main():
+        a, b = await _established_pair()
+        sent = [_announce(i) for i in range(3)]
+        a.send(b"".join(sent))
+        a.cease(2, "bye")
+        assert await asyncio.wait_for(b.read_batch(), 5) == sent
+        with pytest.raises(SessionClosed, match="NOTIFICATION 6/2"):
+            await b.read_batch()
+    asyncio.run(main())
+
+
+def test_read_batch_delivers_what_came_before_a_broken_header_then_fails():
+    async def main():
+        a, b = await _established_pair()
+        good = _announce(1)
+        a.send(good + b"\x00" * 16 + good[16:])  # a bad marker
+        assert await asyncio.wait_for(b.read_batch(), 5) == [good]
+        with pytest.raises(BgpError) as e:
+            await b.read_batch()
+        assert e.value.code == 1
+    asyncio.run(main())
+
+
+# ----- a replica's batch of UPDATEs as votes ---------------------------------------------
+
+def _upd(announce: list[str] = (), withdraw: list[str] = (), r: RouteAttrs = R) -> bgp.Update:
+    """A replica's UPDATE: an announcement or a withdrawal."""
+    if announce:
+        return bgp.parse_update(bgp.encode_announce(bgp.encode_attrs(r), list(announce))[0][0])
+    return bgp.parse_update(bgp.encode_withdraw(list(withdraw))[0])
+
+
+def test_replica_votes_last_word_per_key_and_absence_only_where_held():
+    from verb.interposer import replica_votes
+    peer = "10.3.0.2"
+    looped = R._replace(as_path=((2, (65001, 65030)),))  # through the neighbour's own AS 65030
+    held = {(peer, "10.9.0.0/24")}
+    batch = [_upd(["10.1.0.0/24", "10.2.0.0/24"]),
+             _upd(withdraw=["10.1.0.0/24", "10.8.0.0/24", "10.9.0.0/24"]),  # 10.8 never held
+             _upd(["10.2.0.0/24"], r=R._replace(med=5)),  # flipped within the batch
+             _upd(["10.4.0.0/24", "10.2.0.0/24"], r=looped)]  # looped: absent
+    votes = replica_votes(batch, peer, 65030, True, held.__contains__)
+    assert votes == {(peer, "10.1.0.0/24"): None, (peer, "10.2.0.0/24"): None,
+                     (peer, "10.9.0.0/24"): None}
+    assert replica_votes(batch[:3], peer, 65030, True, held.__contains__)[(peer, "10.2.0.0/24")] \
+        == R._replace(med=5)
+    # the same batch voted message by message (the voter's holdings following) ends the same
+    now, one_by_one = set(held), {}
+    for u in batch:
+        for k, v in replica_votes([u], peer, 65030, True, now.__contains__).items():
+            one_by_one[k] = v
+            (now.discard if v is None else now.add)(k)
+    assert one_by_one == votes
