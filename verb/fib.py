@@ -32,6 +32,7 @@ from routerlab.netns import Netns
 from . import bmp
 from .netlink import RTMGRP_IPV4_ROUTE, RouteMsg, RouteSocket, RouteWriter, parse, route_request
 from .netutil import listen_socket
+from .timeslice import TimeSlice, in_slices
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ FibValue = tuple
 Change = tuple[str, FibValue | None]
 Report = Callable[[list[Change]], None]
 
+FIB_TURN = 1000  # route notifications voted per watcher and loop pass
 MAIN_TABLE = 254
 PROTO_KERNEL = 2  # connected routes: the kernel's own, the same in every replica
 PROTO_BGP = 186
@@ -80,18 +82,17 @@ class _Table:
             touched.add(prefix)
         self._report(touched)
 
-    async def resync(self, entries: Iterable[tuple[bool, str, tuple[int, int], FibValue]],
-                     chunk: int = 2000) -> None:
+    async def resync(self, entries: Iterable[tuple[bool, str, tuple[int, int], FibValue]]) -> None:
         """Replace everything by a fresh dump (a new watcher, or the kernel dropped
-        notifications); reported a slice at a time so the loop is not stalled."""
+        notifications), in time slices so the loop is not stalled (1M routes take seconds)."""
         old = set(self.routes)
         self.routes = {}
-        for _, prefix, key, value in entries:
+        ts = TimeSlice()
+        for i, (_, prefix, key, value) in enumerate(entries):
             self.routes.setdefault(prefix, {})[key] = value
-        touched = list(old | set(self.routes))
-        for i in range(0, len(touched), chunk):
-            self._report(touched[i:i + chunk])
-            await asyncio.sleep(0)
+            if i % 1000 == 0:
+                await ts.pause()
+        await in_slices(list(old | set(self.routes)), self._report)
 
     def _report(self, touched: Iterable[str]) -> None:
         changes = []
@@ -155,10 +156,13 @@ class KernelFib:
             dumper.close()
             await self.table.resync(e for e in map(self._event, dump) if e and e[0])
             while True:
-                # every datagram already queued, voted as one batch: a table load or a burst
-                # arrives as thousands of datagrams
+                # what is queued, up to a turn's worth, voted as one batch (a table load
+                # arrives as a datagram per route); then the other sessions get their turn:
+                # a reader that drained everything queued made each loop pass longer than
+                # the last while FRR installed a 1M table (4-8 s passes)
+                await asyncio.sleep(0)
                 msgs = parse(await mon.recv())
-                for buf in mon.pending(16):  # bounded: one vote must not stall the loop
+                for buf in mon.pending(FIB_TURN):
                     msgs += parse(buf)
                 self.table.apply(e for e in map(self._event, msgs) if e)
         finally:
@@ -267,8 +271,10 @@ class GobgpFib:
     async def _follow(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
         rest = b""
         while True:
-            # whatever gobgpd has written so far, as one batch of whole messages
-            data = await loop.sock_recv(conn, 1 << 18)  # bounded: ~2,000 paths per vote
+            # whatever gobgpd has written so far, as one batch of whole messages, a turn's
+            # worth at a time (see KernelFib._follow)
+            await asyncio.sleep(0)
+            data = await loop.sock_recv(conn, 1 << 17)  # ~1,000 paths
             if not data:
                 return
             msgs, rest = bmp.split(rest + data)

@@ -186,7 +186,7 @@ class RemoteRouter:
         return self.request("status")
 
     def set_mode(self, mode: str) -> None:
-        self.request("set_mode", mode=mode)
+        self.request("set_mode", timeout=600, mode=mode)  # a full table's keys, in slices
 
     def inject(self, fault: str, replica: str, **params: Any) -> int:
         return self.request("inject", fault=fault, replica=replica, params=params)

@@ -33,6 +33,7 @@ from .core import Voter, VoterConfig
 from .core.replay import Entry, ReplayLog
 from .netutil import listen_socket, tcp_socket
 from .session import Identity, Session, SessionClosed
+from .timeslice import in_slices
 
 log = logging.getLogger(__name__)
 
@@ -303,11 +304,8 @@ class Endpoint:
                 # a healthy replica's stand-in for a neighbour that went down: what it sent
                 # that neighbour is gone (a faulty replica's votes are dropped by the manager;
                 # a newer endpoint would own its votes)
-                gone = [((self.nb.peer, p), None) for p in self.announced]
-                for i in range(0, len(gone), 2000):
-                    voter.update(self.replica, gone[i:i + 2000])
-                    if i + 2000 < len(gone):
-                        await asyncio.sleep(0)
+                await in_slices([((self.nb.peer, p), None) for p in self.announced],
+                                lambda gone: voter.update(self.replica, gone))
             self.announced.clear()
             self.ix.endpoint_gone(self)
 

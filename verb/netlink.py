@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass, field
 
 from .netutil import in_netns
+from .timeslice import TimeSlice
 
 NETLINK_ROUTE = 0
 RTMGRP_IPV4_ROUTE = 0x40
@@ -156,11 +157,13 @@ class RouteSocket:
         hdr = _NLMSGHDR.pack(16 + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, self.seq, 0)
         await asyncio.get_running_loop().sock_sendall(self.sock, hdr + body)
         out: list[RouteMsg] = []
+        ts = TimeSlice()  # a 1M-route dump is seconds of decoding: the loop gets turns
         while True:
             buf = await self.recv()
             out += parse(buf)
             if is_done(buf):
                 break
+            await ts.pause()
         return [m for m in out if table is None or m.table == table]
 
     def close(self) -> None:

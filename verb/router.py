@@ -30,6 +30,7 @@ from .core import Mode, Voter, VoterConfig
 from .fib import FibInstaller, Report
 from .interposer import Interposer
 from .replica import IMPLEMENTATIONS, Replica, ReplicaManager, make_replica_namespaces
+from .timeslice import in_slices
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -168,20 +169,14 @@ class BugTolerantRouter:
     def voters(self) -> list[Voter]:
         return [v for v in (self.fib_voter, self.interposer.update_voter if self.interposer else None) if v]
 
-    async def forget(self, replica: str, chunk: int = 2000) -> None:
-        """Exclude a replica from voting and drop its votes, deciding again what that
-        changes a slice at a time: a full table at once stalls the loop (and the sessions'
-        KEEPALIVEs): at 1M prefixes, excluding a replica that lagged the load decided ~3M
-        disputed keys in one 13-45 s pass and the neighbours' hold timers expired."""
-        async def in_slices(keys: list, decide: Callable[[list], None]) -> None:
-            for i in range(0, len(keys), chunk):
-                decide(keys[i:i + chunk])
-                await asyncio.sleep(0)
-
+    async def forget(self, replica: str) -> None:
+        """`Voter.forget` in time slices (the loop and the sessions' KEEPALIVEs run in
+        between): exclude the replica, drop its values (removals only), decide again the
+        disputed keys. At 1M prefixes one pass over a replica's ~3M keys stalled the loop
+        for 13-45 s and the neighbours' hold timers expired."""
         for v in self.voters():
             v.set_voting(replica, False, revote=False)
-            await in_slices([k for k, vals in v.values.items() if replica in vals],
-                            lambda ks, v=v: v.update(replica, [(k, None) for k in ks]))
+            await in_slices(v.held_by(replica), lambda ks, v=v: v.drop(replica, ks), chunk=10_000)
             await in_slices(v.disputed(), v.revote)
 
     async def _watch_lag(self, period: float = 0.05) -> None:
@@ -200,10 +195,18 @@ class BugTolerantRouter:
                 self.fib_voter.update(replica, changes)
         return report
 
-    def set_mode(self, mode: Mode | str) -> None:
-        """Switch both voters to another mode at run time."""
+    def set_mode(self, mode: Mode | str, timeout: float = 600.0) -> None:
+        """Switch both voters to another mode at run time; the keys where that can matter
+        are decided again in time slices (after a 1M load, in one pass, the loop stalled for
+        16 s and every neighbour's hold timer expired)."""
         self.config.mode = Mode(mode)
-        self.run(lambda: [v.set_mode(mode) for v in self.voters()])
+
+        async def switch() -> None:
+            for v in self.voters():
+                v.set_mode(mode, revote=False)
+            for v in self.voters():
+                await in_slices(v.disputed(), v.revote)
+        self.call(switch(), timeout)
 
     # ----- views (thread-safe) -----
     def replica(self, name: str) -> Replica:

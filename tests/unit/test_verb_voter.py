@@ -301,3 +301,34 @@ def test_an_exclusion_decided_in_slices_ends_where_one_pass_ends(mode, excluded,
     clock1.t = clock2.t = 100
     assert sliced.tick() == one.tick() and sliced.output == one.output
 
+
+
+@settings(max_examples=300, deadline=None)
+@given(mode=st.sampled_from(list(Mode)), excluded=st.sampled_from(REPLICAS),
+       held=st.lists(st.tuples(st.sampled_from(REPLICAS), st.sampled_from(KEYS), st.sampled_from(VALUES)),
+                     max_size=30),
+       chunk=st.integers(1, 3))
+def test_forget_by_dropping_in_slices_ends_where_deciding_every_key_ends(mode, excluded, held, chunk):
+    """The router's `forget` (exclude, drop the replica's values a slice at a time without
+    deciding, revote the keys voting replicas dispute, a slice at a time) against the
+    reference: exclude, then withdraw each of its values through `update` (a decision
+    per key). Same output, master, disagreements and suspects."""
+    ref, clock1, _ = make(mode)
+    sliced, clock2, _ = make(mode)
+    for v in (ref, sliced):
+        for r, k, val in held:
+            v.update(r, [(k, val)])
+    ref.set_voting(excluded, False)
+    ref.update(excluded, [(k, None) for k, vals in list(ref.values.items()) if excluded in vals])
+    sliced.set_voting(excluded, False, revote=False)
+    keys = sliced.held_by(excluded)
+    for i in range(0, len(keys), chunk):
+        sliced.drop(excluded, keys[i:i + chunk])
+    keys = sliced.disputed()
+    for i in range(0, len(keys), chunk):
+        sliced.revote(keys[i:i + chunk])
+    assert sliced.output == ref.output and sliced.master == ref.master
+    assert sliced.values == ref.values
+    assert all(sliced.mismatch[r] == ref.mismatch[r] for r in REPLICAS)
+    clock1.t = clock2.t = 100
+    assert sliced.tick() == ref.tick() and sliced.output == ref.output

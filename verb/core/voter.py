@@ -113,11 +113,13 @@ class Voter:
         if revote:
             self.revote()
 
-    def set_mode(self, mode: Mode | str) -> None:
-        """Switch voting mode at run time; keys are decided again where that can matter."""
+    def set_mode(self, mode: Mode | str, revote: bool = True) -> None:
+        """Switch voting mode at run time; keys are decided again where that can matter
+        (`revote=False`: by the caller, a slice at a time)."""
         self.mode = Mode(mode)
         self.pending.clear()
-        self.revote()
+        if revote:
+            self.revote()
 
     def set_master(self, replica: str) -> None:
         """Make a voting replica the master (to keep several voters on one master)."""
@@ -126,9 +128,30 @@ class Voter:
             self.revote()
 
     def forget(self, replica: str) -> None:
-        """Drop everything a replica said (it is being replaced); it stops voting."""
-        self.set_voting(replica, False)
-        self.update(replica, [(k, None) for k, v in list(self.values.items()) if replica in v])
+        """Drop everything a replica said (it is being replaced); it stops voting. In one
+        pass: with a full table the router drives the same steps a slice at a time."""
+        self.set_voting(replica, False, revote=False)
+        self.drop(replica, self.held_by(replica))
+        self.revote()
+
+    def held_by(self, replica: str) -> list[Key]:
+        """The keys a replica holds a value for."""
+        return [k for k, vals in self.values.items() if replica in vals]
+
+    def drop(self, replica: str, keys: Iterable[Key]) -> None:
+        """Drop an excluded replica's values for `keys` (after `set_voting(replica, False)`).
+        Nothing is decided: a replica that does not vote changes no vote (`revote` decides
+        what its exclusion changed), so a full table's worth is dict removals only."""
+        assert replica not in self.voting, "drop the values of an excluded replica only"
+        values, output, mismatch = self.values, self.output, self.mismatch[replica]
+        for key in keys:
+            vals = values.get(key)
+            if vals is not None and vals.pop(replica, None) is not None and not vals:
+                del values[key]
+            if key in output:
+                mismatch.add(key)
+            else:
+                mismatch.discard(key)
 
     def revote(self, keys: Iterable[Key] | None = None) -> None:
         """Decide again (after the voting set or the master changed) every disputed key, or
@@ -139,8 +162,10 @@ class Voter:
         self._flush()
 
     def disputed(self) -> list[Key]:
-        """The keys where some replica differs from the output."""
-        return list(set().union(*self.mismatch.values()))
+        """The keys where some voting replica differs from the output: where every voting
+        replica agrees with it no vote can change (an excluded replica's values count in
+        no vote, and after an exclusion it may differ on every key)."""
+        return list(set().union(*(self.mismatch[r] for r in self.voting)))
 
     def tick(self) -> set[str]:
         """Apply timeouts; returns the suspects (voting replicas outvoted past the window).
