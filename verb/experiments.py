@@ -102,12 +102,12 @@ class Bench:
 
 
 @contextmanager
-def bench(ctx: RunContext, n: int, label: str,
-          trace: tracemod.Trace | None = None) -> Iterator[Bench]:
+def bench(ctx: RunContext, n: int, label: str, trace: tracemod.Trace | None = None,
+          router_hold: int = 9) -> Iterator[Bench]:
     tag = f"vb{secrets.token_hex(2)}"
     run = Path(f"/run/routerlab/verb-{tag}")
     tb = testbed.build(tag, [("n1", "exabgp", ASN["n1"]), ("n2", "exabgp", ASN["n2"]),
-                             ("n3", "exabgp", ASN["n3"])], run)
+                             ("n3", "exabgp", ASN["n3"])], run, router_hold=router_hold)
     loop = LoopThread()
     fibrec = None
     try:

@@ -23,6 +23,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,16 @@ def tune_gc() -> None:
     only cycles that outlive ~7 million allocations wait longer to be freed."""
     gen0, gen1, _ = gc.get_threshold()
     gc.set_threshold(gen0, gen1, FULL_GC_EVERY)
+    started: list[float] = []
+
+    def timed(phase: str, info: dict) -> None:  # a full collection long enough to matter is logged
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            started[:] = [time.monotonic()]
+        elif started and time.monotonic() - started[0] > 0.5:
+            log.warning("full garbage collection took %.1fs", time.monotonic() - started[0])
+    gc.callbacks.append(timed)
 
 
 def _serve() -> int:

@@ -38,4 +38,5 @@ def test_sizes_of_each_form():
     over = full_table.sizes(RunContext(out_dir=Path("/tmp"), options={"prefixes": "100000"}))
     assert over["prefixes"] == 100_000 and over["window"] == 25 and over["hold"] == 30
     assert full["window"] == 250 and run_all["hold"] == quick["hold"] == 3
+    assert full["router_hold"] == 90 and run_all["router_hold"] == quick["router_hold"] == 9
     assert full_table.sizes(RunContext(out_dir=Path("/tmp"), options={"window": 9}))["window"] == 9
