@@ -450,7 +450,10 @@ def _healthy(rr: RemoteRouter) -> bool:
 
 def _run_fault(ctx: RunContext, b: Bench, rr: RemoteRouter, churn: ChurnThread, mode: str,
                plan: FaultPlan, window: float) -> dict:
-    wait_for(lambda: _healthy(rr), 120, interval=0.5, what="a healthy router before the fault")
+    # a replica recovered earlier may still be catching up: with a full table that is minutes
+    # (a GoBGP replica replayed 1M prefixes for more than 8 minutes on two shared cores)
+    wait_for(lambda: _healthy(rr), max(120.0, 2 * window + 60), interval=0.5,
+             what="a healthy router before the fault")
     st = rr.status()
     target = _target(st, plan)
     impl = st["replicas"][target]["impl"]
