@@ -43,11 +43,6 @@ BGP_PORT = 179
 # than the hold time, and with a full table three replicas write faster than the
 # hypervisor votes, so their output waits in our memory, not in their blocked writes.
 REPLICA_READ_AHEAD = 64 << 20
-# How far the hypervisor reads a replica's stream ahead of voting it (the StreamReader
-# pauses the socket at twice this): GoBGP drops a session whose write blocks for longer
-# than the hold time, and with a full table three replicas write faster than the hypervisor
-# votes, so their output waits in our memory, not in their blocked writes.
-REPLICA_READ_AHEAD = 64 << 20
 # fault injection only: (message as the replica sent it, neighbour) -> what it "really" sent
 Tamper = Callable[[bytes, str], list[bytes]]
 
