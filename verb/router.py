@@ -177,7 +177,12 @@ class BugTolerantRouter:
         for v in self.voters():
             v.set_voting(replica, False, revote=False)
             await in_slices(v.held_by(replica), lambda ks, v=v: v.drop(replica, ks), chunk=10_000)
-            await in_slices(v.disputed(), v.revote)
+            await self._revote(v)
+
+    @staticmethod
+    async def _revote(v: Voter) -> None:
+        """Decide again, in time slices, the keys a voting replica disputes."""
+        await in_slices(v.disputed(), v.revote)
 
     async def _watch_lag(self, period: float = 0.05) -> None:
         """How late the loop runs: a stall delays KEEPALIVEs and every vote."""
@@ -205,7 +210,7 @@ class BugTolerantRouter:
             for v in self.voters():
                 v.set_mode(mode, revote=False)
             for v in self.voters():
-                await in_slices(v.disputed(), v.revote)
+                await self._revote(v)
         self.call(switch(), timeout)
 
     # ----- views (thread-safe) -----

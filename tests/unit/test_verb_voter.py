@@ -279,54 +279,53 @@ def test_set_master_revotes_from_the_new_master():
     assert v.master == "b"
 
 
+_HELD = st.lists(st.tuples(st.sampled_from(REPLICAS), st.sampled_from(KEYS), st.sampled_from(VALUES)),
+                 max_size=30)
+
+
+def _twins(mode, held):
+    """Two voters (with their clocks) that were told the same values."""
+    (a, clock_a, _), (b, clock_b, _) = make(mode), make(mode)
+    for v in (a, b):
+        for r, k, val in held:
+            v.update(r, [(k, val)])
+    return a, clock_a, b, clock_b
+
+
+def _in_slices(keys, fn, chunk):
+    for i in range(0, len(keys), chunk):
+        fn(keys[i:i + chunk])
+
+
 @settings(max_examples=200, deadline=None)
-@given(mode=st.sampled_from(list(Mode)), excluded=st.sampled_from(REPLICAS),
-       held=st.lists(st.tuples(st.sampled_from(REPLICAS), st.sampled_from(KEYS), st.sampled_from(VALUES)),
-                     max_size=30),
+@given(mode=st.sampled_from(list(Mode)), excluded=st.sampled_from(REPLICAS), held=_HELD,
        chunk=st.integers(1, 3))
 def test_an_exclusion_decided_in_slices_ends_where_one_pass_ends(mode, excluded, held, chunk):
     """What the router does with a full table (`BugTolerantRouter.forget`): exclude without
     deciding, then decide the disputed keys a slice at a time; same output, same suspects."""
-    one, clock1, _ = make(mode)
-    sliced, clock2, _ = make(mode)
-    for v in (one, sliced):
-        for r, k, val in held:
-            v.update(r, [(k, val)])
+    one, clock1, sliced, clock2 = _twins(mode, held)
     one.set_voting(excluded, False)
     sliced.set_voting(excluded, False, revote=False)
-    keys = sliced.disputed()
-    for i in range(0, len(keys), chunk):
-        sliced.revote(keys[i:i + chunk])
+    _in_slices(sliced.disputed(), sliced.revote, chunk)
     assert sliced.output == one.output and sliced.master == one.master
     clock1.t = clock2.t = 100
     assert sliced.tick() == one.tick() and sliced.output == one.output
 
 
-
 @settings(max_examples=300, deadline=None)
-@given(mode=st.sampled_from(list(Mode)), excluded=st.sampled_from(REPLICAS),
-       held=st.lists(st.tuples(st.sampled_from(REPLICAS), st.sampled_from(KEYS), st.sampled_from(VALUES)),
-                     max_size=30),
+@given(mode=st.sampled_from(list(Mode)), excluded=st.sampled_from(REPLICAS), held=_HELD,
        chunk=st.integers(1, 3))
 def test_forget_by_dropping_in_slices_ends_where_deciding_every_key_ends(mode, excluded, held, chunk):
     """The router's `forget` (exclude, drop the replica's values a slice at a time without
     deciding, revote the keys voting replicas dispute, a slice at a time) against the
     reference: exclude, then withdraw each of its values through `update` (a decision
     per key). Same output, master, disagreements and suspects."""
-    ref, clock1, _ = make(mode)
-    sliced, clock2, _ = make(mode)
-    for v in (ref, sliced):
-        for r, k, val in held:
-            v.update(r, [(k, val)])
+    ref, clock1, sliced, clock2 = _twins(mode, held)
     ref.set_voting(excluded, False)
     ref.update(excluded, [(k, None) for k, vals in list(ref.values.items()) if excluded in vals])
     sliced.set_voting(excluded, False, revote=False)
-    keys = sliced.held_by(excluded)
-    for i in range(0, len(keys), chunk):
-        sliced.drop(excluded, keys[i:i + chunk])
-    keys = sliced.disputed()
-    for i in range(0, len(keys), chunk):
-        sliced.revote(keys[i:i + chunk])
+    _in_slices(sliced.held_by(excluded), lambda ks: sliced.drop(excluded, ks), chunk)
+    _in_slices(sliced.disputed(), sliced.revote, chunk)
     assert sliced.output == ref.output and sliced.master == ref.master
     assert sliced.values == ref.values
     assert all(sliced.mismatch[r] == ref.mismatch[r] for r in REPLICAS)
