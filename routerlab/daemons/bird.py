@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .base import (BgpSession, Daemon, DaemonError, NextHop, OspfNeighbor, Route,
                    normalize_bgp_state, normalize_ospf_state, one_line, parse_int)
-from .spec import Policy, PrefixMatch, area_id, discard_prefixes
+from .spec import Policy, PrefixMatch, RouterSpec, area_id, discard_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,14 @@ class BirdDaemon(Daemon):
     #: set before `start` when the previous instance ended with `birdc graceful restart`
     gr_recover: bool = False
 
+    def __init__(self, spec: RouterSpec, kernel_scan: int = 10):
+        """`kernel_scan`: seconds between two scans of the kernel table, in which BIRD dumps
+        the whole table and puts back what another process changed. 10 s suits the small
+        topologies; a scan of a 1,000,000-route table costs ~2 s of CPU (dump and compare),
+        so a router whose kernel table nobody else writes (a VERB replica) scans rarely."""
+        super().__init__(spec)
+        self.kernel_scan = kernel_scan
+
     # ----- rendering -----
     def _policy_body(self, pol: Policy, indent: str) -> list[str]:
         out = []
@@ -92,7 +100,7 @@ class BirdDaemon(Daemon):
                         "protocol kernel kernel1 {",
                         # connected routes are the kernel's own; everything else goes in
                         "  ipv4 { import none; export where source != RTS_DEVICE; };",
-                        "  scan time 10;", "  merge paths on;"]
+                        f"  scan time {self.kernel_scan};", "  merge paths on;"]
         if s.graceful_restart:
             L.append("  graceful restart on;")
         L += ["}", ""]

@@ -34,12 +34,15 @@ DEFAULT_API_PORT = 50051
 def lean_go_runtime() -> dict[str, str]:
     """Go runtime settings that trade memory for CPU, for a GoBGP sharing a small machine
     with other daemons: one OS thread running Go code (no idle threads spinning for work
-    on a 2-core VM), and a collection when the heap has grown by 400% instead of 100%, with
-    a soft memory limit of a quarter of this machine's memory (MemTotal, not a cgroup's)
-    from where Go collects sooner again: a live heap near that limit (a full table on a
-    small machine) makes it collect often, as it would by default. Measured on VERB's
-    10,000-prefix trace (load and churn): gobgpd's CPU 2.1 -> 1.4-1.5 s, the router's
-    memory (PSS) 222 -> 258 MiB."""
+    on a 2-core VM; gobgpd takes it as --cpus, see `GobgpDaemon.command`), and a collection
+    when the heap has grown by 400% instead of 100%, with a soft memory limit of a quarter
+    of this machine's memory (MemTotal, not a cgroup's) from where Go collects sooner again:
+    a live heap near that limit (a full table on a small machine) makes it collect often,
+    as it would by default. Measured on VERB's 10,000-prefix trace (load and churn):
+    gobgpd's CPU 2.1 -> 1.4-1.5 s, the router's memory (PSS) 222 -> 258 MiB (GOGC alone:
+    gobgpd overrode GOMAXPROCS until it got --cpus); at 100,000 prefixes one thread rather
+    than two: gobgpd 13.3 -> 12.0-12.2 s. A third of the machine's memory at 1M prefixes
+    ran a 24 GiB VM out of memory."""
     return {"GOMAXPROCS": "1", "GOGC": "400",
             "GOMEMLIMIT": f"{psutil.virtual_memory().total // 4 >> 20}MiB"}
 
@@ -217,10 +220,18 @@ class GobgpDaemon(Daemon):
             raise DaemonError(f"gobgp {self.spec.name}: API port 127.0.0.1:{self.api_port} is "
                               f"already in use in {self.ns.name if self.ns else '?'}: "
                               f"{one_line(r.stdout)}")
-        self._popen("gobgpd", ["gobgpd", "-f", str(self.run_dir / "gobgpd.toml"), "-t", "toml",
-                               "--api-hosts", f"127.0.0.1:{self.api_port}", "--pprof-disable",
-                               "-l", "info"],
-                    log_path=self.run_dir / "gobgpd.log", env=self.go_runtime or None)
+        self._popen("gobgpd", self.command(self.run_dir), log_path=self.run_dir / "gobgpd.log",
+                    env=self.go_runtime or None)
+
+    def command(self, run_dir: Path) -> list[str]:
+        """gobgpd's command line for a configuration rendered into `run_dir`."""
+        args = ["gobgpd", "-f", str(run_dir / "gobgpd.toml"), "-t", "toml",
+                "--api-hosts", f"127.0.0.1:{self.api_port}", "--pprof-disable", "-l", "info"]
+        if "GOMAXPROCS" in self.go_runtime:
+            # gobgpd sets GOMAXPROCS itself, to --cpus or else to every CPU: the
+            # environment's value alone is overridden at startup
+            args += ["--cpus", self.go_runtime["GOMAXPROCS"]]
+        return args
 
     def _ready(self) -> bool:
         r = self._run(self._gobgp_args("global", "-j"), check=False, timeout=5)

@@ -14,6 +14,7 @@ from routerlab.daemons import (DAEMONS, REJECT_ALL, BgpNeighbor, BirdDaemon, Dae
                                PolicyRule, PrefixMatch, RouterSpec, SpecError, StaticRoute,
                                driver_for)
 from routerlab.daemons.bird import bgp_protocol_name
+from routerlab.daemons.gobgp import lean_go_runtime
 from routerlab.daemons.spec import area_id, discard_prefixes
 
 
@@ -232,6 +233,9 @@ def test_bird_render_core_and_fib() -> None:
     assert 'timeformat protocol "%s";' in c
     kern = c.split("protocol kernel kernel1 {")[1].split("\n}")[0]
     assert "export where source != RTS_DEVICE;" in kern and "merge paths on;" in kern
+    assert "scan time 10;" in kern
+    rare = BirdDaemon(full_spec(), kernel_scan=600).render()["bird.conf"]
+    assert "scan time 600;" in rare.split("protocol kernel kernel1 {")[1].split("\n}")[0]
     stat = c.split("protocol static static1 {")[1].split("\n}")[0]
     assert "route 192.0.2.0/24 blackhole;" in stat and "route 10.50.0.0/16 via 10.0.12.2;" in stat
     assert "route 10.60.0.0/16 blackhole;" in stat and "172.16.0.0/24" not in stat
@@ -326,6 +330,15 @@ def test_gobgp_streams_its_loc_rib_to_a_bmp_station() -> None:
     conf = tomllib.loads(GobgpDaemon(bgp_only_spec(), bmp_station=("127.0.0.1", 11019)).render()["gobgpd.toml"])
     assert conf["bmp-servers"] == [{"config": {"address": "127.0.0.1", "port": 11019,
                                                "route-monitoring-policy": "local-rib"}}]
+
+
+def test_gobgp_command_holds_gomaxprocs(tmp_path) -> None:
+    """gobgpd sets GOMAXPROCS itself (to every CPU unless --cpus): a GOMAXPROCS in the
+    runtime settings becomes --cpus, or the environment's value is overridden."""
+    plain = GobgpDaemon(bgp_only_spec()).command(tmp_path)
+    assert "--cpus" not in plain and plain[plain.index("-f") + 1] == str(tmp_path / "gobgpd.toml")
+    lean = GobgpDaemon(bgp_only_spec(), go_runtime=lean_go_runtime()).command(tmp_path)
+    assert lean[lean.index("--cpus") + 1] == lean_go_runtime()["GOMAXPROCS"] == "1"
 
 
 def test_gobgp_refuses_what_it_cannot_do() -> None:
