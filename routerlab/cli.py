@@ -157,13 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
-    # SIGTERM and SIGHUP behave like Ctrl-C: unwind, stop daemons, remove what this run made.
-    # SIGINT too, set here: a process started in the background by a non-interactive shell
-    # (nohup ... &, CI scripts) inherits SIGINT ignored, and a `kill -INT` did nothing.
+def unwind_on_signals() -> None:
+    """SIGTERM and SIGHUP behave like Ctrl-C in this process: KeyboardInterrupt unwinds it,
+    stopping daemons and removing what it made (the CLI's runs; the test suite's fixtures).
+    SIGINT too: a process started in the background by a non-interactive shell (nohup ... &,
+    CI scripts) inherits SIGINT ignored, and a `kill -INT` did nothing."""
     main_pid = os.getpid()
 
     def _interrupt(signum: int, _frame) -> None:
@@ -174,9 +172,15 @@ def main(argv: list[str] | None = None) -> int:
             return
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    unwind_on_signals()
     try:
         return int(args.func(args) or 0)
     except UserError as e:

@@ -196,12 +196,10 @@ class ReplicaManager:
             r.fib = fib
             # three replicas share the router's cores: a lean Go runtime
             r.daemon = GobgpDaemon(spec, go_runtime=lean_go_runtime(), bmp_station=fib.bmp_station)
-        elif r.impl == "bird":
-            r.fib = KernelFib(r.ns.name, report)
-            r.daemon = BirdDaemon(spec, kernel_scan=BIRD_KERNEL_SCAN_S)
         else:
             r.fib = KernelFib(r.ns.name, report)
-            r.daemon = driver_for(r.impl)(spec)
+            r.daemon = (BirdDaemon(spec, kernel_scan=BIRD_KERNEL_SCAN_S) if r.impl == "bird"
+                        else driver_for(r.impl)(spec))
         run_dir = self.router.run_dir / f"{r.name}-{r.generation}"
         loop = asyncio.get_running_loop()
         try:

@@ -10,10 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from routerlab.cli import unwind_on_signals
 from routerlab.traffic import attribute_loss
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTERLAB = [sys.executable, "-m", "routerlab.cli"]
+
+
+def pytest_configure(config):
+    # a run that is terminated (CI's time limit, a kill) unwinds as after Ctrl-C: pytest then
+    # tears down every fixture under way, and their namespaces, bridges and daemons go too
+    unwind_on_signals()
 
 
 def pytest_collection_modifyitems(config, items):
