@@ -70,6 +70,12 @@ def solve(h: "highspy.Highs") -> bool:
     """Run HiGHS; True when optimal, False when infeasible, LPError otherwise."""
     h.run()
     status = h.getModelStatus()
+    if status == highspy.HighsModelStatus.kUnknown:
+        # a warm start from the previous round's basis can leave simplex unable to conclude
+        # (seen with zero-capacity edges); solved again from scratch it ends
+        h.clearSolver()
+        h.run()
+        status = h.getModelStatus()
     if status == highspy.HighsModelStatus.kOptimal:
         return True
     if status == highspy.HighsModelStatus.kInfeasible:

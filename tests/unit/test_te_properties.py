@@ -247,6 +247,25 @@ def test_exact_equals_the_lp(p: Problem) -> None:
     _same_allocation(ex, solve(inst, "lp"))
 
 
+def test_exact_ends_where_a_warm_start_leaves_highs_unknown() -> None:
+    """Found by the property above: zero-capacity edges, and HiGHS warm-started from the
+    previous round's basis returned "Unknown"; solved again from scratch, exact = the LP."""
+    e = [("S0", "S1", 0, 1), ("S1", "S2", 0, 1), ("S2", "S3", 4, 1), ("S3", "S4", 2.5, 1),
+         ("S4", "S0", 5, 1), ("S2", "S0", 2.5, 1), ("S0", "S3", 5, 3), ("S0", "S2", 4, 2),
+         ("S1", "S3", 0, 1)]
+    g = [("S2", "S3", [(2, 3), (1, 1)]), ("S0", "S1", [(0.5, 0)]), ("S0", "S1", [(0.5, 1)]),
+         ("S4", "S3", [(10, 5)]), ("S0", "S4", [(1, 1), (2, 3)]), ("S0", "S2", [(2, 3)]),
+         ("S0", "S3", [(0.5, 1)])]
+    p = Problem.from_dict({
+        "sites": [f"S{i}" for i in range(5)], "max_tunnels": 4,
+        "edges": [{"src": a, "dst": b, "capacity": c, "cost": k} for a, b, c, k in e],
+        "flow_groups": [{"name": f"FG{i}", "src": s, "dst": t,
+                         "apps": [{"name": f"a{j}", "weight": w, "demand": d} for j, (w, d) in enumerate(apps)]}
+                        for i, (s, t, apps) in enumerate(g)]})
+    inst = build_instance(p)
+    _same_allocation(solve(inst, "exact"), solve(inst, "lp"))
+
+
 @SLOW
 @given(problems(max_sites=4, max_fgs=12))  # few sites, many flow groups: pairs carry several
 def test_merging_is_exact(p: Problem) -> None:
