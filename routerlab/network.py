@@ -9,6 +9,7 @@ daemons' own status (every expected OSPF adjacency Full, every BGP session Estab
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -280,6 +281,8 @@ class Network:
         (config checks, zebra's socket, the first vty answer), so one after the other took
         ~0.28 s a router (40 s of TataNld's 58 s). The first failure stops the rest."""
         self.daemon_start_time = time.monotonic()
+        # configs, logs, pid files and vty sockets: removed by stop (or `routerlab clean`)
+        registry.session().add("dir", str(self.run_root))
         n = len(self.routers)
         failed: list[str] = []
 
@@ -318,6 +321,9 @@ class Network:
         for node in list(self.routers.values()) + list(self.hosts.values()):
             if node.netns is not None:
                 node.netns.delete()
+        if self.daemon_start_time is not None:
+            shutil.rmtree(self.run_root, ignore_errors=True)
+            registry.session().release("dir", str(self.run_root))
         self.started = False
 
     def __enter__(self) -> Network:

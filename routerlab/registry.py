@@ -32,6 +32,14 @@ log = logging.getLogger(__name__)
 
 STATE_DIR = Path(os.environ.get("ROUTERLAB_STATE_DIR", "/run/routerlab"))
 SESSIONS_DIR = STATE_DIR / "sessions"
+# Where a plain `routerlab clean` looks. A session kept elsewhere (ROUTERLAB_STATE_DIR: the
+# tests' private state, a user's parallel runs) leaves a pointer here, so that a run killed
+# outright (SIGKILL, a lost machine session) is still cleaned by a plain `routerlab clean`.
+HOME_SESSIONS_DIR = Path("/run/routerlab/sessions")
+POINTER_SUFFIX = ".elsewhere"
+# A pointer is written before its session file: younger than this, a missing target is
+# still being created, not gone.
+POINTER_GRACE_S = 60.0
 
 # Order of teardown: processes first (they pin namespaces and sockets), then what they used.
 # "remote": something on another server (cluster mode), removed over ssh by routerlab.ssh.
@@ -39,9 +47,11 @@ KINDS = ("process", "remote", "bridge", "link", "netns", "dir")
 
 
 def proc_start_time(pid: int) -> float | None:
-    """The process's start time (seconds since boot, as psutil reports), or None if gone."""
+    """The process's start time (seconds since boot, as psutil reports), or None if gone
+    (a zombie is gone: it only waits for its parent to read its exit status)."""
     try:
-        return psutil.Process(pid).create_time()
+        p = psutil.Process(pid)
+        return None if p.status() == psutil.STATUS_ZOMBIE else p.create_time()
     except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
         return None
 
@@ -59,6 +69,7 @@ class Session:
         SESSIONS_DIR.mkdir(parents=True, exist_ok=True)
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{'-' + label if label else ''}"
         s = cls(SESSIONS_DIR / f"{name}.jsonl")
+        _write_pointer(s.path)
         s._append(s._header())
         return s
 
@@ -110,10 +121,12 @@ class Session:
         self.release("process", str(pid))
 
     def close(self) -> None:
-        """End the session after a clean teardown: if nothing is left, drop the file."""
-        if not live_resources(self.path):
+        """End the session after a clean teardown: if nothing it recorded is left (released,
+        or gone without a release record, as Mininet's shells and links go), drop the file."""
+        if not any(_still_there(r) for r in live_resources(self.path)):
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+            _drop_pointer(self.path)
 
 
 _current: Session | None = None
@@ -171,8 +184,54 @@ def session_alive(path: Path) -> bool:
     return now is not None and (start is None or abs(now - start) < 0.5)
 
 
+def _pointer_of(path: Path) -> Path:
+    return HOME_SESSIONS_DIR / f"{path.stem}{POINTER_SUFFIX}"
+
+
+def _write_pointer(path: Path) -> None:
+    """Point the home sessions directory at a session file kept elsewhere."""
+    if path.parent.resolve() == HOME_SESSIONS_DIR.resolve():
+        return
+    try:
+        HOME_SESSIONS_DIR.mkdir(parents=True, exist_ok=True)
+        _pointer_of(path).write_text(str(path.resolve()) + "\n")
+    except OSError as e:  # not root (unit tests): nothing to point from
+        log.debug("no pointer to %s: %s", path, e)
+
+
+def _drop_pointer(path: Path) -> None:
+    pointer = _pointer_of(path)
+    try:
+        if pointer.read_text().strip() == str(path.resolve()):
+            pointer.unlink()
+    except OSError:
+        pass
+
+
+def _pointed_sessions() -> list[Path]:
+    """Session files kept elsewhere that the home directory points at; pointers whose file
+    is gone (closed or cleaned there) are dropped."""
+    found = []
+    for pointer in sorted(HOME_SESSIONS_DIR.glob(f"*{POINTER_SUFFIX}")):
+        try:
+            target = Path(pointer.read_text().strip())
+            age = time.time() - pointer.stat().st_mtime
+        except OSError:
+            continue
+        if target.is_file():
+            found.append(target)
+        elif age > POINTER_GRACE_S:
+            pointer.unlink(missing_ok=True)
+    return found
+
+
 def session_files() -> list[Path]:
-    return sorted(SESSIONS_DIR.glob("*.jsonl")) if SESSIONS_DIR.is_dir() else []
+    """The session files `clean` replays: this state directory's, and (from the home
+    directory) those kept elsewhere that it points at."""
+    own = sorted(SESSIONS_DIR.glob("*.jsonl")) if SESSIONS_DIR.is_dir() else []
+    if SESSIONS_DIR.resolve() != HOME_SESSIONS_DIR.resolve() or not HOME_SESSIONS_DIR.is_dir():
+        return own
+    return own + [p for p in _pointed_sessions() if p not in own]
 
 
 @dataclass
@@ -333,8 +392,9 @@ def link_is_ours(rec: dict[str, Any]) -> bool:
     return ifindex is not None and rec.get("ifindex") in (None, ifindex)
 
 
-def remove_resources(resources: list[dict[str, Any]]) -> CleanReport:
-    """Remove recorded resources (processes, bridges, links, namespaces, directories)."""
+def remove_resources(resources: list[dict[str, Any]], state_dir: Path | None = None) -> CleanReport:
+    """Remove recorded resources (processes, bridges, links, namespaces, directories);
+    `state_dir` is the recording session's own state directory (ours by default)."""
     rep = CleanReport()
     by_kind: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
     for r in resources:
@@ -374,17 +434,17 @@ def remove_resources(resources: list[dict[str, Any]]) -> CleanReport:
              else rep.errors.append(f"netns {r['name']}: {res.stderr.strip()}"))
     for r in reversed(by_kind["dir"]):
         p = Path(r["name"])
-        if p.exists() and _is_ours(p):
+        if p.exists() and _is_ours(p, state_dir or STATE_DIR):
             shutil.rmtree(p, ignore_errors=True)
             rep.removed["dir"].append(str(p))
     return rep
 
 
-def _is_ours(p: Path) -> bool:
+def _is_ours(p: Path, state_dir: Path) -> bool:
     # Directories are only ever recorded under the state dir or a temp dir we made; refuse
     # anything that is not plainly a routerlab directory, whatever a session file says.
     s = str(p.resolve())
-    return s.startswith(str(STATE_DIR)) or "routerlab" in p.name or s.startswith("/tmp/routerlab")
+    return s.startswith(str(state_dir.resolve()) + "/") or "routerlab" in p.name or s.startswith("/tmp/routerlab")
 
 
 def clean(stale_only: bool = False) -> CleanReport:
@@ -402,10 +462,11 @@ def clean(stale_only: bool = False) -> CleanReport:
 
 def clean_session_file(path: Path) -> CleanReport:
     """Remove what one session file records, and the file once nothing of it is left."""
-    rep = remove_resources(live_resources(path))
+    rep = remove_resources(live_resources(path), state_dir=path.parent.parent)
     leftover = [r for r in live_resources(path) if _still_there(r)]
     if not leftover:
         path.unlink(missing_ok=True)
+        _drop_pointer(path)
     else:
         rep.errors.append(f"{path.name}: {len(leftover)} resources could not be removed")
     return rep

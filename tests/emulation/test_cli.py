@@ -113,6 +113,31 @@ def test_clean_after_sigkilled_cli_removes_only_ours(uid, tmp_path):
         subprocess.run(ROUTERLAB + ["clean"], env=_env(tmp_path), cwd=str(REPO), capture_output=True)
 
 
+def test_plain_clean_finds_a_killed_run_kept_in_another_state_dir(uid, tmp_path):
+    """A run with a private state directory that dies outright (SIGKILL, a lost machine
+    session) is cleaned by a `routerlab clean` without that directory: its session leaves a
+    pointer in the home state directory. (`--stale`, so that nothing alive is touched.)"""
+    child = None
+    try:
+        child = _spawn_lab(uid, tmp_path)
+        assert len({n for n in _netns() if n.startswith(f"tc{uid}-")}) == 6
+        [session] = (tmp_path / "sessions").glob("*.jsonl")
+        pointer = Path("/run/routerlab/sessions") / f"{session.stem}.elsewhere"
+        assert pointer.read_text().strip() == str(session.resolve())
+        os.kill(child.pid, signal.SIGKILL)
+        child.expect(pexpect.EOF, timeout=30)
+        home = {k: v for k, v in os.environ.items() if k != "ROUTERLAB_STATE_DIR"}
+        r = subprocess.run(ROUTERLAB + ["clean", "--stale"], env=home, cwd=str(REPO),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert not {n for n in _netns() if n.startswith(f"tc{uid}-")}
+        assert not session.exists() and not pointer.exists()
+    finally:
+        if child is not None and child.isalive():
+            child.kill(signal.SIGKILL)
+        subprocess.run(ROUTERLAB + ["clean"], env=_env(tmp_path), cwd=str(REPO), capture_output=True)
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
