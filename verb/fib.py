@@ -216,7 +216,6 @@ class GobgpFib:
         self.port = port
         self.connections = 0
         self._resolved: dict[str, FibValue] = {}  # next hop -> value: a table has a handful
-        self._next_hops: dict[bytes, str | None] = {}  # attribute section -> its NEXT_HOP
         self._sock: socket.socket | None = None
         self._task: asyncio.Task | None = None
 
@@ -272,7 +271,7 @@ class GobgpFib:
             self._close()
 
     async def _follow(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
-        rest = b""
+        rest, reader = b"", bmp.LocRibReader()  # a new session announces itself anew
         while True:
             # whatever gobgpd has written so far, as one batch of whole messages, a turn's
             # worth at a time (see KernelFib._follow)
@@ -282,7 +281,7 @@ class GobgpFib:
                 return
             msgs, rest = bmp.split(rest + data)
             if msgs:
-                self.table.apply(self._events(bmp.loc_rib_changes(msgs, self._next_hops)))
+                self.table.apply(self._events(reader.changes(msgs)))
 
     def _events(self, changes: list[bmp.LocRibChange]) -> list:
         out: list = []

@@ -210,7 +210,8 @@ class GobgpDaemon(Daemon):
             raise DaemonError(f"gobgp {self.spec.name}: gobgpd.toml rejected by gobgpd -d: "
                               f"{_gobgp_error(r.stdout + r.stderr)}")
 
-    fatal_log_patterns = (r'"level":"(fatal|panic)"',)
+    # GoBGP 3 logs through logrus ("fatal", "panic"), GoBGP 4 through slog (upper case)
+    fatal_log_patterns = (r'"level":"(?i:fatal|panic)"',)
 
     def _launch(self) -> None:
         assert self.run_dir is not None
@@ -318,7 +319,7 @@ def _gobgp_error(out: str) -> str:
             if ln.strip():
                 msgs.append(ln.strip())
             continue
-        if rec.get("level") in ("error", "fatal", "panic"):
+        if str(rec.get("level", "")).lower() in ("error", "fatal", "panic"):
             msgs.append(f"{rec.get('msg', '')}: {rec.get('Error', '')}".strip(": "))
     return one_line("\n".join(msgs) or out)
 

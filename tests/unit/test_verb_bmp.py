@@ -1,5 +1,5 @@
 """GoBGP's Loc-RIB over BMP (RFC 7854 framing, RFC 9069 Loc-RIB peer), as `verb.bmp` and
-`verb.fib.GobgpFib` read it: messages built here byte by byte, as gobgpd 3.10 writes them."""
+`verb.fib.GobgpFib` read it: messages built here byte by byte, as gobgpd 3.10 and 4.8 write them."""
 from __future__ import annotations
 
 import socket
@@ -86,3 +86,68 @@ def test_gobgp_fib_from_loc_rib_changes():
     fib.table.apply(fib._events([L(["10.9.0.0/24", "10.5.0.0/24"], [], None), L([], ["10.4.0.0/24"], "not-an-ip")]))
     assert fib.table.current == {"10.9.1.0/24": ("blackhole",)}
     assert ("10.5.0.0/24", None) in reported
+
+
+# ----- GoBGP 4.8: a Loc-RIB Peer Up announcing ADD-PATH, then prefixes with path identifiers
+
+
+def add_path_prefixes(*ps: str, path_id: int = 7) -> bytes:
+    return b"".join(struct.pack("!I", path_id) + prefixes(p) for p in ps)
+
+
+def add_path_update(withdrawn: tuple[str, ...] = (), nlri: tuple[str, ...] = ()) -> bytes:
+    plain = update(nlri=nlri)  # for its attribute section
+    wlen = struct.unpack_from("!H", plain, 19)[0]
+    alen = struct.unpack_from("!H", plain, 21 + wlen)[0]
+    attrs = plain[23 + wlen:23 + wlen + alen]
+    w = add_path_prefixes(*withdrawn)
+    body = struct.pack("!H", len(w)) + w + struct.pack("!H", len(attrs)) + attrs + add_path_prefixes(*nlri)
+    return b"\xff" * 16 + struct.pack("!HB", 19 + len(body), 2) + body
+
+
+def open_msg(*caps: bytes) -> bytes:
+    params = b"".join(bytes([2, len(c)]) + c for c in caps)
+    body = struct.pack("!BHH4sB", 4, 65000, 90, socket.inet_aton("10.255.0.2"), len(params)) + params
+    return b"\xff" * 16 + struct.pack("!HB", 19 + len(body), 1) + body
+
+
+FOUR_OCTET_AS = bytes([65, 4]) + struct.pack("!I", 65000)
+ADD_PATH_BOTH = bytes([69, 8]) + struct.pack("!HBB", 1, 1, 3) + struct.pack("!HBB", 2, 1, 3)
+
+
+def loc_rib_peer_up(*caps: bytes) -> bytes:
+    peer = struct.pack("!BBQ16sI4sII", bmp.PEER_LOC_RIB, 0, 0, b"\0" * 16, 65000,
+                       socket.inet_aton("10.255.0.2"), 0, 0)
+    o = open_msg(*caps)
+    return bmp_msg(bmp.PEER_UP, peer + b"\0" * 16 + b"\0\0\0\0" + o + o)
+
+
+def test_open_says_whether_ipv4_prefixes_carry_path_identifiers():
+    assert bmp.open_sends_ipv4_add_path(open_msg(FOUR_OCTET_AS, ADD_PATH_BOTH))
+    assert not bmp.open_sends_ipv4_add_path(open_msg(FOUR_OCTET_AS))
+    receive_only = bytes([69, 4]) + struct.pack("!HBB", 1, 1, 1)
+    assert not bmp.open_sends_ipv4_add_path(open_msg(receive_only))
+    assert not bmp.open_sends_ipv4_add_path(b"")
+
+
+def test_a_loc_rib_peer_up_with_add_path_switches_the_session_to_path_identifiers():
+    reader = bmp.LocRibReader()
+    msgs, _ = bmp.split(INITIATION + loc_rib_peer_up(FOUR_OCTET_AS, ADD_PATH_BOTH)
+                        + route_monitoring(add_path_update(nlri=("10.9.0.0/24", "10.9.1.0/24")))
+                        + route_monitoring(add_path_update(withdrawn=("10.7.0.0/24",))))
+    assert reader.changes(msgs) == [bmp.LocRibChange([], ["10.9.0.0/24", "10.9.1.0/24"], "10.1.0.2"),
+                                    bmp.LocRibChange(["10.7.0.0/24"], [], None)]
+    assert reader.add_path
+    # the state holds across reads of the same session
+    msgs, _ = bmp.split(route_monitoring(add_path_update(nlri=("10.6.0.0/24",))))
+    assert reader.changes(msgs) == [bmp.LocRibChange([], ["10.6.0.0/24"], "10.1.0.2")]
+    # read without path identifiers, the same bytes are other prefixes (GoBGP 4.8 through
+    # a 3.10 reader: 0.0.0.0/0 among them)
+    assert "0.0.0.0/0" in bmp.LocRibReader().changes(msgs)[0].nlri
+
+
+def test_a_loc_rib_peer_up_without_add_path_keeps_plain_prefixes():
+    reader = bmp.LocRibReader()
+    msgs, _ = bmp.split(loc_rib_peer_up(FOUR_OCTET_AS) + route_monitoring(update(nlri=("10.9.0.0/24",))))
+    assert reader.changes(msgs) == [bmp.LocRibChange([], ["10.9.0.0/24"], "10.1.0.2")]
+    assert not reader.add_path
