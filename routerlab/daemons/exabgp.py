@@ -107,7 +107,11 @@ class ExabgpDaemon(Daemon):
             L += [f"neighbor {nb.peer} {{", f"    router-id {s.router_id};",
                   f"    local-address {local};", f"    local-as {s.asn};",
                   f"    peer-as {nb.asn};", f"    hold-time {nb.hold};",
-                  "    group-updates true;"]
+                  "    group-updates true;",
+                  # what a neighbour sends us reaches the API process (the events file);
+                  # ExaBGP's own copy of it was never read, and cost ~1 GB a neighbour
+                  # holding a full table
+                  "    adj-rib-in false;"]
             if nb.description:
                 L.append(f'    description "{nb.description}";')
             if nb.passive:

@@ -365,7 +365,7 @@ def test_exabgp_render() -> None:
     for want in ["router-id 10.255.0.7;", "local-address 10.0.78.7;", "local-as 65007;",
                  "peer-as 65008;", "hold-time 9;", "family { ipv4 unicast; }",
                  "processes [ routerlab-api ];", "neighbor-changes;",
-                 "receive { parsed; update; }",
+                 "receive { parsed; update; }", "adj-rib-in false;",
                  "route 203.0.113.0/24 next-hop self med 7 as-path [ 65100 ];"]:
         assert want in blk, want
     compile(files["exabgp-api.py"], "exabgp-api.py", "exec")  # the helper is valid Python
