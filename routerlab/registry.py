@@ -51,7 +51,8 @@ def proc_start_time(pid: int) -> float | None:
     (a zombie is gone: it only waits for its parent to read its exit status)."""
     try:
         p = psutil.Process(pid)
-        return None if p.status() == psutil.STATUS_ZOMBIE else p.create_time()
+        with p.oneshot():  # one read of /proc/PID/stat for both
+            return None if p.status() == psutil.STATUS_ZOMBIE else p.create_time()
     except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
         return None
 
@@ -392,9 +393,9 @@ def link_is_ours(rec: dict[str, Any]) -> bool:
     return ifindex is not None and rec.get("ifindex") in (None, ifindex)
 
 
-def remove_resources(resources: list[dict[str, Any]], state_dir: Path | None = None) -> CleanReport:
+def remove_resources(resources: list[dict[str, Any]], state_dir: Path = STATE_DIR) -> CleanReport:
     """Remove recorded resources (processes, bridges, links, namespaces, directories);
-    `state_dir` is the recording session's own state directory (ours by default)."""
+    `state_dir` is the recording session's own state directory."""
     rep = CleanReport()
     by_kind: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
     for r in resources:
@@ -434,7 +435,7 @@ def remove_resources(resources: list[dict[str, Any]], state_dir: Path | None = N
              else rep.errors.append(f"netns {r['name']}: {res.stderr.strip()}"))
     for r in reversed(by_kind["dir"]):
         p = Path(r["name"])
-        if p.exists() and _is_ours(p, state_dir or STATE_DIR):
+        if p.exists() and _is_ours(p, state_dir):
             shutil.rmtree(p, ignore_errors=True)
             rep.removed["dir"].append(str(p))
     return rep

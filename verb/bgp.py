@@ -93,6 +93,9 @@ def msg_type(msg: bytes) -> int:
 # OPEN, KEEPALIVE, NOTIFICATION
 # ----------------------------------------------------------------------------------------
 
+CAP_ADD_PATH = 69  # RFC 7911
+
+
 @dataclass(frozen=True)
 class OpenInfo:
     """What a peer's OPEN says."""
@@ -103,6 +106,8 @@ class OpenInfo:
     four_octet: bool = False
     families: tuple[tuple[int, int], ...] = ()
     capabilities: tuple[int, ...] = ()
+    # ADD-PATH (RFC 7911): (afi, safi, mode) per family; mode 1 receive, 2 send, 3 both
+    add_path: tuple[tuple[int, int, int], ...] = ()
 
 
 def make_open(asn: int, hold: int, router_id: str, four_octet: bool = True) -> bytes:
@@ -132,7 +137,7 @@ def parse_open(msg: bytes) -> OpenInfo:
         m, _, _ = okbgp.BGPMessage.parser(msg)
     except Exception as e:  # os-ken raises whatever struct/index error it meets
         raise BgpError(2, 0, why=f"undecodable OPEN: {e}") from None
-    asn, four, fams, codes = my_as, False, [], []
+    asn, four, fams, codes, add_path = my_as, False, [], [], []
     for p in m.opt_param:
         if p.type != okbgp.BGP_OPT_CAPABILITY:
             raise BgpError(2, 4, why=f"unsupported optional parameter {p.type}")
@@ -141,7 +146,10 @@ def parse_open(msg: bytes) -> OpenInfo:
             asn, four = p.as_number, True
         elif p.cap_code == okbgp.BGP_CAP_MULTIPROTOCOL:
             fams.append((p.afi, p.safi))
-    return OpenInfo(asn, hold, rid, four, tuple(fams), tuple(codes))
+        elif p.cap_code == CAP_ADD_PATH:  # os-ken has no class for it: its raw value
+            v = p.cap_value
+            add_path += [struct.unpack_from("!HBB", v, i) for i in range(0, len(v) - 3, 4)]
+    return OpenInfo(asn, hold, rid, four, tuple(fams), tuple(codes), tuple(add_path))
 
 
 def keepalive() -> bytes:

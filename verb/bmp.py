@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from .bgp import HEADER_LEN, NEXT_HOP_T, UPDATE, BgpError, _prefixes
+from .bgp import HEADER_LEN, NEXT_HOP_T, UPDATE, BgpError, _prefixes, parse_open
 
 VERSION = 3
 COMMON_LEN = 6  # version, message length, message type
@@ -33,7 +33,6 @@ PEER_UP = 3
 PEER_LOC_RIB = 3  # RFC 9069
 # Peer Up after the per-peer header: local address, local port, remote port, then the OPENs
 PEER_UP_OPEN = PEER_HEADER_LEN + 16 + 2 + 2
-CAP_ADD_PATH = 69  # RFC 7911
 ADD_PATH_SEND = 2  # the send bit of an ADD-PATH tuple's mode (3: both)
 _MAX_LEN = 1 << 20
 
@@ -97,31 +96,22 @@ def _add_path_prefixes(buf: bytes, what: str) -> list[str]:
 
 
 def open_sends_ipv4_add_path(open_msg: bytes) -> bool:
-    """Whether a BGP OPEN's capabilities say its sender adds path identifiers to IPv4
-    unicast prefixes (an ADD-PATH tuple 1/1 with the send bit)."""
-    if len(open_msg) < HEADER_LEN + 10:
+    """Whether the BGP OPEN at the front of `open_msg` says its sender adds path
+    identifiers to IPv4 unicast prefixes (an ADD-PATH tuple 1/1 with the send bit)."""
+    if len(open_msg) < HEADER_LEN:
         return False
-    plen = open_msg[HEADER_LEN + 9]
-    params, pos = open_msg[HEADER_LEN + 10:HEADER_LEN + 10 + plen], 0
-    while pos + 2 <= len(params):
-        ptype, pl = params[pos], params[pos + 1]
-        caps, cpos = params[pos + 2:pos + 2 + pl], 0
-        while ptype == 2 and cpos + 2 <= len(caps):  # capabilities
-            code, cl = caps[cpos], caps[cpos + 1]
-            if code == CAP_ADD_PATH:
-                val = caps[cpos + 2:cpos + 2 + cl]
-                for t in range(0, len(val) - 3, 4):
-                    afi, safi, mode = struct.unpack_from("!HBB", val, t)
-                    if (afi, safi) == (1, 1) and mode & ADD_PATH_SEND:
-                        return True
-            cpos += 2 + cl
-        pos += 2 + pl
-    return False
+    try:
+        info = parse_open(open_msg[:struct.unpack_from("!H", open_msg, 16)[0]])
+    except BgpError:
+        return False
+    return any((afi, safi) == (1, 1) and mode & ADD_PATH_SEND for afi, safi, mode in info.add_path)
 
 
 class LocRibReader:
-    """One BMP session's Loc-RIB: its Route Monitoring messages as changes, decoded as the
-    session's Loc-RIB Peer Up says (with or without path identifiers)."""
+    """One BMP session's Loc-RIB: its Route Monitoring messages of the Loc-RIB peer as
+    changes (other messages, e.g. peer up/down of the daemon's neighbours, are not the
+    FIB's), decoded as the session's Loc-RIB Peer Up says (with or without path
+    identifiers)."""
 
     def __init__(self) -> None:
         self.add_path = False
@@ -129,44 +119,31 @@ class LocRibReader:
         self.next_hops: dict[bytes, str | None] = {}
 
     def changes(self, messages: list[tuple[int, bytes]]) -> list[LocRibChange]:
-        return loc_rib_changes(messages, self.next_hops, self)
-
-
-def loc_rib_changes(messages: list[tuple[int, bytes]],
-                    next_hops: dict[bytes, str | None] | None = None,
-                    reader: LocRibReader | None = None) -> list[LocRibChange]:
-    """The Loc-RIB changes in Route Monitoring messages of the Loc-RIB peer (other messages,
-    e.g. peer up/down of the daemon's neighbours, are not the FIB's). `next_hops` caches
-    the NEXT_HOP per attribute section; `reader` carries the session's ADD-PATH state,
-    which a Loc-RIB Peer Up among `messages` sets."""
-    cache = {} if next_hops is None else next_hops
-    add_path = reader.add_path if reader is not None else False
-    out = []
-    for mtype, body in messages:
-        if len(body) < PEER_HEADER_LEN + HEADER_LEN or body[0] != PEER_LOC_RIB:
-            continue
-        if mtype == PEER_UP:
-            add_path = open_sends_ipv4_add_path(bytes(body[PEER_UP_OPEN:]))
-            if reader is not None:
-                reader.add_path = add_path
-            continue
-        if mtype != ROUTE_MONITORING:
-            continue
-        msg = body[PEER_HEADER_LEN:]
-        if msg[18] != UPDATE:
-            continue
-        u = msg[HEADER_LEN:]
-        wlen = struct.unpack_from("!H", u, 0)[0]
-        alen = struct.unpack_from("!H", u, 2 + wlen)[0]
-        attrs = bytes(u[4 + wlen:4 + wlen + alen])
-        decode = _add_path_prefixes if add_path else _prefixes
-        nlri = decode(bytes(u[4 + wlen + alen:]), "network")
-        nh = None
-        if nlri:
-            nh = cache.get(attrs, "")
-            if nh == "":
-                if len(cache) >= 200_000:
-                    cache.clear()
-                nh = cache[attrs] = _next_hop(attrs)
-        out.append(LocRibChange(decode(bytes(u[2:2 + wlen]), "withdrawn routes"), nlri, nh))
-    return out
+        cache = self.next_hops
+        out = []
+        for mtype, body in messages:
+            if len(body) < PEER_HEADER_LEN + HEADER_LEN or body[0] != PEER_LOC_RIB:
+                continue
+            if mtype == PEER_UP:
+                self.add_path = open_sends_ipv4_add_path(bytes(body[PEER_UP_OPEN:]))
+                continue
+            if mtype != ROUTE_MONITORING:
+                continue
+            msg = body[PEER_HEADER_LEN:]
+            if msg[18] != UPDATE:
+                continue
+            u = msg[HEADER_LEN:]
+            wlen = struct.unpack_from("!H", u, 0)[0]
+            alen = struct.unpack_from("!H", u, 2 + wlen)[0]
+            attrs = bytes(u[4 + wlen:4 + wlen + alen])
+            decode = _add_path_prefixes if self.add_path else _prefixes
+            nlri = decode(bytes(u[4 + wlen + alen:]), "network")
+            nh = None
+            if nlri:
+                nh = cache.get(attrs, "")
+                if nh == "":
+                    if len(cache) >= 200_000:
+                        cache.clear()
+                    nh = cache[attrs] = _next_hop(attrs)
+            out.append(LocRibChange(decode(bytes(u[2:2 + wlen]), "withdrawn routes"), nlri, nh))
+        return out

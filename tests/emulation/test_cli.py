@@ -10,6 +10,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from routerlab import registry
 from routerlab.expect import wait_for
 from tests.emulation.conftest import REPO, ROUTERLAB
 
@@ -122,7 +123,7 @@ def test_plain_clean_finds_a_killed_run_kept_in_another_state_dir(uid, tmp_path)
         child = _spawn_lab(uid, tmp_path)
         assert len({n for n in _netns() if n.startswith(f"tc{uid}-")}) == 6
         [session] = (tmp_path / "sessions").glob("*.jsonl")
-        pointer = Path("/run/routerlab/sessions") / f"{session.stem}.elsewhere"
+        pointer = registry.HOME_SESSIONS_DIR / f"{session.stem}{registry.POINTER_SUFFIX}"
         assert pointer.read_text().strip() == str(session.resolve())
         os.kill(child.pid, signal.SIGKILL)
         child.expect(pexpect.EOF, timeout=30)

@@ -20,14 +20,15 @@ def prefixes(*ps: str) -> bytes:
     return out
 
 
-def update(withdrawn: tuple[str, ...] = (), nlri: tuple[str, ...] = (), next_hop: str = "10.1.0.2") -> bytes:
+def update(withdrawn: tuple[str, ...] = (), nlri: tuple[str, ...] = (), next_hop: str = "10.1.0.2",
+           encode=prefixes) -> bytes:
     attrs = b""
     if nlri:
         attrs = (b"\x40\x01\x01\x00"  # ORIGIN IGP
                  + b"\x50\x02\x00\x06\x02\x01" + struct.pack("!I", 65001)  # AS_PATH, extended length
                  + b"\x40\x03\x04" + socket.inet_aton(next_hop))
-    w = prefixes(*withdrawn)
-    body = struct.pack("!H", len(w)) + w + struct.pack("!H", len(attrs)) + attrs + prefixes(*nlri)
+    w = encode(*withdrawn)
+    body = struct.pack("!H", len(w)) + w + struct.pack("!H", len(attrs)) + attrs + encode(*nlri)
     return b"\xff" * 16 + struct.pack("!HB", 19 + len(body), 2) + body
 
 
@@ -56,17 +57,17 @@ def test_split_keeps_an_incomplete_message_for_the_next_read():
 
 
 def test_loc_rib_changes_only_from_the_loc_rib_peer():
-    cache: dict = {}
+    reader = bmp.LocRibReader()
     msgs, _ = bmp.split(INITIATION
                         + route_monitoring(update(nlri=("10.9.0.0/24", "10.9.1.0/24")))
                         + route_monitoring(update(nlri=("10.8.0.0/16",)), peer_type=0)  # a neighbour's Adj-RIB-In
                         + route_monitoring(update(withdrawn=("10.7.0.0/24",)))
                         + route_monitoring(update(nlri=("10.6.0.0/24",), next_hop="0.0.0.0")))
-    got = bmp.loc_rib_changes(msgs, cache)
+    got = reader.changes(msgs)
     assert got == [bmp.LocRibChange([], ["10.9.0.0/24", "10.9.1.0/24"], "10.1.0.2"),
                    bmp.LocRibChange(["10.7.0.0/24"], [], None),
                    bmp.LocRibChange([], ["10.6.0.0/24"], "0.0.0.0")]
-    assert sorted(cache.values()) == ["0.0.0.0", "10.1.0.2"]  # one entry per attribute section
+    assert sorted(reader.next_hops.values()) == ["0.0.0.0", "10.1.0.2"]  # one entry per attribute section
 
 
 def test_gobgp_fib_from_loc_rib_changes():
@@ -96,13 +97,7 @@ def add_path_prefixes(*ps: str, path_id: int = 7) -> bytes:
 
 
 def add_path_update(withdrawn: tuple[str, ...] = (), nlri: tuple[str, ...] = ()) -> bytes:
-    plain = update(nlri=nlri)  # for its attribute section
-    wlen = struct.unpack_from("!H", plain, 19)[0]
-    alen = struct.unpack_from("!H", plain, 21 + wlen)[0]
-    attrs = plain[23 + wlen:23 + wlen + alen]
-    w = add_path_prefixes(*withdrawn)
-    body = struct.pack("!H", len(w)) + w + struct.pack("!H", len(attrs)) + attrs + add_path_prefixes(*nlri)
-    return b"\xff" * 16 + struct.pack("!HB", 19 + len(body), 2) + body
+    return update(withdrawn, nlri, encode=add_path_prefixes)
 
 
 def open_msg(*caps: bytes) -> bytes:
