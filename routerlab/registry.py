@@ -30,12 +30,13 @@ import psutil
 
 log = logging.getLogger(__name__)
 
-STATE_DIR = Path(os.environ.get("ROUTERLAB_STATE_DIR", "/run/routerlab"))
+DEFAULT_STATE_DIR = Path("/run/routerlab")
+STATE_DIR = Path(os.environ.get("ROUTERLAB_STATE_DIR", DEFAULT_STATE_DIR))
 SESSIONS_DIR = STATE_DIR / "sessions"
 # Where a plain `routerlab clean` looks. A session kept elsewhere (ROUTERLAB_STATE_DIR: the
 # tests' private state, a user's parallel runs) leaves a pointer here, so that a run killed
 # outright (SIGKILL, a lost machine session) is still cleaned by a plain `routerlab clean`.
-HOME_SESSIONS_DIR = Path("/run/routerlab/sessions")
+HOME_SESSIONS_DIR = DEFAULT_STATE_DIR / "sessions"
 POINTER_SUFFIX = ".elsewhere"
 # A pointer is written before its session file: younger than this, a missing target is
 # still being created, not gone.
