@@ -73,15 +73,17 @@ class _Table:
         self.current: dict[str, FibValue] = {}
 
     def apply(self, events: Iterable[tuple[bool, str, tuple[int, int], FibValue]]) -> None:
+        routes = self.routes
         touched = set()
         for add, prefix, key, value in events:
-            rs = self.routes.setdefault(prefix, {})
+            rs = routes.get(prefix)
             if add:
-                rs[key] = value
-            elif rs.get(key) is not None:
-                del rs[key]
-            if not rs:
-                del self.routes[prefix]
+                if rs is None:
+                    routes[prefix] = {key: value}
+                else:
+                    rs[key] = value
+            elif rs is not None and rs.pop(key, None) is not None and not rs:
+                del routes[prefix]
             touched.add(prefix)
         self._report(touched)
 
@@ -99,17 +101,27 @@ class _Table:
 
     def _report(self, touched: Iterable[str]) -> None:
         changes = []
+        routes, current = self.routes, self.current
         for prefix in touched:
-            rs = self.routes.get(prefix)
-            new = rs[min(rs, key=lambda k: k[1])] if rs else None
-            if self.current.get(prefix) != new:
+            rs = routes.get(prefix)
+            if not rs:
+                new = None
+            elif len(rs) == 1:  # one route per prefix, the common case: no min() to run
+                new = next(iter(rs.values()))
+            else:
+                new = rs[min(rs, key=_metric)]
+            if current.get(prefix) != new:
                 if new is None:
-                    del self.current[prefix]
+                    del current[prefix]
                 else:
-                    self.current[prefix] = new
+                    current[prefix] = new
                 changes.append((prefix, new))
         if changes:
             self.report(changes)
+
+
+def _metric(key: tuple[int, int]) -> int:
+    return key[1]
 
 
 class KernelFib:

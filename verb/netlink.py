@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from dataclasses import dataclass, field
 
 from .netutil import in_netns
 from .timeslice import TimeSlice
@@ -27,22 +26,27 @@ _NLMSGHDR = struct.Struct("=IHHII")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _RTATTR = struct.Struct("=HH")
 _RTNH = struct.Struct("=HBBi")
+_U32 = struct.Struct("=I")
+_I32 = struct.Struct("=i")
 
 
-@dataclass
 class RouteMsg:
-    """One decoded IPv4 route message."""
+    """One decoded IPv4 route message (slots, no dataclass: a full table makes millions)."""
 
-    new: bool
-    dst: str
-    dst_len: int
-    table: int
-    proto: int
-    type: int
-    priority: int = 0
-    gateway: str | None = None
-    oif: int | None = None
-    multipath: list[tuple[str | None, int]] = field(default_factory=list)
+    __slots__ = ("new", "dst", "dst_len", "table", "proto", "type", "priority", "gateway",
+                 "oif", "multipath")
+
+    def __init__(self, new: bool, dst: str, dst_len: int, table: int, proto: int, type: int,
+                 priority: int = 0, gateway: str | None = None, oif: int | None = None,
+                 multipath: list[tuple[str | None, int]] | None = None):
+        self.new, self.dst, self.dst_len, self.table, self.proto, self.type = \
+            new, dst, dst_len, table, proto, type
+        self.priority, self.gateway, self.oif = priority, gateway, oif
+        self.multipath: list[tuple[str | None, int]] = multipath or []
+
+    def __repr__(self) -> str:
+        return f"RouteMsg({'new' if self.new else 'del'} {self.prefix} table {self.table} " \
+               f"proto {self.proto} type {self.type} via {self.gateway} oif {self.oif})"
 
     @property
     def prefix(self) -> str:
@@ -59,34 +63,43 @@ def _attrs(buf: bytes, pos: int, end: int):
 
 
 def _ip(b: bytes) -> str:
-    return socket.inet_ntoa(b[:4].ljust(4, b"\0"))
+    return socket.inet_ntoa(b if len(b) == 4 else b[:4].ljust(4, b"\0"))
 
 
 def parse(buf: bytes) -> list[RouteMsg]:
-    """Every IPv4 route message in a netlink datagram (others are skipped)."""
+    """Every IPv4 route message in a netlink datagram (others are skipped). The attribute
+    walk is inline: a full table's installation is a datagram per route."""
     out = []
-    pos = 0
-    while pos + 16 <= len(buf):
-        mlen, mtype, _, _, _ = _NLMSGHDR.unpack_from(buf, pos)
+    pos, n = 0, len(buf)
+    hdr, rtmsg, rtattr, u32 = _NLMSGHDR.unpack_from, _RTMSG.unpack_from, \
+        _RTATTR.unpack_from, _U32.unpack_from
+    while pos + 16 <= n:
+        mlen, mtype, _, _, _ = hdr(buf, pos)
         if mlen < 16:
             break
-        if mtype in (RTM_NEWROUTE, RTM_DELROUTE) and mlen >= 28:
-            family, dst_len, _, _, table, proto, _, rtype, _ = _RTMSG.unpack_from(buf, pos + 16)
+        if (mtype == RTM_NEWROUTE or mtype == RTM_DELROUTE) and mlen >= 28:
+            family, dst_len, _, _, table, proto, _, rtype, _ = rtmsg(buf, pos + 16)
             if family == socket.AF_INET:
                 m = RouteMsg(mtype == RTM_NEWROUTE, "0.0.0.0", dst_len, table, proto, rtype)
-                for atype, data in _attrs(buf, pos + 28, pos + mlen):
+                a, end = pos + 28, pos + mlen if pos + mlen <= n else n
+                while a + 4 <= end:
+                    alen, atype = rtattr(buf, a)
+                    if alen < 4:
+                        break
+                    atype &= 0x3FFF
                     if atype == RTA_DST:
-                        m.dst = _ip(data)
+                        m.dst = _ip(buf[a + 4:a + alen])
                     elif atype == RTA_GATEWAY:
-                        m.gateway = _ip(data)
-                    elif atype == RTA_OIF:
-                        m.oif = struct.unpack("=i", data[:4])[0]
-                    elif atype == RTA_PRIORITY:
-                        m.priority = struct.unpack("=I", data[:4])[0]
-                    elif atype == RTA_TABLE:
-                        m.table = struct.unpack("=I", data[:4])[0]
+                        m.gateway = _ip(buf[a + 4:a + alen])
+                    elif alen >= 8 and atype == RTA_OIF:
+                        m.oif = _I32.unpack_from(buf, a + 4)[0]
+                    elif alen >= 8 and atype == RTA_PRIORITY:
+                        m.priority = u32(buf, a + 4)[0]
+                    elif alen >= 8 and atype == RTA_TABLE:
+                        m.table = u32(buf, a + 4)[0]
                     elif atype == RTA_MULTIPATH:
-                        m.multipath = _nexthops(data)
+                        m.multipath = _nexthops(buf[a + 4:a + alen])
+                    a += (alen + 3) & ~3
                 out.append(m)
         pos += (mlen + 3) & ~3
     return out

@@ -167,6 +167,47 @@ def test_normalize_inverts_encode(r, as4):
     assert bgp.normalize(bgp.parse_update(msg, as4), as4) == canon
 
 
+def oskens_encoding(r: RouteAttrs, as4: bool) -> bytes:
+    """The attribute section as os-ken's objects write it (the maintained codec)."""
+    from os_ken.lib.packet import bgp as okbgp
+    segs = [list(asns) for _, asns in r.as_path]
+    attrs: list = [okbgp.BGPPathAttributeOrigin(r.origin)]
+    if as4 or all(a <= 0xFFFF for s in segs for a in s):
+        attrs.append(okbgp.BGPPathAttributeAsPath(segs, as_pack_str="!I" if as4 else "!H"))
+    else:
+        two = [[a if a <= 0xFFFF else bgp.AS_TRANS for a in s] for s in segs]
+        attrs += [okbgp.BGPPathAttributeAsPath(two, as_pack_str="!H"), okbgp.BGPPathAttributeAs4Path(segs)]
+    attrs.append(okbgp.BGPPathAttributeNextHop(r.next_hop))
+    if r.med is not None:
+        attrs.append(okbgp.BGPPathAttributeMultiExitDisc(r.med))
+    if r.local_pref is not None:
+        attrs.append(okbgp.BGPPathAttributeLocalPref(r.local_pref))
+    if r.atomic_aggregate:
+        attrs.append(okbgp.BGPPathAttributeAtomicAggregate())
+    if r.communities:
+        attrs.append(okbgp.BGPPathAttributeCommunities(list(r.communities)))
+    out = b"".join(bytes(a.serialize()) for a in sorted(attrs, key=lambda a: a.type))
+    return out + b"".join(bgp._attr_bytes(f, t, v) for t, f, v in r.other)
+
+
+@settings(max_examples=300, deadline=None)
+@given(r=route_attrs, as4=st.booleans())
+def test_attributes_are_encoded_as_oskens_codec_does(r, as4):
+    # AS_SEQUENCEs only: os-ken writes an AS_SET in its Python set's order, ours is sorted
+    # (the sets' content is held to normalize() by test_normalize_inverts_encode)
+    r = r._replace(as_path=tuple((2, asns) for _, asns in r.as_path))
+    assert bgp.encode_attrs(r, as4) == oskens_encoding(r, as4)
+
+
+def test_paths_longer_than_a_segment_are_split():
+    r = R._replace(as_path=((2, tuple(range(64512, 64512 + 300))),))
+    msg, _ = bgp.encode_announce(bgp.encode_attrs(r), ["10.1.0.0/24"])[0]
+    u = bgp.parse_update(msg)
+    assert bgp.decode_as_path(u.attributes[bgp.AS_PATH_T][1], True) == \
+        ((2, tuple(range(64512, 64512 + 255))), (2, tuple(range(64512 + 255, 64512 + 300))))
+    assert bgp.normalize(u) == r
+
+
 def test_large_changes_are_split_into_legal_messages():
     prefixes = [f"10.{i // 256}.{i % 256}.0/24" for i in range(3000)]
     msgs = bgp.encode_changes([(p, R) for p in prefixes] + [("10.200.0.0/16", None)])
