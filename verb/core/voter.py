@@ -77,8 +77,8 @@ class Voter:
     def update(self, replica: str, changes: Iterable[Change]) -> None:
         """A replica's candidate values changed (value None: it withdrew the key)."""
         now = self.clock()
-        # runs once per prefix of a full table: the lookups are hoisted and _note_mismatch
-        # is inlined (same steps, in the same order)
+        # runs once per prefix of a full table: the lookups are hoisted and the mismatch
+        # bookkeeping is inline
         values, output, mismatch = self.values, self.output, self.mismatch[replica]
         for key, value in changes:
             vals = values.get(key)
@@ -199,30 +199,41 @@ class Voter:
         return len(self.mismatch[replica])
 
     # ----- the vote -----
-    def _majority(self, vals: dict[str, Value]) -> tuple[Value, int, int]:
-        """(most common value among the voting replicas, its count, number of voters), of
-        one key's candidates `vals`."""
+    def _decide(self, key: Key, now: float) -> None:
+        # runs once per key and replica of a full table: the majority count and the
+        # minority clocks are inline, in one pass each over the voting replicas
+        vals = self.values.get(key, _NOTHING)
+        voting, minority = self.voting, self.minority
         counts: dict[Value, int] = {}
-        for r in self.voting:
+        for r in voting:  # the most common value among the voting replicas
             v = vals.get(r)
             counts[v] = counts.get(v, 0) + 1
         if len(counts) == 1:  # unanimous, the common case: no max() to run
-            for value, n in counts.items():
-                return value, n, n
-        if not counts:
-            return None, 0, 0
-        value = max(counts, key=counts.__getitem__)
-        return value, counts[value], len(self.voting)
-
-    def _decide(self, key: Key, now: float) -> None:
-        vals = self.values.get(key, _NOTHING)
-        value, n, voters = self._majority(vals)
+            value, n = next(iter(counts.items()))
+            voters = n
+        elif not counts:
+            value, n, voters = None, 0, 0
+        else:
+            value = max(counts, key=counts.__getitem__)
+            n, voters = counts[value], len(voting)
         quorate = n >= self._quorum
-        # the minority clocks: nobody is in the minority when all agree or none is quorate
-        self._track_minority(key, vals, value if quorate and n != voters else _NO_REF, now)
+        # The minority clocks: time every voting replica that differs from a quorate
+        # majority; nobody is in the minority when all agree or none is quorate. A majority
+        # cannot move straight from one value to another while a third replica stays
+        # outside it: it passes through "no majority", which clears the clocks, so a
+        # lagging replica is timed afresh against each new value.
+        if quorate and n != voters:
+            for r in voting:
+                if vals.get(r) == value:
+                    minority[r].pop(key, None)
+                else:
+                    minority[r].setdefault(key, now)
+        else:
+            for r in voting:
+                minority[r].pop(key, None)
         current = self.output.get(key)
         if self.mode is Mode.MASTER_SLAVE:
-            new = vals.get(self.master) if self.master in self.voting else current
+            new = vals.get(self.master) if self.master in voting else current
         elif not quorate:
             new = current
         elif self.mode is Mode.CONTINUOUS_MAJORITY or n == voters or value == current:
@@ -235,38 +246,17 @@ class Voter:
         if new != current:
             self._set_output(key, new)
 
-    def _track_minority(self, key: Key, vals: dict[str, Value], ref: object, now: float) -> None:
-        """Time every voting replica that differs from the majority value of `key` (`ref`;
-        _NO_REF: nobody differs from a majority).
-
-        A majority cannot move straight from one value to another while a third replica
-        stays outside it: it passes through "no majority", which clears the clocks, so a
-        lagging replica is timed afresh against each new value."""
-        minority = self.minority
-        if ref is _NO_REF:
-            for r in self.voting:
-                minority[r].pop(key, None)
-            return
-        for r in self.voting:
-            if vals.get(r) == ref:
-                minority[r].pop(key, None)
-            else:
-                minority[r].setdefault(key, now)
-
-    def _note_mismatch(self, replica: str, key: Key, value: Value) -> None:
-        if value == self.output.get(key):
-            self.mismatch[replica].discard(key)
-        else:
-            self.mismatch[replica].add(key)
-
     def _set_output(self, key: Key, value: Value) -> None:
         if value is None:
             self.output.pop(key, None)
         else:
             self.output[key] = value
-        vals = self.values.get(key, _NOTHING)
-        for r in self.config.replicas:
-            self._note_mismatch(r, key, vals.get(r))
+        vals, mismatch = self.values.get(key, _NOTHING), self.mismatch
+        for r in self.config.replicas:  # who now differs from the output (`value`)
+            if vals.get(r) == value:
+                mismatch[r].discard(key)
+            else:
+                mismatch[r].add(key)
         self._out.append((key, value))
 
     def _flush(self) -> None:
