@@ -134,6 +134,8 @@ class KernelFib:
         self.ns = ns
         self.table = _Table(report)
         self.links: dict[int, str] = {}
+        self._values: dict[tuple[str | None, str | None], FibValue] = {}
+        self._keys: dict[tuple[int, int], tuple[int, int]] = {}
         self.resyncs = 0
         self._task: asyncio.Task | None = None
 
@@ -165,6 +167,7 @@ class KernelFib:
             ipr = AsyncIPRoute(netns=self.ns)
             try:
                 self.links = {link["index"]: link.get("ifname") async for link in await ipr.link("dump")}
+                self._values = {}
             finally:
                 ipr.close()
             dump = await dumper.dump(MAIN_TABLE)
@@ -192,8 +195,15 @@ class KernelFib:
         elif m.multipath:
             value = via(*((gw, self.links.get(oif)) for gw, oif in m.multipath))
         else:
-            value = via((m.gateway, self.links.get(m.oif)))
-        return m.new, m.prefix, (m.proto, m.priority), value
+            # one shared value per (gateway, device) and one key per (protocol, metric): a
+            # full table has a handful of each, and a tuple per route was ~200 bytes of the
+            # hypervisor's memory per route and replica
+            hop = (m.gateway, self.links.get(m.oif))
+            value = self._values.get(hop)
+            if value is None:
+                value = self._values[hop] = via(hop)
+        key = (m.proto, m.priority)
+        return m.new, m.prefix, self._keys.setdefault(key, key), value
 
     def stop(self) -> None:
         if self._task is not None:
