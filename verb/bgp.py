@@ -200,16 +200,26 @@ def _prefixes(buf: bytes, what: str) -> list[str]:
     """Decode a run of (length, prefix) fields; host bits are cleared (as the RFC wants
     them ignored). Hand-decoded: this is the hot path of a 10,000-prefix table."""
     out, pos, n = [], 0, len(buf)
+    ntoa = socket.inet_ntoa
     while pos < n:
         plen = buf[pos]
-        nbytes = (plen + 7) // 8
-        if plen > 32 or pos + 1 + nbytes > n:
+        nbytes = (plen + 7) >> 3
+        end = pos + 1 + nbytes
+        if plen > 32 or end > n:
             raise BgpError(3, 10, why=f"invalid {what} field")
-        addr = int.from_bytes(buf[pos + 1:pos + 1 + nbytes].ljust(4, b"\0"), "big")
-        addr &= (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
-        out.append(f"{addr >> 24}.{addr >> 16 & 255}.{addr >> 8 & 255}.{addr & 255}/{plen}")
-        pos += 1 + nbytes
+        if plen & 7:  # the last octet holds host bits
+            raw = buf[pos + 1:end - 1] + _HOST_MASKED[plen & 7][buf[end - 1]]
+        else:
+            raw = buf[pos + 1:end]
+        out.append(ntoa(raw + _PAD[nbytes]) + _SLASH[plen])
+        pos = end
     return out
+
+
+_PAD = [b"\0" * (4 - i) for i in range(5)]
+_SLASH = [f"/{i}" for i in range(33)]
+# per number of network bits in the last octet: that octet with its host bits cleared
+_HOST_MASKED = [[bytes((b & (0xFF << (8 - k)) & 0xFF,)) for b in range(256)] for k in range(8)]
 
 
 def _attr_bytes(flags: int, t: int, value: bytes) -> bytes:
