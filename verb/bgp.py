@@ -308,12 +308,32 @@ def _section(attrs: bytes, as4: bool) -> "RouteAttrs | int":
     except Exception as e:
         raise BgpError(3, 1, why=f"undecodable path attribute: {e}") from None
     missing = next((t for t in _REQUIRED if t not in a), 0)
-    sec: RouteAttrs | int = missing or _normalize(a, path, as4)
+    sec: RouteAttrs | int = missing or _canonical(_normalize(a, path, as4))
+    _bounded_put(cache, attrs, sec)
+    return sec
+
+
+# One object per distinct content: the replicas encode the same route differently (attribute
+# order, flags, next hop), and the voter compares their contents for every prefix and
+# neighbour; identical objects compare at once, equal ones field by field.
+_CANONICAL: dict["RouteAttrs", "RouteAttrs"] = {}
+
+
+def _canonical(r: "RouteAttrs") -> "RouteAttrs":
+    hit = _CANONICAL.get(r)
+    if hit is None:
+        _bounded_put(_CANONICAL, r, r)
+        return r
+    return hit
+
+
+def _bounded_put(cache: dict, key: object, value: object) -> None:
+    """Insert, first dropping the older half of a cache at its bound (in use is what is
+    recent: a table arrives grouped by AS path)."""
     if len(cache) >= CACHE_MAX:
         for k in list(itertools.islice(cache, CACHE_MAX // 2)):
             del cache[k]
-    cache[attrs] = sec
-    return sec
+    cache[key] = value
 
 
 def parse_update(msg: bytes, as4: bool = True) -> Update:

@@ -52,7 +52,14 @@ _SPECIAL_TYPE = {v[0]: k for k, v in _SPECIAL.items()}
 
 
 def via(*hops: tuple[str, str | None]) -> FibValue:
-    return ("via", tuple(sorted(hops, key=lambda h: (h[0] or "", h[1] or ""))))
+    """The FIB value forwarding over `hops` ((gateway, device), ...). One object per distinct
+    value, shared by every replica's FIB: the voter compares the replicas' values for every
+    prefix, and identical objects compare at once (a table has a handful of next hops)."""
+    value = ("via", tuple(sorted(hops, key=lambda h: (h[0] or "", h[1] or ""))))
+    return _VALUES.setdefault(value, value)
+
+
+_VALUES: dict[FibValue, FibValue] = {}
 
 
 def describe(value: FibValue | None) -> str:

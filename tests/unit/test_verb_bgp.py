@@ -120,6 +120,7 @@ def test_encoding_differences_do_not_count():
     split_path = attr(0x50, 2, b"\x02\x01" + struct.pack("!I", 65001) + b"\x02\x01" + struct.pack("!I", 65010))
     b = bgp.parse_update(update(attr(0x80 | 0x10, 4, b"\0\0\0\5") + NEXT_HOP + split_path + ORIGIN))
     assert bgp.normalize(a) == bgp.normalize(b) == R._replace(med=5)
+    assert bgp.normalize(a) is bgp.normalize(b)  # one object per content: the voter compares at once
 
 
 def test_content_differences_count():

@@ -84,6 +84,8 @@ def test_gobgp_fib_from_loc_rib_changes():
                                  L([], ["10.9.0.0/24"], "10.2.0.2"), L([], ["10.5.0.0/24"], None)]))
     assert fib.table.current == {"10.9.0.0/24": via(("10.2.0.2", "eth2")),
                                  "10.9.1.0/24": ("blackhole",), "10.5.0.0/24": ("blackhole",)}
+    # one object per FIB value, whichever replica's FIB made it: the voter compares at once
+    assert fib.table.current["10.9.0.0/24"] is via(("10.2.0.2", "eth2"))
     fib.table.apply(fib._events([L(["10.9.0.0/24", "10.5.0.0/24"], [], None), L([], ["10.4.0.0/24"], "not-an-ip")]))
     assert fib.table.current == {"10.9.1.0/24": ("blackhole",)}
     assert ("10.5.0.0/24", None) in reported

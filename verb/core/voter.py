@@ -209,18 +209,28 @@ class Voter:
         # minority clocks are inline, in one pass each over the voting replicas
         vals = self.values.get(key, _NOTHING)
         voting, minority = self.voting, self.minority
-        counts: dict[Value, int] = {}
-        for r in voting:  # the most common value among the voting replicas
+        # The most common value among the voting replicas, the first to reach the highest
+        # count. Grouped by equality, not in a dict: a value (a route's attributes) would be
+        # hashed anew each time (tuples do not keep their hash), and there are a few voters.
+        seen: list[Value] = []
+        counts: list[int] = []
+        for r in voting:
             v = vals.get(r)
-            counts[v] = counts.get(v, 0) + 1
-        if len(counts) == 1:  # unanimous, the common case: no max() to run
-            value, n = next(iter(counts.items()))
+            for i, w in enumerate(seen):
+                if w == v:
+                    counts[i] += 1
+                    break
+            else:
+                seen.append(v)
+                counts.append(1)
+        if len(seen) == 1:  # unanimous, the common case
+            value, n = seen[0], counts[0]
             voters = n
-        elif not counts:
+        elif not seen:
             value, n, voters = None, 0, 0
         else:
-            value = max(counts, key=counts.__getitem__)
-            n, voters = counts[value], len(voting)
+            n = max(counts)
+            value, voters = seen[counts.index(n)], len(voting)
         quorate = n >= self._quorum
         # The minority clocks: time every voting replica that differs from a quorate
         # majority; nobody is in the minority when all agree or none is quorate. A majority
