@@ -35,16 +35,19 @@ def lean_go_runtime() -> dict[str, str]:
     """Go runtime settings that trade memory for CPU, for a GoBGP sharing a small machine
     with other daemons: one OS thread running Go code (no idle threads spinning for work
     on a 2-core VM; gobgpd takes it as --cpus, see `GobgpDaemon.command`), and a collection
-    when the heap has grown by 400% instead of 100%, with a soft memory limit of a quarter
-    of this machine's memory (MemTotal, not a cgroup's) from where Go collects sooner again:
+    when the heap has grown by 400% instead of 100%, with a soft memory limit of a third of
+    this machine's memory (MemTotal, not a cgroup's) from where Go collects sooner again:
     a live heap near that limit (a full table on a small machine) makes it collect often,
     as it would by default. Measured on VERB's 10,000-prefix trace (load and churn):
     gobgpd's CPU 2.1 -> 1.4-1.5 s, the router's memory (PSS) 222 -> 258 MiB (GOGC alone:
     gobgpd overrode GOMAXPROCS until it got --cpus); at 100,000 prefixes one thread rather
-    than two: gobgpd 13.3 -> 12.0-12.2 s. A third of the machine's memory at 1M prefixes
-    ran a 24 GiB VM out of memory."""
+    than two: gobgpd 13.3 -> 12.0-12.2 s. At 1M prefixes the live heap is 2-3.6 GB and the
+    limit binds: a third (7.8 GiB on a 24 GiB VM) rather than a quarter took gobgpd's CPU
+    over the load from 266 to 232 s (one run each, same day); a third ran this VM out of
+    memory until the ExaBGP neighbours stopped keeping an Adj-RIB-In and the hypervisor's
+    memory shrank (at least 4.2 GB stayed available, a GoBGP revival at 1M included)."""
     return {"GOMAXPROCS": "1", "GOGC": "400",
-            "GOMEMLIMIT": f"{psutil.virtual_memory().total // 4 >> 20}MiB"}
+            "GOMEMLIMIT": f"{psutil.virtual_memory().total // 3 >> 20}MiB"}
 
 
 def _toml_str(s: str) -> str:
