@@ -45,7 +45,7 @@ def lean_go_runtime() -> dict[str, str]:
     limit binds: a third (7.8 GiB on a 24 GiB VM) rather than a quarter took gobgpd's CPU
     over the load from 266 to 232 s (one run each, same day); a third ran this VM out of
     memory until the ExaBGP neighbours stopped keeping an Adj-RIB-In and the hypervisor's
-    memory shrank (at least 4.2 GB stayed available, a GoBGP revival at 1M included)."""
+    memory shrank (at least 3.2 GB stayed available through a 1M load with a GoBGP revival)."""
     return {"GOMAXPROCS": "1", "GOGC": "400",
             "GOMEMLIMIT": f"{psutil.virtual_memory().total // 3 >> 20}MiB"}
 

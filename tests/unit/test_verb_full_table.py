@@ -36,7 +36,7 @@ def test_sizes_of_each_form():
     assert full["prefixes"] == 1_000_000 and full["duration"] >= 60
     assert quick["prefixes"] < run_all["prefixes"] < full["prefixes"]
     over = full_table.sizes(RunContext(out_dir=Path("/tmp"), options={"prefixes": "100000"}))
-    assert over["prefixes"] == 100_000 and over["window"] == 25 and over["hold"] == 30
-    assert full["window"] == 250 and run_all["hold"] == quick["hold"] == 3
+    assert over["prefixes"] == 100_000 and over["window"] == 50 and over["hold"] == 30
+    assert full["window"] == 500 and run_all["hold"] == quick["hold"] == 3
     assert full["router_hold"] == 90 and run_all["router_hold"] == quick["router_hold"] == 9
     assert full_table.sizes(RunContext(out_dir=Path("/tmp"), options={"window": 9}))["window"] == 9
