@@ -24,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from routerlab import registry
 from routerlab.daemons import Daemon, driver_for
 from routerlab.expect import ExpectTimeout, expect, wait_for
 from routerlab.experiments import RunContext, experiment
@@ -105,7 +106,7 @@ class Bench:
 def bench(ctx: RunContext, n: int, label: str, trace: tracemod.Trace | None = None,
           router_hold: int = 9) -> Iterator[Bench]:
     tag = f"vb{secrets.token_hex(2)}"
-    run = Path(f"/run/routerlab/verb-{tag}")
+    run = registry.STATE_DIR / f"verb-{tag}"  # under the state dir: a clean of it removes it
     tb = testbed.build(tag, [("n1", "exabgp", ASN["n1"]), ("n2", "exabgp", ASN["n2"]),
                              ("n3", "exabgp", ASN["n3"])], run, router_hold=router_hold)
     loop = LoopThread()

@@ -21,11 +21,10 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import psutil
 
-from routerlab import fulltable
+from routerlab import fulltable, registry
 from routerlab.daemons import GobgpDaemon, driver_for
 from routerlab.expect import wait_for
 from routerlab.experiments import RunContext, experiment
@@ -187,7 +186,7 @@ def feeder_load(ctx: RunContext, n: int, timeout: float) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for impl in ("exabgp", "gobgp"):
         tag = f"vf{secrets.token_hex(2)}"
-        run = Path(f"/run/routerlab/verb-{tag}")
+        run = registry.STATE_DIR / f"verb-{tag}"
         tb = testbed.build(tag, [("n1", impl, ASN["n1"])], run)
         loop = LoopThread()
         rec = FibRecorder(loop, tb.fwd.name).start()

@@ -61,7 +61,7 @@ class BugTolerantRouter:
         self.fwd = fwd
         self.tag = tag
         self.config = config or VerbConfig()
-        self.run_dir = Path(run_dir or f"/run/routerlab/verb-{tag}")
+        self.run_dir = Path(run_dir or registry.STATE_DIR / f"verb-{tag}")
         self.keep_run_dir = keep_run_dir  # the replicas' configs and logs, for a post-mortem
         self.names = tuple(f"r{i}" for i in range(len(self.config.implementations)))
         self.loop = asyncio.new_event_loop()

@@ -41,7 +41,7 @@ class Testbed:
     fwd: Netns
     spec: RouterSpec  # the router's spec
     neighbors: list[NeighborNode] = field(default_factory=list)
-    run_dir: Path = Path("/run/routerlab")
+    run_dir: Path = registry.STATE_DIR
     namespaces: list[Netns] = field(default_factory=list)
     keep_run_dir: bool = False
 
