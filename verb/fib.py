@@ -55,7 +55,9 @@ def via(*hops: tuple[str, str | None]) -> FibValue:
     """The FIB value forwarding over `hops` ((gateway, device), ...). One object per distinct
     value, shared by every replica's FIB: the voter compares the replicas' values for every
     prefix, and identical objects compare at once (a table has a handful of next hops)."""
-    value = ("via", tuple(sorted(hops, key=lambda h: (h[0] or "", h[1] or ""))))
+    if len(hops) > 1:  # one order per set of next hops
+        hops = tuple(sorted(hops, key=lambda h: (h[0] or "", h[1] or "")))
+    value = ("via", hops)
     return _VALUES.setdefault(value, value)
 
 
@@ -141,7 +143,6 @@ class KernelFib:
         self.ns = ns
         self.table = _Table(report)
         self.links: dict[int, str] = {}
-        self._values: dict[tuple[str | None, str | None], FibValue] = {}
         self._keys: dict[tuple[int, int], tuple[int, int]] = {}
         self.resyncs = 0
         self._task: asyncio.Task | None = None
@@ -174,7 +175,6 @@ class KernelFib:
             ipr = AsyncIPRoute(netns=self.ns)
             try:
                 self.links = {link["index"]: link.get("ifname") async for link in await ipr.link("dump")}
-                self._values = {}
             finally:
                 ipr.close()
             dump = await dumper.dump(MAIN_TABLE)
@@ -202,13 +202,9 @@ class KernelFib:
         elif m.multipath:
             value = via(*((gw, self.links.get(oif)) for gw, oif in m.multipath))
         else:
-            # one shared value per (gateway, device) and one key per (protocol, metric): a
-            # full table has a handful of each, and a tuple per route was ~200 bytes of the
-            # hypervisor's memory per route and replica
-            hop = (m.gateway, self.links.get(m.oif))
-            value = self._values.get(hop)
-            if value is None:
-                value = self._values[hop] = via(hop)
+            value = via((m.gateway, self.links.get(m.oif)))  # shared: via() interns
+        # one key per (protocol, metric), as via() does for values: a full table has a
+        # handful of each, and tuples per route were ~200 bytes of memory per route and replica
         key = (m.proto, m.priority)
         return m.new, m.prefix, self._keys.setdefault(key, key), value
 

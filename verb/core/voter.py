@@ -50,7 +50,6 @@ class VoterConfig:
         return len(self.replicas) // 2 + 1
 
 
-_NO_REF = object()  # no majority: nobody is in the minority
 _NOTHING: dict = {}  # the candidates of a key nobody holds (read only)
 
 
