@@ -84,14 +84,14 @@ def test_te_off_and_on_lose_no_probe_packet(b4):
     try:
         time.sleep(0.5)
         t0 = time.time()
-        tx0 = b4.net.link_tx_bytes()
         b4.te(False)
         assert b4.wait_converged(20)
         # off: no TE entry left anywhere, shortest paths, so nothing crosses A-D (FG2's tunnel)
         wait_for(lambda: not any(any(v for v in ted.values()) for ted in b4.show()["installed"].values()), 10,
                  what="every site's TE entries removed")
         wait_for(lambda: _tx_bytes_during(b4, ("A", "D"), 0.2) < 500, 10, what="A-D to carry no probe traffic")
-        assert b4.net.link_tx_bytes()[("A", "D")] - tx0[("A", "D")] < 5000
+        # and it stays off: a second of FG2's probe is ~106 kB on A-D, fewer than 10 packets is none
+        assert _tx_bytes_during(b4, ("A", "D"), 1.0) < 1000
         b4.te(True)
         assert b4.wait_converged(20)
         wait_for(lambda: probe_tunnel(b4, "FG2", 0.5) == "A-D-C", 10, what="FG2's probe back on tunnel A-D-C")
@@ -100,7 +100,9 @@ def test_te_off_and_on_lose_no_probe_packet(b4):
         r1, r2, rr = p1.stop(), p2.stop(), ref.stop()
     assert_hitless(r1, [rr], (t0, t1))
     assert_hitless(r2, [rr], (t0, t1))
-    assert r1.sent > 1500 and r2.sent > 1500
+    # the probes ran at their rate through the whole off/on (a starved sender proves nothing)
+    for r in (r1, r2):
+        assert r.sent >= 0.9 * 1000 * (t1 - t0 + 0.5), (r.summary(), t1 - t0)
 
 
 def test_single_link_failure_is_repaired(b4):
