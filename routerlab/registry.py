@@ -28,10 +28,10 @@ from typing import Any
 
 import psutil
 
+from routerlab.statedir import DEFAULT_STATE_DIR, STATE_DIR
+
 log = logging.getLogger(__name__)
 
-DEFAULT_STATE_DIR = Path("/run/routerlab")
-STATE_DIR = Path(os.environ.get("ROUTERLAB_STATE_DIR", DEFAULT_STATE_DIR))
 SESSIONS_DIR = STATE_DIR / "sessions"
 # Where a plain `routerlab clean` looks. A session kept elsewhere (ROUTERLAB_STATE_DIR: the
 # tests' private state, a user's parallel runs) leaves a pointer here, so that a run killed

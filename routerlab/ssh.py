@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from routerlab.machine import FIFO_WRITER, CommandFailed, Machine, PathLike, PipeStream, Stream
+from routerlab.statedir import STATE_DIR
 
 LOCALHOST = "localhost"
-# the registry's state directory (routerlab.registry.STATE_DIR; not imported: it imports us)
-CONTROL_DIR = Path(os.environ.get("ROUTERLAB_STATE_DIR", "/run/routerlab")) / "ssh"
+CONTROL_DIR = STATE_DIR / "ssh"
 
 
 class SshError(CommandFailed):

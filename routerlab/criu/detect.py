@@ -16,10 +16,10 @@ from typing import Any
 from routerlab.criu.dump import Criu
 from routerlab.criu.locate import HINT_GET_CRIU, Feature, find_criu
 from routerlab.criu.probes import run_probes
+from routerlab.statedir import STATE_DIR
 
 log = logging.getLogger(__name__)
 
-STATE_DIR = Path(os.environ.get("ROUTERLAB_STATE_DIR", "/run/routerlab"))
 CACHE_PATH = STATE_DIR / "criu-features.json"
 CACHE_FORMAT = 1
 FEATURE_NAMES = ("check", "socket_dump", "netlink_groups_gt32", "soft_dirty", "lazy_pages")

@@ -314,7 +314,7 @@ class Daemon(abc.ABC):
     @property
     def config_dir(self) -> Path:
         """Where the configuration lives (paths inside configs refer to it)."""
-        return self._config_dir or self.run_dir or Path("/run/routerlab") / self.spec.name
+        return self._config_dir or self.run_dir or registry.STATE_DIR / self.spec.name
 
     def write_config(self, directory: Path) -> dict[str, Path]:
         """Render and write the configuration files into `directory`; returns their paths."""
