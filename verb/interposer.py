@@ -347,10 +347,10 @@ class Endpoint:
 
     def _on_updates(self, updates: list[bgp.Update]) -> None:
         """A batch of the replica's UPDATEs towards the neighbour, voted as one."""
-        me, held = self.replica, self.ix.update_voter.values
+        me = self.replica
         batch = replica_votes(updates, self.nb.peer, self.nb.cfg.asn,
                               self.session.as4 if self.session else True,
-                              lambda key: me in held.get(key, ()))
+                              self.ix.update_voter.holds(me))
         for (_, p), attrs in batch.items():
             (self.announced.discard if attrs is None else self.announced.add)(p)
         changes = list(batch.items())

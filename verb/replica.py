@@ -259,7 +259,7 @@ class ReplicaManager:
         for kind, v in zip(("fib", "updates"), self.router.voters()):
             for key, since in v.minority[name].items():
                 if worst is None or since < worst[2]:
-                    worst = (kind, key, since, v.values.get(key, {}).get(name), v.output.get(key))
+                    worst = (kind, key, since, v.candidate(key, name), v.output.get(key))
         if worst is None:
             return "?"
         kind, key, since, mine, voted = worst

@@ -157,7 +157,7 @@ CASES = [
 def _candidate(net: Net, where: str, replica: str, key) -> object:
     def get():
         v = net.router.fib_voter if where == "fib" else net.router.interposer.update_voter
-        return v.values.get(key, {}).get(replica)
+        return v.candidate(key, replica)
     return net.router.run(get)
 
 

@@ -322,12 +322,30 @@ def test_forget_by_dropping_in_slices_ends_where_deciding_every_key_ends(mode, e
     per key). Same output, master, disagreements and suspects."""
     ref, clock1, sliced, clock2 = _twins(mode, held)
     ref.set_voting(excluded, False)
-    ref.update(excluded, [(k, None) for k, vals in list(ref.values.items()) if excluded in vals])
+    ref.update(excluded, [(k, None) for k in ref.held_by(excluded)])
     sliced.set_voting(excluded, False, revote=False)
     _in_slices(sliced.held_by(excluded), lambda ks: sliced.drop(excluded, ks), chunk)
     _in_slices(sliced.disputed(), sliced.revote, chunk)
     assert sliced.output == ref.output and sliced.master == ref.master
-    assert sliced.values == ref.values
-    assert all(sliced.mismatch[r] == ref.mismatch[r] for r in REPLICAS)
+    assert sliced.candidates() == ref.candidates()
+    assert all(sliced.mismatched(r) == ref.mismatched(r) for r in REPLICAS)
     clock1.t = clock2.t = 100
     assert sliced.tick() == ref.tick() and sliced.output == ref.output
+
+
+@settings(max_examples=200, deadline=None)
+@given(mode=st.sampled_from(list(Mode)), held=_HELD, excluded=st.sampled_from(REPLICAS))
+def test_a_key_nobody_holds_leaves_nothing_behind(mode, held, excluded):
+    """A full table's worth of keys comes and goes: a key nobody holds keeps no slot, no
+    clock and no disagreement (also after a replica was forgotten)."""
+    v, clock, _ = make(mode)
+    for r, k, val in held:
+        v.update(r, [(k, val)])
+    v.forget(excluded)
+    v.set_voting(excluded, True)
+    for r in REPLICAS:
+        v.update(r, [(k, None) for k in KEYS])
+    clock.t = 100
+    assert v.tick() == set()
+    assert v.output == {} and v.slots == {} and v.candidates() == {}
+    assert all(v.in_sync(r) and not v.minority[r] and not v.mismatched(r) for r in REPLICAS)

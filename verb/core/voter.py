@@ -50,11 +50,15 @@ class VoterConfig:
         return len(self.replicas) // 2 + 1
 
 
-_NOTHING: dict = {}  # the candidates of a key nobody holds (read only)
-
-
 class Voter:
-    """Votes on keys; `emit` receives each batch of output changes [(key, value or None)]."""
+    """Votes on keys; `emit` receives each batch of output changes [(key, value or None)].
+
+    One list per key (its *slot*) holds what a vote reads and writes: each replica's
+    candidate (by the replica's position in `config.replicas`), the voted output, and two
+    bit sets over the replicas: who is timed in the minority for the key and who differs
+    from the output. With a full table a vote is then one lookup in a dict of millions of
+    keys instead of one per structure (candidates, output, minority clocks, mismatch sets):
+    at 1M prefixes those lookups miss the caches and were most of the voter's time."""
 
     def __init__(self, config: VoterConfig, emit: Callable[[list[Change]], None],
                  clock: Callable[[], float] = time.monotonic):
@@ -62,12 +66,20 @@ class Voter:
         self.mode = Mode(config.mode)
         self.emit = emit
         self.clock = clock
-        self.values: dict[Key, dict[str, Value]] = {}  # key -> {replica: value}, present only
-        self.output: dict[Key, Value] = {}  # voted values, present only
+        self._index = {r: i for i, r in enumerate(config.replicas)}
+        self._n = n = len(config.replicas)
+        self._minority_at, self._mismatch_at = n + 1, n + 2  # the slot: candidates, output, bits
+        self._bits = [1 << i for i in range(n)]
+        self.slots: dict[Key, list] = {}
+        self.output: dict[Key, Value] = {}  # voted values, present only (as in the slots)
         self.voting: set[str] = set(config.replicas)
+        self._voting_ix: tuple[int, ...] = tuple(range(n))
         self.master: str | None = config.replicas[0] if config.replicas else None
+        # replica -> {key: outvoted since}, in time order (see `suspects`)
         self.minority: dict[str, dict[Key, float]] = {r: {} for r in config.replicas}
-        self.mismatch: dict[str, set[Key]] = {r: set() for r in config.replicas}
+        self._minority_ix = [self.minority[r] for r in config.replicas]
+        self._mismatches = [0] * n  # per replica: keys where it differs from the output
+        self._unsettled: set[Key] = set()  # keys where some replica differs from the output
         self.pending: dict[Key, float] = {}  # wait-for-consensus: key -> majority waiting since
         self._quorum = config.quorum
         self._out: list[Change] = []
@@ -78,23 +90,31 @@ class Voter:
         now = self.clock()
         # runs once per prefix of a full table: the lookups are hoisted and the mismatch
         # bookkeeping is inline
-        values, output, mismatch = self.values, self.output, self.mismatch[replica]
+        i = self._index[replica]
+        bit, n, at = 1 << i, self._n, self._mismatch_at
+        slots, counts, unsettled, decide = self.slots, self._mismatches, self._unsettled, self._decide
         for key, value in changes:
-            vals = values.get(key)
+            s = slots.get(key)
+            if s is None:
+                if value is None:
+                    continue  # nobody holds it and nothing is voted: no vote can change
+                s = slots[key] = [None] * n + [None, 0, 0]
+            s[i] = value
+            mis = s[at]
+            if value == s[n]:
+                if mis & bit:
+                    counts[i] -= 1
+                    s[at] = mis = mis & ~bit
+                    if not mis:
+                        unsettled.discard(key)
+            elif not mis & bit:
+                counts[i] += 1
+                if not mis:
+                    unsettled.add(key)
+                s[at] = mis | bit
+            decide(key, s, now)
             if value is None:
-                if vals is not None:
-                    vals.pop(replica, None)
-                    if not vals:
-                        del values[key]
-            elif vals is None:
-                values[key] = {replica: value}
-            else:
-                vals[replica] = value
-            if value == output.get(key):
-                mismatch.discard(key)
-            else:
-                mismatch.add(key)
-            self._decide(key, now)
+                self._release(key, s)
         self._flush()
 
     def set_voting(self, replica: str, voting: bool, revote: bool = True) -> None:
@@ -104,7 +124,11 @@ class Voter:
             self.voting.add(replica)
         else:
             self.voting.discard(replica)
+            keep, slots, at = ~(1 << self._index[replica]), self.slots, self._minority_at
+            for key in self.minority[replica]:
+                slots[key][at] &= keep
             self.minority[replica].clear()
+        self._voting_ix = tuple(i for i, r in enumerate(self.config.replicas) if r in self.voting)
         if self.master not in self.voting:
             self.master = self._next_master()
         elif voting and self.master is None:
@@ -135,36 +159,54 @@ class Voter:
 
     def held_by(self, replica: str) -> list[Key]:
         """The keys a replica holds a value for."""
-        return [k for k, vals in self.values.items() if replica in vals]
+        i = self._index[replica]
+        return [k for k, s in self.slots.items() if s[i] is not None]
 
     def drop(self, replica: str, keys: Iterable[Key]) -> None:
         """Drop an excluded replica's values for `keys` (after `set_voting(replica, False)`).
         Nothing is decided: a replica that does not vote changes no vote (`revote` decides
         what its exclusion changed), so a full table's worth is dict removals only."""
         assert replica not in self.voting, "drop the values of an excluded replica only"
-        values, output, mismatch = self.values, self.output, self.mismatch[replica]
+        i = self._index[replica]
+        bit, n, at = 1 << i, self._n, self._mismatch_at
+        slots, counts, unsettled = self.slots, self._mismatches, self._unsettled
         for key in keys:
-            vals = values.get(key)
-            if vals is not None and vals.pop(replica, None) is not None and not vals:
-                del values[key]
-            if key in output:
-                mismatch.add(key)
-            else:
-                mismatch.discard(key)
+            s = slots.get(key)
+            if s is None or s[i] is None:
+                continue
+            s[i] = None
+            mis = s[at]
+            if s[n] is None:
+                if mis & bit:
+                    counts[i] -= 1
+                    s[at] = mis = mis & ~bit
+                    if not mis:
+                        unsettled.discard(key)
+                if key not in self.pending:
+                    self._release(key, s)
+            elif not mis & bit:
+                counts[i] += 1
+                if not mis:
+                    unsettled.add(key)
+                s[at] = mis | bit
 
     def revote(self, keys: Iterable[Key] | None = None) -> None:
         """Decide again (after the voting set or the master changed) every disputed key, or
         only `keys` (a slice of them): where all agree with the output, no vote can change."""
         now = self.clock()
+        slots = self.slots
         for key in self.disputed() if keys is None else keys:
-            self._decide(key, now)
+            s = slots.get(key)
+            if s is not None:
+                self._decide(key, s, now)
         self._flush()
 
     def disputed(self) -> list[Key]:
         """The keys where some voting replica differs from the output: where every voting
         replica agrees with it no vote can change (an excluded replica's values count in
         no vote, and after an exclusion it may differ on every key)."""
-        return list(set().union(*(self.mismatch[r] for r in self.voting)))
+        mask, slots, at = sum(1 << i for i in self._voting_ix), self.slots, self._mismatch_at
+        return [k for k in self._unsettled if slots[k][at] & mask]
 
     def tick(self) -> set[str]:
         """Apply timeouts; returns the suspects (voting replicas outvoted past the window).
@@ -174,7 +216,7 @@ class Voter:
         now = self.clock()
         for key, since in list(self.pending.items()):
             if now - since >= self.config.consensus_timeout:
-                self._decide(key, now)
+                self._decide(key, self.slots[key], now)  # a waiting key keeps its slot
         suspects = self.suspects(now)
         if self.master in suspects or self.master not in self.voting:
             new = self._next_master(exclude=suspects)
@@ -197,81 +239,144 @@ class Voter:
 
     def in_sync(self, replica: str) -> bool:
         """Whether the replica holds exactly the voted output (the readmission test)."""
-        return not self.mismatch[replica]
+        return not self._mismatches[self._index[replica]]
 
     def disagreements(self, replica: str) -> int:
-        return len(self.mismatch[replica])
+        return self._mismatches[self._index[replica]]
+
+    def candidate(self, key: Key, replica: str) -> Value:
+        """The replica's value for a key (None: it holds none)."""
+        s = self.slots.get(key)
+        return None if s is None else s[self._index[replica]]
+
+    def holds(self, replica: str) -> Callable[[Key], bool]:
+        """A test of whether the replica holds a value for a key (one per batch of votes)."""
+        i, get = self._index[replica], self.slots.get
+
+        def held(key: Key) -> bool:
+            s = get(key)
+            return s is not None and s[i] is not None
+        return held
+
+    def candidates(self) -> dict[Key, dict[str, Value]]:
+        """Every key's candidates {replica: value}, present only (a copy, for inspection)."""
+        reps = self.config.replicas
+        return {k: vals for k, s in self.slots.items()
+                if (vals := {r: v for r, v in zip(reps, s) if v is not None})}
+
+    def mismatched(self, replica: str) -> set[Key]:
+        """The keys where the replica differs from the output (a copy, for inspection)."""
+        bit, at = 1 << self._index[replica], self._mismatch_at
+        return {k for k in self._unsettled if self.slots[k][at] & bit}
 
     # ----- the vote -----
-    def _decide(self, key: Key, now: float) -> None:
+    def _decide(self, key: Key, s: list, now: float) -> None:
         # runs once per key and replica of a full table: the majority count and the
         # minority clocks are inline, in one pass each over the voting replicas
-        vals = self.values.get(key, _NOTHING)
-        voting, minority = self.voting, self.minority
-        # The most common value among the voting replicas, the first to reach the highest
-        # count. Grouped by equality, not in a dict: a value (a route's attributes) would be
-        # hashed anew each time (tuples do not keep their hash), and there are a few voters.
-        seen: list[Value] = []
-        counts: list[int] = []
-        for r in voting:
-            v = vals.get(r)
-            for i, w in enumerate(seen):
-                if w == v:
-                    counts[i] += 1
-                    break
+        voting_ix, n = self._voting_ix, self._n
+        voters = len(voting_ix)
+        # The most common value among the voting replicas (when none reaches a quorum, which
+        # one is irrelevant). Compared by equality, not counted in a dict: a value (a
+        # route's attributes) would be hashed anew each time (tuples do not keep their
+        # hash). Three or two voting replicas, VERB's case, take a few comparisons.
+        if voters == 3:
+            i, j, k = voting_ix
+            a, b = s[i], s[j]
+            if a == b:
+                value, c = a, 3 if a == s[k] else 2
+            elif a == s[k]:
+                value, c = a, 2
             else:
-                seen.append(v)
-                counts.append(1)
-        if len(seen) == 1:  # unanimous, the common case
-            value, n = seen[0], counts[0]
-            voters = n
-        elif not seen:
-            value, n, voters = None, 0, 0
+                value, c = b, 2 if b == s[k] else 1
+        elif voters == 2:
+            a = s[voting_ix[0]]
+            value, c = a, 2 if a == s[voting_ix[1]] else 1
         else:
-            n = max(counts)
-            value, voters = seen[counts.index(n)], len(voting)
-        quorate = n >= self._quorum
+            seen: list[Value] = []
+            counts: list[int] = []
+            for i in voting_ix:
+                v = s[i]
+                for j, w in enumerate(seen):
+                    if w == v:
+                        counts[j] += 1
+                        break
+                else:
+                    seen.append(v)
+                    counts.append(1)
+            c = max(counts, default=0)
+            value = seen[counts.index(c)] if seen else None
+        quorate = c >= self._quorum
         # The minority clocks: time every voting replica that differs from a quorate
         # majority; nobody is in the minority when all agree or none is quorate. A majority
         # cannot move straight from one value to another while a third replica stays
         # outside it: it passes through "no majority", which clears the clocks, so a
-        # lagging replica is timed afresh against each new value.
-        if quorate and n != voters:
-            for r in voting:
-                if vals.get(r) == value:
-                    minority[r].pop(key, None)
-                else:
-                    minority[r].setdefault(key, now)
-        else:
-            for r in voting:
-                minority[r].pop(key, None)
-        current = self.output.get(key)
+        # lagging replica is timed afresh against each new value. The slot's bits say who
+        # is timed: a clock is touched only when that changes.
+        timed = s[n + 1]
+        if quorate and c != voters:
+            minority = self._minority_ix
+            for i in voting_ix:
+                bit = 1 << i
+                if s[i] == value:
+                    if timed & bit:
+                        del minority[i][key]
+                        timed &= ~bit
+                elif not timed & bit:
+                    minority[i][key] = now
+                    timed |= bit
+            s[n + 1] = timed
+        elif timed:  # only voting replicas are timed (an exclusion stops their clocks)
+            minority = self._minority_ix
+            for i in voting_ix:
+                if timed & 1 << i:
+                    del minority[i][key]
+            s[n + 1] = 0
+        current = s[n]
         if self.mode is Mode.MASTER_SLAVE:
-            new = vals.get(self.master) if self.master in voting else current
+            new = s[self._index[self.master]] if self.master in self.voting else current
         elif not quorate:
             new = current
-        elif self.mode is Mode.CONTINUOUS_MAJORITY or n == voters or value == current:
+        elif self.mode is Mode.CONTINUOUS_MAJORITY or c == voters or value == current:
             new = value
         else:  # wait-for-consensus: a majority that is not yet everybody
             since = self.pending.setdefault(key, now)
             new = value if now - since >= self.config.consensus_timeout else current
-        if not quorate or new == value:
+        if self.pending and (not quorate or new == value):
             self.pending.pop(key, None)
         if new != current:
-            self._set_output(key, new)
+            self._set_output(key, s, new)
 
-    def _set_output(self, key: Key, value: Value) -> None:
+    def _set_output(self, key: Key, s: list, value: Value) -> None:
+        n = self._n
         if value is None:
             self.output.pop(key, None)
         else:
             self.output[key] = value
-        vals, mismatch = self.values.get(key, _NOTHING), self.mismatch
-        for r in self.config.replicas:  # who now differs from the output (`value`)
-            if vals.get(r) == value:
-                mismatch[r].discard(key)
-            else:
-                mismatch[r].add(key)
+        s[n] = value
+        mis = 0  # who now differs from the output (`value`)
+        for v, bit in zip(s, self._bits):
+            if v != value:
+                mis |= bit
+        was = s[n + 2]
+        if mis != was:
+            counts, flips = self._mismatches, mis ^ was
+            for i, bit in enumerate(self._bits):
+                if flips & bit:
+                    counts[i] += 1 if mis & bit else -1
+            s[n + 2] = mis
+            if not was:
+                self._unsettled.add(key)
+            elif not mis:
+                self._unsettled.discard(key)
         self._out.append((key, value))
+        if value is None:
+            self._release(key, s)
+
+    def _release(self, key: Key, s: list) -> None:
+        """Forget a key's slot once nobody holds it, nothing is voted and no clock runs."""
+        n = self._n
+        if s[n] is None and not s[n + 1] and not s[n + 2] and s.count(None) == n + 1:
+            self.slots.pop(key, None)
 
     def _flush(self) -> None:
         if self._out:
