@@ -239,6 +239,9 @@ class Session:
         self.state = "Idle"
         if self._timer is not None and self._timer is not asyncio.current_task():
             self._timer.cancel()
+        # not kept: a cancelled task's traceback holds this session (its buffers), a cycle
+        # the hypervisor's frozen garbage collection never frees (see verb.fib._Watcher)
+        self._timer = None
         if not self.writer.is_closing():
             self.writer.close()
 

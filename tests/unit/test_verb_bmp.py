@@ -2,8 +2,11 @@
 `verb.fib.GobgpFib` read it: messages built here byte by byte, as gobgpd 3.10 and 4.8 write them."""
 from __future__ import annotations
 
+import asyncio
+import gc
 import socket
 import struct
+import weakref
 
 import pytest
 
@@ -148,3 +151,31 @@ def test_a_loc_rib_peer_up_without_add_path_keeps_plain_prefixes():
     msgs, _ = bmp.split(loc_rib_peer_up(FOUR_OCTET_AS) + route_monitoring(update(nlri=("10.9.0.0/24",))))
     assert reader.changes(msgs) == [bmp.LocRibChange([], ["10.9.0.0/24"], "10.1.0.2")]
     assert not reader.add_path
+
+
+def test_a_stopped_watcher_is_freed_under_frozen_garbage_collection():
+    """The hypervisor freezes what survives a full collection (`verb.hvproc.tune_gc`): a
+    FIB watcher stopped at a replica's recovery must not stay behind in a reference cycle
+    with its cancelled task (a full table's routes per recovery at 1M)."""
+    spec = RouterSpec(name="r2", router_id="10.255.0.2", asn=65000,
+                      interfaces=[Interface("eth1", "10.1.0.1/30")])
+
+    async def follow(watcher: GobgpFib) -> None:  # its frame holds the watcher, as _run's does
+        await asyncio.sleep(3600)
+
+    async def main() -> bool:
+        fib = GobgpFib(None, spec, lambda changes: None)  # type: ignore[arg-type]
+        fib._task = asyncio.get_running_loop().create_task(follow(fib))
+        await asyncio.sleep(0)
+        gc.collect()
+        gc.freeze()
+        try:
+            fib.stop()
+            for _ in range(3):
+                await asyncio.sleep(0)
+            ref = weakref.ref(fib)
+            del fib
+            return ref() is None
+        finally:
+            gc.unfreeze()
+    assert asyncio.run(main())
