@@ -349,3 +349,19 @@ def test_a_key_nobody_holds_leaves_nothing_behind(mode, held, excluded):
     assert v.tick() == set()
     assert v.output == {} and v.slots == {} and v.candidates() == {}
     assert all(v.in_sync(r) and not v.minority[r] and not v.mismatched(r) for r in REPLICAS)
+
+
+def test_a_waiting_key_whose_holders_were_dropped_leaves_no_slot():
+    """Wait-for-consensus: a key two replicas hold waits for the third; both are then
+    excluded and dropped (the router's `forget`, a slice at a time): once decided, nothing
+    of the key is left."""
+    v, clock, _ = make(Mode.WAIT_FOR_CONSENSUS)
+    v.update("a", [("k", 1)])
+    v.update("b", [("k", 1)])
+    assert v.pending and v.output == {}
+    for r in ("a", "b"):
+        v.set_voting(r, False, revote=False)
+        v.drop(r, ["k"])
+    clock.t = 5
+    v.tick()
+    assert v.slots == {} and not v.pending and v.output == {}

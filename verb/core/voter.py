@@ -199,6 +199,7 @@ class Voter:
             s = slots.get(key)
             if s is not None:
                 self._decide(key, s, now)
+                self._release(key, s)  # held only by replicas dropped since: it goes
         self._flush()
 
     def disputed(self) -> list[Key]:
@@ -216,7 +217,9 @@ class Voter:
         now = self.clock()
         for key, since in list(self.pending.items()):
             if now - since >= self.config.consensus_timeout:
-                self._decide(key, self.slots[key], now)  # a waiting key keeps its slot
+                s = self.slots[key]  # a waiting key keeps its slot
+                self._decide(key, s, now)
+                self._release(key, s)
         suspects = self.suspects(now)
         if self.master in suspects or self.master not in self.voting:
             new = self._next_master(exclude=suspects)
