@@ -31,6 +31,7 @@ from b4.te.solve import solve, solve_quantized
 log = logging.getLogger(__name__)
 
 PROBE_PPS = 1000
+PREFIX_OPTION = {"prefix": "prefix of the run's bridge and namespace names (rlb4; at most 5 characters)"}
 PAPER_TABLE5_MS = {"single_link": 4, "encap_switch": 10, "transit_switch": 3300, "ofc_failover": 0,
                    "te_failover": 0, "te_toggle": 0}
 
@@ -71,7 +72,8 @@ def _pct(x: float) -> float:
 # =========================================================================== b4-example
 
 @experiment("b4-example", "B4's worked example (Figs. 6-7) in Mininet: measured per-flow-group throughput and "
-                          "per-tunnel bytes against the TE allocation; TE off/on under probes")
+                          "per-tunnel bytes against the TE allocation; TE off/on under probes",
+            options=PREFIX_OPTION)
 def run_b4_example(ctx: RunContext) -> Result:
     window = 4.0 if ctx.quick else 8.0
     res = Result("b4-example")
@@ -233,7 +235,8 @@ def _gain_metrics(res: Result, algorithm: str, gain: float, alloc_gain: float, c
 
 
 @experiment("b4-wan", "12-site B4-like WAN, oversubscribed: throughput and link utilization with TE (b4, b4r, "
-                      "exact) vs shortest-path routing (paper: +14%), TE op round trips")
+                      "exact) vs shortest-path routing (paper: +14%), TE op round trips",
+            options=PREFIX_OPTION)
 def run_b4_wan(ctx: RunContext) -> Result:
     window = 4.0 if ctx.quick else 8.0
     # In `run all` (20 minutes in all) b4r and exact get shorter windows than the paper's b4.
@@ -459,7 +462,8 @@ def _failover(dep: B4Deployment, leader: Callable[..., Replica], what: str) -> t
 
 
 @experiment("b4-failures", "B4 Table 5 in Mininet: probe loss (1,000 packets/s) through link, switch, "
-                           "controller and TE-server failures and TE off/on")
+                           "controller and TE-server failures and TE off/on",
+            options=PREFIX_OPTION)
 def run_b4_failures(ctx: RunContext) -> Result:
     res = Result("b4-failures")
     wan = load_wan("b4-example")

@@ -51,15 +51,15 @@ def _default_out(name: str) -> Path:
 
 # ----------------------------------------------------------------------------- run / bench
 def cmd_run(args: argparse.Namespace) -> int:
-    from routerlab.experiments import BENCHMARKS, EXPERIMENTS, load_all
+    from routerlab.experiments import BENCHMARKS, EXPERIMENTS, load_all, parse_option
     from routerlab.runner import run_experiments
 
     load_all()
     table = BENCHMARKS if args.kind == "bench" else EXPERIMENTS
     if args.name == "list":
-        t = Table("name", "description", title=f"routerlab {args.kind} NAME")
+        t = Table("name", "description", "--set KEY=VALUE", title=f"routerlab {args.kind} NAME")
         for e in table.values():
-            t.add_row(e.name, e.description)
+            t.add_row(e.name, e.description, "\n".join(f"{k}: {h}" for k, h in e.options.items()))
         console.print(t)
         return 0
     if args.name == "all" and args.kind == "run":
@@ -71,11 +71,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             known = ", ".join(sorted(table)) or "none"
             raise UserError(f"unknown {args.kind} {','.join(unknown) or args.name!r} "
                             f"(known: {known}; `routerlab {args.kind} list`)")
+    options = dict(parse_option(s) for s in args.set)
+    for key in options:
+        if not any(key in table[n].options for n in names):
+            declared = sorted({k for n in names for k in table[n].options})
+            raise UserError(f"--set {key}: {args.name} has no such option (known: "
+                            f"{', '.join(declared) or 'none'}; `routerlab {args.kind} list`)")
     if args.kind == "run" or any(n != "te" for n in names):
         _require_root(f"routerlab {args.kind}")
     out = Path(args.out) if args.out else _default_out(args.name)
     return run_experiments(table, names, out, quick=args.quick, console=console,
-                           single=len(names) == 1 and args.name != "all", label=args.name)
+                           single=len(names) == 1 and args.name != "all", label=args.name,
+                           options=options)
 
 
 # ----------------------------------------------------------------------------- cli
@@ -136,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("name", metavar="NAME")
         sp.add_argument("--out", help="results directory (default results/<time>-NAME)")
         sp.add_argument("--quick", action="store_true", help="shorter variant (sizes stated in the report)")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of the experiment (repeatable; a,b,c for a list; "
+                             "`routerlab %s list` names them)" % kind)
         sp.set_defaults(func=cmd_run, kind=kind)
 
     sp = sub.add_parser("cli", help="build a topology and open the interactive Mininet CLI")

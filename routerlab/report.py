@@ -70,6 +70,8 @@ class Result:
                                "metrics": [m.to_json() for m in self.metrics]}
         if isinstance(self.raw, dict) and self.raw.get("elapsed_s") is not None:
             out["elapsed_s"] = self.raw["elapsed_s"]  # wall-clock time of the whole run
+        if isinstance(self.raw, dict) and self.raw.get("options"):
+            out["options"] = self.raw["options"]  # what `--set` changed
         if self.error:
             out["error"] = self.error
         return out
@@ -174,11 +176,19 @@ def machine_description() -> str:
     return f"{platform.node()}: {cpus} cores, {mem}, Linux {platform.release()}, Python {platform.python_version()}"
 
 
+def _option_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def render_report(result: Result) -> str:
     """The markdown report of one experiment."""
     s = result.summary()
     out = [f"# {result.experiment}", "",
            f"Result: **{'OK' if s['ok'] else 'FAILED'}**  ", f"Machine: {machine_description()}", ""]
+    if s.get("options"):
+        out += ["Options: " + " ".join(f"`--set {k}={_option_text(v)}`" for k, v in s["options"].items()), ""]
     if result.error:
         out += [f"Error: `{result.error}`", ""]
     if result.metrics:

@@ -60,9 +60,12 @@ class RunLock:
 
 
 def run_one(exp: Experiment, out_dir: Path, quick: bool, progress_fn, *,
-            part_of_all: bool = False) -> Result:
-    """Run one experiment; any exception becomes a failed Result (the others go on)."""
-    ctx = RunContext(out_dir=out_dir, quick=quick, progress=progress_fn, part_of_all=part_of_all)
+            part_of_all: bool = False, options: dict | None = None) -> Result:
+    """Run one experiment with the `options` it declares; any exception becomes a failed
+    Result (the others go on)."""
+    given = {k: v for k, v in (options or {}).items() if k in exp.options}
+    ctx = RunContext(out_dir=out_dir, quick=quick, progress=progress_fn, part_of_all=part_of_all,
+                     options=dict(given))
     out_dir.mkdir(parents=True, exist_ok=True)
     fh = logging.FileHandler(out_dir / "run.log")
     fh.setLevel(logging.DEBUG)
@@ -84,6 +87,8 @@ def run_one(exp: Experiment, out_dir: Path, quick: bool, progress_fn, *,
         logging.getLogger().removeHandler(fh)
         fh.close()
     result.raw.setdefault("elapsed_s", round(time.monotonic() - t0, 2))
+    if given:  # what `--set` changed, so the results say how they were made
+        result.raw.setdefault("options", given)
     save_result(result, out_dir)
     return result
 
@@ -180,16 +185,19 @@ def _progress(console: Console, names: list[str], label: str,
 
 
 def run_experiments(table: dict[str, Experiment], names: list[str], out: Path, *, quick: bool,
-                    console: Console, single: bool, label: str = "all") -> int:
+                    console: Console, single: bool, label: str = "all",
+                    options: dict | None = None) -> int:
     """Run experiments in sequence with a progress display; write each one's results and,
-    for several, a combined report. Returns 0 when every experiment met its goals."""
+    for several, a combined report. `options` (of `--set`) go to the experiments that
+    declare them. Returns 0 when every experiment met its goals."""
     results: list[Result] = []
     with RunLock(), _progress(console, names, label, single) as (start, done):
         for name in names:
             exp = table[name]
             report = start(name)
             exp_dir = out if single else out / name
-            res = run_one(exp, exp_dir, quick, report, part_of_all=label == "all" and not single)
+            res = run_one(exp, exp_dir, quick, report, part_of_all=label == "all" and not single,
+                          options=options)
             results.append(res)
             done(name, res.summary()["ok"])
     _print_summary(console, results, out)

@@ -39,6 +39,7 @@ from .measure import ExabgpObserver, FibRecorder, LoopThread
 log = logging.getLogger(__name__)
 
 MODES = ("master-slave", "continuous-majority", "wait-for-consensus")
+MODE_OPTION = f"voting modes measured ({','.join(MODES)})"
 ASN = {"n1": 65010, "n2": 65020, "n3": 65030}
 GW = {"n1": ("10.1.0.2", "eth1"), "n2": ("10.2.0.2", "eth2")}
 OBSERVER_NH = "10.3.0.1"
@@ -254,11 +255,12 @@ def _run_overhead(ctx: RunContext, b: Bench, procs_fn, n_churn: int, rate: float
 
 
 @experiment("verb-overhead", "VERB: FIB-update and advertisement delay, CPU and memory of the "
-            "bug-tolerant router against one daemon, on a 10,000-prefix trace; trusted-core lines")
+            "bug-tolerant router against one daemon, on a 10,000-prefix trace; trusted-core lines",
+            options={"modes": MODE_OPTION})
 def verb_overhead(ctx: RunContext) -> Result:
     n = 2_000 if ctx.quick else 10_000
     n_churn, rate = (150, 20.0) if ctx.quick else (500, 20.0)
-    modes = ctx.options.get("modes", MODES)
+    modes = ctx.names("modes", MODES, choices=MODES)
     res = Result("verb-overhead")
     runs: dict[str, dict] = {}
     load_timeout = 120 if ctx.quick else 300
@@ -536,12 +538,13 @@ def _run_fault(ctx: RunContext, b: Bench, rr: RemoteRouter, churn: ChurnThread, 
 
 
 @experiment("verb-masking", "VERB: each injected bug under each voting mode: did it reach the "
-            "real FIB or a neighbour, for how long, and how long recovery took")
+            "real FIB or a neighbour, for how long, and how long recovery took",
+            options={"modes": MODE_OPTION})
 def verb_masking(ctx: RunContext) -> Result:
     # in `run all` a 5,000-prefix table: each of the 27 recoveries replays the whole table
     n = 2_000 if ctx.quick else 5_000 if ctx.part_of_all else 10_000
     window = 3.0 if ctx.quick else 8.0
-    modes = ctx.options.get("modes", MODES)
+    modes = ctx.names("modes", MODES, choices=MODES)
     res = Result("verb-masking")
     rows: list[dict] = []
     with bench(ctx, n, "masking") as b:

@@ -179,7 +179,8 @@ def core_runs(quick: bool, part_of_all: bool) -> int:
 
 @experiment("vroom-core-failure",
             "migrate a core (OSPF-only) VR, on FRR and on BIRD, while a link elsewhere fails "
-            "mid-migration; adjacencies must stay up; OSPF retransmissions counted on the wire")
+            "mid-migration; adjacencies must stay up; OSPF retransmissions counted on the wire",
+            options={"runs": "migrations per implementation (3; run all 2; --quick 1)"})
 def run_core_failure(ctx: RunContext) -> Result:
     """Abilene as in vroom-maintenance; the core router KSCY (OSPF only: DNVR, HSTN, IPLS)
     moves to a spare physical router KC2, once with KSCY on FRR and once on BIRD (each its
@@ -332,7 +333,8 @@ def power_summary(moves: list[dict[str, Any]], impl: str | None = None) -> dict[
 
 @experiment("vroom-power",
             "power savings: consolidate VRs (FRR and BIRD) onto fewer physical routers when "
-            "traffic is low, spread them out again, under 1,000 pps probes")
+            "traffic is low, spread them out again, under 1,000 pps probes",
+            options={"cycles": "consolidate-and-spread cycles (2; --quick 1)"})
 def run_power(ctx: RunContext) -> Result:
     """The 4-router OSPF ring, every router a VR on its own physical router P1-P4, FRR and
     BIRD mixed (r1 BIRD, r2 FRR, r3 FRR, r4 BIRD; hosts h1 at r1 and h2 at r3).

@@ -186,7 +186,8 @@ def _max(xs: list[float | None]) -> float | None:
 @experiment("vroom-maintenance",
             "planned maintenance: an edge VR (OSPF + eBGP) live-migrated A->B->A ten times in "
             "Abilene, FRR and BIRD, under probes at the data plane's limit (up to 20,000 "
-            "packets/s); graceful restart and plain restart beside it")
+            "packets/s); graceful restart and plain restart beside it",
+            options={"runs": "live migrations per implementation (10; --quick 2)"})
 def run_maintenance(ctx: RunContext) -> Result:
     """Per implementation (FRR, BIRD) of NYCM: ten live migrations NYCM <-> NY2, three
     graceful restarts and two plain restarts (in `run all`: two graceful, one plain). The

@@ -38,7 +38,8 @@ def used_ring_link(net: Network, router: str, seconds: float = 1.0) -> str:
     return peer
 
 
-@experiment("ospf-ring", "4-router OSPF ring: convergence time and failover gap under a 1,000 pps probe")
+@experiment("ospf-ring", "4-router OSPF ring: convergence time and failover gap under a 1,000 pps probe",
+            options={"prefix": "prefix of the run's namespace, link and bridge names (rl-)"})
 def run_ospf_ring(ctx: RunContext) -> Result:
     hold_s = 2.0 if ctx.quick else 4.0
     res = Result("ospf-ring")

@@ -674,10 +674,14 @@ def _plots(res: Result, points: list[dict[str, Any]], out_dir: Path) -> None:
 
 
 @experiment("scale", "cost per router as the network grows (Topology Zoo up to 143 routers, synthetic "
-            "beyond; FRR, BIRD, eBGP), and the resource that runs out first", kind="bench")
+            "beyond; FRR, BIRD, eBGP), and the resource that runs out first", kind="bench",
+            options={"only": "cases to run, as series:label (e.g. zoo-frr:TataNld,synthetic-frr:rgg200)",
+                     "max_routers": "skip cases with more routers than this",
+                     "prefix": "prefix of the run's names (sc-)"})
 def bench_scale(ctx: RunContext) -> Result:
     """`routerlab bench scale [--quick] [--out DIR]`; `ctx.options` may name cases
     (``only``: ["zoo-frr:TataNld", ...]) and cap the size (``max_routers``)."""
-    return run_scale(ctx.out_dir, ctx.quick, only=ctx.options.get("only"),
+    only = ctx.names("only", (), choices=[f"{c.series}:{c.label}" for c in cases(ctx.quick)])
+    return run_scale(ctx.out_dir, ctx.quick, only=list(only) if only else None,
                      max_routers=ctx.options.get("max_routers"), prefix=ctx.options.get("prefix", "sc-"),
                      say=ctx.step)
