@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -136,6 +137,13 @@ def check_tools() -> list[Check]:
     return out
 
 
+def _older(version: str, than: str) -> bool:
+    """Whether dotted `version` ("3.10.0", "8.4.4-1") is older than `than` ("3.24")."""
+    def nums(v: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in re.findall(r"\d+", v.split("-")[0])[:3])
+    return nums(version) < nums(than)
+
+
 def check_daemons() -> list[Check]:
     out = []
     try:
@@ -145,8 +153,13 @@ def check_daemons() -> list[Check]:
     for cls in DAEMONS:
         try:
             v = cls.version()
-            out.append(Check(f"{cls.implementation} ({cls.description})", "ok" if v else "missing",
-                             v or "not found", "" if v else "run scripts/setup.sh"))
+            name = f"{cls.implementation} ({cls.description})"
+            if v and cls.recommended and _older(v, cls.recommended[0]):
+                out.append(Check(name, "warn", f"{v} (older than {cls.recommended[0]})",
+                                 cls.recommended[1]))
+                continue
+            out.append(Check(name, "ok" if v else "missing", v or "not found",
+                             "" if v else "run scripts/setup.sh"))
         except Exception as e:
             out.append(Check(f"{cls.implementation}", "missing", str(e), "run scripts/setup.sh"))
     return out

@@ -16,11 +16,8 @@
 # What was chosen is recorded in /opt/routerlab/criu/SOURCE. Idempotent: a run that finds a
 # working CRIU already in place changes nothing (feature results are cached in
 # /run/routerlab/criu-features.json). --force refetches from sid.
-# The Debian mirror is the system's own: the first Debian archive source (not the security
-# archive) apt uses, from its sources.list, sources.list.d/*.list and deb822 *.sources
-# (`URIs:`); http://deb.debian.org/debian only when there is none (GET_CRIU_MIRROR=URI
-# overrides both). apt's proxy settings (`apt-config dump`: Acquire::*::Proxy*) and its
-# auth.conf are used too: the private apt configuration below would otherwise not see them.
+# The Debian mirror is the system's own (scripts/debian-suite.sh says how it is found);
+# GET_CRIU_MIRROR=URI overrides it.
 # --print-mirror prints the mirror, where it came from and the proxy settings, and exits.
 # --no-self-test (image builds, where dumping a process is not allowed): skip the system criu
 # (it cannot be tested) and the self-test; fetch and unpack sid's criu, check only that its
@@ -32,9 +29,7 @@ set -euo pipefail
 
 PREFIX=/opt/routerlab/criu
 APTDIR=/opt/routerlab/apt-sid
-DEFAULT_MIRROR=http://deb.debian.org/debian
 SUITE=sid
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 T0=$(date +%s.%N)
 
@@ -52,68 +47,9 @@ for a in "$@"; do
 done
 
 # ---------------------------------------------------------------- the system's apt setup
-# Suites of the Debian archive (a source for another distribution or vendor is not a mirror
-# of it; the security archive carries no sid).
-DEBIAN_SUITES='^(buster|bullseye|bookworm|trixie|forky|duke|sid|oldoldstable|oldstable|stable|testing|unstable|experimental)(-updates|-backports|-backports-sloppy|-proposed-updates)?$'
-
-# system_mirror: "URI<TAB>FILE" of the first Debian archive source apt reads (sources.list,
-# then sources.list.d/ in name order, one-line *.list and deb822 *.sources alike); nothing
-# when there is none.
-system_mirror() {
-    local sl='' sp='' f
-    eval "$(apt-config shell sl Dir::Etc::sourcelist/f sp Dir::Etc::sourceparts/d 2>/dev/null)" || true
-    sl=${sl:-/etc/apt/sources.list}
-    sp=${sp:-/etc/apt/sources.list.d/}
-    for f in "$sl" "${sp%/}"/*; do
-        [ -f "$f" ] && [ -r "$f" ] || continue
-        case $f in
-            "$sl"|*.list) awk -v re="$DEBIAN_SUITES" -v file="$f" '
-                { sub(/#.*/, ""); gsub(/\[[^]]*\]/, " ") }
-                $1 == "deb" && $3 ~ re && $2 ~ /^(https?|mirror[+a-z]*):/ && $2 !~ /security/ {
-                    u = $2; sub(/\/+$/, "", u); print u "\t" file; exit }' "$f" ;;
-            *.sources) awk -v re="$DEBIAN_SUITES" -v file="$f" '
-                BEGIN { RS = "" }
-                {
-                    n = split($0, line, "\n"); types = uris = suites = ""; enabled = "yes"
-                    for (i = 1; i <= n; i++) {
-                        if (line[i] ~ /^[ \t#]/ || index(line[i], ":") == 0) continue
-                        k = tolower(substr(line[i], 1, index(line[i], ":") - 1))
-                        v = substr(line[i], index(line[i], ":") + 1)
-                        if (k == "types") types = v; else if (k == "uris") uris = v
-                        else if (k == "suites") suites = v; else if (k == "enabled") enabled = tolower(v)
-                    }
-                    if (enabled ~ /no/ || (" " types " ") !~ /[ \t]deb[ \t]/) next
-                    ns = split(suites, s, /[ \t]+/); ok = 0
-                    for (i = 1; i <= ns; i++) if (s[i] ~ re) ok = 1
-                    if (!ok) next
-                    nu = split(uris, u, /[ \t]+/)
-                    for (i = 1; i <= nu; i++)
-                        if (u[i] ~ /^(https?|mirror[+a-z]*):/ && u[i] !~ /security/) {
-                            x = u[i]; sub(/\/+$/, "", x); print x "\t" file; exit
-                        }
-                }' "$f" ;;
-            *) continue ;;
-        esac
-    done | head -n1
-}
-
-# apt_proxy: the system's proxy settings for apt (Acquire::http::Proxy, per-host ones,
-# Proxy-Auto-Detect, ...), as apt.conf lines.
-apt_proxy() {
-    apt-config dump 2>/dev/null | grep -E '^Acquire::(https?|ftp)::(Proxy|Proxy-Auto-Detect|ProxyAutoDetect)(::[^ ]+)? ' || true
-}
-
-if [ -n "${GET_CRIU_MIRROR:-}" ]; then
-    MIRROR=${GET_CRIU_MIRROR%/} MIRROR_FROM='GET_CRIU_MIRROR'
-else
-    found=$(system_mirror)
-    if [ -n "$found" ]; then
-        MIRROR=${found%%$'\t'*} MIRROR_FROM=${found#*$'\t'}
-    else
-        MIRROR=$DEFAULT_MIRROR MIRROR_FROM='default: no Debian archive in the system apt sources'
-    fi
-fi
-PROXY=$(apt_proxy)
+# shellcheck source=scripts/debian-suite.sh
+. "$REPO/scripts/debian-suite.sh"
+choose_mirror "${GET_CRIU_MIRROR:-}" GET_CRIU_MIRROR
 if [ "$PRINT_MIRROR" = 1 ]; then
     printf 'mirror=%s\nfrom=%s\n' "$MIRROR" "$MIRROR_FROM"
     [ -z "$PROXY" ] || printf '%s\n' "$PROXY" | sed 's/^/proxy: /'
@@ -219,58 +155,13 @@ fi
 command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || die "apt-get/dpkg-deb not found"
 [ -r "$KEYRING" ] || die "$KEYRING missing (apt-get install debian-archive-keyring)"
 
-# A private apt world: APT_CONFIG is read before anything else and points every directory
-# (sources, apt.conf.d, preferences, lists, cache, dpkg status) into $APTDIR, so neither the
-# system's apt state nor its hooks are touched.
 step "private apt configuration for Debian $SUITE in $APTDIR"
-mkdir -p "$APTDIR"/etc/{apt.conf.d,sources.list.d,preferences.d,trusted.gpg.d} \
-         "$APTDIR"/state/lists/partial "$APTDIR"/cache/archives/partial "$APTDIR/debs"
-: > "$APTDIR/state/status"
-# check-valid-until=no: the registry mirror reachable here can lag sid by weeks, past the
-# Release file's 7-day Valid-Until; signatures are still checked against Debian's keyring.
-echo "deb [check-valid-until=no signed-by=$KEYRING] $MIRROR $SUITE main" > "$APTDIR/etc/sources.list"
-# the system's auth.conf (a mirror that needs a login) and proxy settings, carried over
-NETRC='' NETRCPARTS='' AUTH=''
-eval "$(apt-config shell NETRC Dir::Etc::netrc/f NETRCPARTS Dir::Etc::netrcparts/d 2>/dev/null)" || true
-[ -z "$NETRC" ] || AUTH="Dir::Etc::netrc \"$NETRC\";"
-[ -z "$NETRCPARTS" ] || AUTH="$AUTH${AUTH:+ }Dir::Etc::netrcparts \"$NETRCPARTS\";"
+private_apt "$APTDIR" "$SUITE"
 step "mirror $MIRROR (from $MIRROR_FROM)${PROXY:+, through the proxy set in the system apt configuration}"
-cat > "$APTDIR/apt.conf" <<EOF
-Dir::Etc "$APTDIR/etc/";
-Dir::Etc::main "apt.conf";
-Dir::Etc::parts "apt.conf.d";
-Dir::Etc::sourcelist "sources.list";
-Dir::Etc::sourceparts "sources.list.d";
-Dir::Etc::preferences "preferences";
-Dir::Etc::preferencesparts "preferences.d";
-Dir::Etc::trusted "trusted.gpg";
-Dir::Etc::trustedparts "trusted.gpg.d";
-Dir::State "$APTDIR/state/";
-Dir::State::status "$APTDIR/state/status";
-Dir::Cache "$APTDIR/cache/";
-Dir::Cache::srcpkgcache "";
-APT::Architecture "amd64";
-APT::Architectures { "amd64"; };
-Acquire::Languages "none";
-$AUTH
-$PROXY
-EOF
-# apt fetches as the unprivileged _apt user: let it write where it downloads.
-if id _apt >/dev/null 2>&1; then
-    chown _apt "$APTDIR/state/lists/partial" "$APTDIR/cache/archives/partial" "$APTDIR/debs"
-fi
-sid_apt() { APT_CONFIG="$APTDIR/apt.conf" "$@"; }
-
 step "apt-get update ($SUITE main from $MIRROR)"
-rm -f "$APTDIR"/state/lists/*_Packages* "$APTDIR"/state/lists/*Release*
-# apt-get update only warns (exit 0) when it cannot fetch: look for the index itself.
-out=$(sid_apt apt-get -q update 2>&1) || true
-if printf '%s\n' "$out" | grep -q '^E:' || ! compgen -G "$APTDIR/state/lists/*_Packages*" >/dev/null; then
-    printf '%s\n' "$out" | grep -E '^(E|W|Err):' | tail -n 5 | sed 's/^/[get-criu]   /' >&2
-    die "could not read Debian $SUITE's package index from $MIRROR"
-fi
+suite_update || die "could not read Debian $SUITE's package index from $MIRROR"
 
-CANDIDATE=$(sid_apt apt-cache policy criu | sed -n 's/^ *Candidate: *//p')
+CANDIDATE=$(suite_apt apt-cache policy criu | sed -n 's/^ *Candidate: *//p')
 case $CANDIDATE in ''|'(none)') die "Debian $SUITE has no criu package" ;; esac
 dpkg --compare-versions "$CANDIDATE" ge 4.2 ||
     die "Debian $SUITE's criu is $CANDIDATE; 4.2 or newer is needed on kernel $(uname -r)"
@@ -278,7 +169,7 @@ step "$SUITE has criu $CANDIDATE"
 
 # The dependency closure (Depends and Pre-Depends only), computed from sid's index:
 # criu, libc6, libcompel1, libnet9, libnftables1, libgnutls30t64, ... whatever sid says now.
-PKGS=$(sid_apt apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+PKGS=$(suite_apt apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
         --no-breaks --no-replaces --no-enhances criu | grep -v '^[[:space:]<]' | sort -u)
 [ -n "$PKGS" ] || die "could not resolve criu's dependencies in $SUITE"
 step "dependency closure: $(echo $PKGS | wc -w) packages: $(echo $PKGS)"
@@ -286,7 +177,7 @@ step "dependency closure: $(echo $PKGS | wc -w) packages: $(echo $PKGS)"
 step "apt-get download into $APTDIR/debs"
 find "$APTDIR/debs" -name '*.deb' -delete
 # shellcheck disable=SC2086
-if ! out=$(cd "$APTDIR/debs" && sid_apt apt-get -q download $PKGS 2>&1); then
+if ! out=$(cd "$APTDIR/debs" && suite_apt apt-get -q download $PKGS 2>&1); then
     printf '%s\n' "$out" | tail -n 5 >&2
     die "downloading criu and its libraries from $SUITE failed"
 fi
@@ -334,7 +225,7 @@ write_source "$new/SOURCE" "source=$SUITE" "version=${CANDIDATE%%-*}" "package=c
 swap_in "$new"
 trap - EXIT
 # The big index files are only needed to fetch again; keep the .debs.
-rm -f "$APTDIR"/state/lists/*_Packages* "$APTDIR"/state/lists/*Release* "$APTDIR"/cache/*.bin
+suite_forget_index
 
 if [ "$SELFTEST" = 0 ]; then
     step "unpacked Debian $SUITE criu $CANDIDATE into $PREFIX (status=untested: the next run without --no-self-test tests it) [$(elapsed) s]"

@@ -3,6 +3,7 @@
 # Idempotent: a second run checks, finds everything in place, and changes nothing.
 #   - Debian packages (Open vSwitch, Mininet's mnexec, FRR, BIRD 2, GoBGP, ExaBGP, ...)
 #   - a CRIU that works on the running kernel (scripts/get-criu.sh)
+#   - GoBGP 3.24 or newer (scripts/get-gobgp.sh: Debian trixie's where the system's is older)
 #   - Open vSwitch started (userspace datapath; no kernel module needed)
 #   - root-namespace frr/bird/zookeeper services stopped (they are not routerlab's routers)
 #   - the virtualenv .venv/ with pinned Python dependencies and routerlab installed (editable)
@@ -60,6 +61,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 else
   say "Debian packages: all ${#PACKAGES[@]} present"
 fi
+
+# ---------------------------------------------------------------- GoBGP >= 3.24
+# bookworm's gobgpd 3.10 spends about half its CPU on one allocation per UPDATE it sends
+# once it carries a full table; Debian trixie's is installed in its place.
+"$ROOT/scripts/get-gobgp.sh" ||
+  say "warning: gobgpd older than 3.24 kept: VERB works, its GoBGP replica is slower with a full table"
 
 # ---------------------------------------------------------------- services
 # Packages may have started root-namespace daemons; routerlab's routers live in namespaces and

@@ -267,6 +267,8 @@ class Daemon(abc.ABC):
     features: ClassVar[frozenset[str]] = frozenset()
     #: default seconds `start` waits for the control channel
     start_timeout: ClassVar[float] = 20.0
+    #: (version, why and what to do): older versions work, but `routerlab doctor` warns
+    recommended: ClassVar[tuple[str, str] | None] = None
 
     def __init__(self, spec: RouterSpec):
         try:

@@ -64,6 +64,8 @@ class GobgpDaemon(Daemon):
     implementation = "gobgp"
     description = "BGP speaker, no FIB"
     features = frozenset({"bgp", "policy"})
+    recommended = ("3.24", "before 3.24 gobgpd zeroes a 4 KiB NLRI slice for every UPDATE it sends "
+                   "(about half its CPU with a full table): run scripts/get-gobgp.sh")
 
     def __init__(self, spec: RouterSpec, api_port: int = DEFAULT_API_PORT,
                  go_runtime: Mapping[str, str] | None = None,
