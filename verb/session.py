@@ -112,8 +112,10 @@ class Session:
 
     # ----- Established -----
     async def read(self) -> bytes:
-        """The next UPDATE or ROUTE-REFRESH (see `read_batch`)."""
+        """The next UPDATE or ROUTE-REFRESH (see `read_batch`: nothing once we closed)."""
         while True:
+            if self.close_reason:
+                raise SessionClosed(self.close_reason)
             if self._ready:
                 msg = self._ready.popleft()
                 if self._deliverable(msg):
@@ -132,10 +134,17 @@ class Session:
         unfair-event-handler bug the paper cites). The budget is in bytes, not messages:
         GoBGP sends one prefix per UPDATE where FRR and BIRD pack several, and a turn of
         so many messages left GoBGP's stream voted ever later than the others (outvoted
-        during a 100k load)."""
+        during a 100k load).
+
+        Once we have closed the session (`close`, `fail`), nothing more is delivered, not
+        even what was already received: a replica being replaced must cast no vote after
+        the recovery forgot its votes (a 1M-prefix GoBGP closed mid-load had megabytes
+        buffered, and their votes outlived the recovery into the next generation)."""
         await asyncio.sleep(0)
         out: list[bytes] = []
         while True:
+            if self.close_reason:
+                raise SessionClosed(self.close_reason)
             while self._ready:
                 msg = self._ready[0]
                 try:

@@ -1,6 +1,9 @@
 """GoBGP 3 driver: `gobgpd` with a TOML config, its gRPC API on 127.0.0.1:PORT inside the
 router's namespace (every namespace has its own loopback, so the default port never clashes).
 
+GoBGP 3.24 or newer is recommended (`scripts/get-gobgp.sh`, run by setup; `recommended`):
+3.10 zeroes a full message's NLRI slice for every UPDATE it sends.
+
 GoBGP is a BGP speaker only: it does not write the kernel FIB (its zebra integration would
 need an FRR zebra next to it; not used). `routes()` is its global RIB from the API. Originated
 networks are added through the API after start (its config file cannot carry routes).

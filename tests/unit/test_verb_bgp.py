@@ -313,6 +313,27 @@ def test_read_batch_delivers_what_came_before_a_notification_then_ends():
     asyncio.run(main())
 
 
+def test_nothing_is_delivered_once_we_closed_the_session_not_even_what_had_arrived(monkeypatch):
+    """A replica being replaced: the recovery closes its sessions and forgets its votes;
+    UPDATEs it had sent that were still buffered must not vote after that."""
+    import verb.session
+    monkeypatch.setattr(verb.session, "READ_BUDGET", 1000)
+
+    async def main():
+        a, b = await _established_pair()
+        sent = [_announce(i) for i in range(100)]
+        a.send(b"".join(sent))
+        await a.drain()
+        first = await asyncio.wait_for(b.read_batch(), 5)
+        assert 0 < len(first) < len(sent)  # more is buffered, in the session and the stream
+        b.cease(2, "replaced")
+        with pytest.raises(SessionClosed, match="sent NOTIFICATION 6/2"):
+            await b.read_batch()
+        with pytest.raises(SessionClosed):
+            await b.read()
+    asyncio.run(main())
+
+
 def test_read_batch_delivers_what_came_before_a_broken_header_then_fails():
     async def main():
         a, b = await _established_pair()
