@@ -20,7 +20,7 @@
 # with a full table; `routerlab doctor` warns), 2 on bad usage.
 set -euo pipefail
 
-MIN=3.24
+MIN=3.24  # as GobgpDaemon.recommended (routerlab/daemons/gobgp.py), which doctor checks
 APTDIR=/opt/routerlab/apt-trixie
 SUITE=trixie
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

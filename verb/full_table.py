@@ -34,7 +34,7 @@ from routerlab.report import Result, markdown_table, plot
 
 from . import testbed
 from . import trace as tracemod
-from .experiments import (ASN, MODES, Bench, ChurnThread, _by_key, _first, _healthy, _pids_cpu, _plan,
+from .experiments import (ASN, MODE_OPTION, MODES, Bench, ChurnThread, _by_key, _first, _healthy, _pids_cpu, _plan,
                           _pss_mb, _quantiles, _run_fault, bench, single_router, verb_router)
 from .faults import FAULTS
 from .measure import FibRecorder, LoopThread
@@ -240,7 +240,7 @@ OPTIONS = {
     "hold": "BGP hold time of the replicas' sessions (s)",
     "router_hold": "BGP hold time of the neighbours' sessions (s)",
     "baselines": "single daemons measured alone (frr,bird; frr is the reference)",
-    "modes": "voting modes measured (master-slave,continuous-majority,wait-for-consensus)",
+    "modes": MODE_OPTION,
     "no_faults": "true: skip the fault runs",
     "fault_modes": "voting modes of the fault runs (continuous-majority,wait-for-consensus)",
     "faults": "fault kinds run (those of verb-masking; default all)",

@@ -67,6 +67,7 @@ class GobgpDaemon(Daemon):
     implementation = "gobgp"
     description = "BGP speaker, no FIB"
     features = frozenset({"bgp", "policy"})
+    # the minimum scripts/get-gobgp.sh installs (its MIN)
     recommended = ("3.24", "before 3.24 gobgpd zeroes a 4 KiB NLRI slice for every UPDATE it sends "
                    "(about half its CPU with a full table): run scripts/get-gobgp.sh")
 
