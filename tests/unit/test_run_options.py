@@ -2,12 +2,10 @@
 declares, and which options reach which experiment. No root needed."""
 from __future__ import annotations
 
-import contextlib
 import inspect
 import io
 import json
 import re
-from types import SimpleNamespace
 
 import pytest
 
@@ -53,9 +51,8 @@ def _recording(name: str, options: dict[str, str], seen: list) -> Experiment:
     return Experiment(name, func, "records its options", options=options)
 
 
-def test_each_experiment_gets_the_options_it_declares_and_its_result_records_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "RunLock", contextlib.nullcontext)
-    monkeypatch.setattr(runner.registry, "clean_current_session", lambda: SimpleNamespace(total=0))
+@pytest.mark.usefixtures("runner_without_host")
+def test_each_experiment_gets_the_options_it_declares_and_its_result_records_them(tmp_path):
     seen: list = []
     table = {"a": _recording("a", {"runs": "h"}, seen), "b": _recording("b", {"prefix": "h"}, seen)}
     console = cli.Console(file=io.StringIO(), force_terminal=False, width=80)

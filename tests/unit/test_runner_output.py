@@ -2,10 +2,9 @@
 lines with the elapsed time, and the summary table at its natural width. No root needed."""
 from __future__ import annotations
 
-import contextlib
 import io
-from types import SimpleNamespace
 
+import pytest
 from rich.console import Console
 from rich.table import Table
 
@@ -75,9 +74,8 @@ def _fake_experiment(name: str, *, fail: bool = False) -> Experiment:
     return Experiment(name, func, "a fake experiment")
 
 
-def test_run_without_terminal_prints_lines_and_a_natural_width_table(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "RunLock", contextlib.nullcontext)
-    monkeypatch.setattr(runner.registry, "clean_current_session", lambda: SimpleNamespace(total=0))
+@pytest.mark.usefixtures("runner_without_host")
+def test_run_without_terminal_prints_lines_and_a_natural_width_table(tmp_path):
     console, buf = _plain()
     table = {"ospf-ring": _fake_experiment("ospf-ring"), "broken": _fake_experiment("broken", fail=True)}
     rc = runner.run_experiments(table, ["ospf-ring", "broken"], tmp_path, quick=True,
