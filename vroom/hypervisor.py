@@ -21,6 +21,7 @@ import copy
 import errno
 import gc
 import logging
+import math
 import os
 import select
 import socket
@@ -178,6 +179,7 @@ class DataPlaneHypervisor:
         self.syncs = 0
         self.last: SyncStats | None = None
         self.recent: deque[SyncStats] = deque(maxlen=50)  # the last syncs that changed something
+        self.routes_changed_at: float | None = None  # monotonic time the route flows last changed
         self.errors: list[str] = []
         self.on_sync: Callable[[SyncStats], None] | None = None
         self._lock = threading.RLock()  # one bridge update at a time
@@ -219,13 +221,18 @@ class DataPlaneHypervisor:
             binding = self._binding_tables()
             added = _pure_additions(self._routes, tr.tables)
             if added is not None:  # a big table arriving (cloning, a full table learnt)
+                routes_changed = bool(added[0] or added[1])
                 t2 = time.monotonic()
                 n, install_s = self._install_bulk(
                     added[0], added[1], diff_bundle(self._binding, binding))
             else:
-                lines = diff_bundle(self._routes, tr.tables) + diff_bundle(self._binding, binding)
+                route_lines = diff_bundle(self._routes, tr.tables)
+                routes_changed = bool(route_lines)
+                lines = route_lines + diff_bundle(self._binding, binding)
                 t2 = time.monotonic()
                 n, install_s = apply_paced(self.bridge, lines)
+            if routes_changed:
+                self.routes_changed_at = time.monotonic()
             self._routes, self._binding = tr.tables, binding
             st = SyncStats(routes=tr.routes, flows=len(tr.tables.flows) + len(binding.flows),
                            groups=len(tr.tables.groups), changes=n, read_s=t1 - t0,
@@ -259,6 +266,7 @@ class DataPlaneHypervisor:
                 t2 = time.monotonic()
                 n, install_s = apply_paced(self.bridge, lines)
             self._routes, self._binding = tr.tables, binding
+            self.routes_changed_at = time.monotonic()
             st = SyncStats(routes=tr.routes, flows=len(tr.tables.flows) + len(binding.flows),
                            groups=len(tr.tables.groups), changes=n, read_s=t1 - t0,
                            translate_s=t2 - t1, install_s=install_s,
@@ -320,7 +328,6 @@ class DataPlaneHypervisor:
         st.at = time.time()
         if st.changes:
             self.recent.append(st)
-        if st.changes:
             log.debug("%s: sync %d: %d changes, %d flows in %.3f s", self.name, self.syncs,
                       st.changes, st.flows, st.total_s)
         if self.on_sync is not None:
@@ -354,6 +361,11 @@ class DataPlaneHypervisor:
             pending = len(diff_bundle(self._routes, tr.tables))
             pending += len(diff_bundle(self._binding, self._binding_tables()))
         return {r.prefix for r in snap.routes}, pending
+
+    def routes_quiet_s(self) -> float:
+        """Seconds since the VR's route flows here last changed (inf: never)."""
+        t = self.routes_changed_at
+        return math.inf if t is None else time.monotonic() - t
 
     def route_keys(self) -> set[tuple]:
         """(priority, match) of the VR's routing-table flows (to compare two data planes)."""

@@ -84,7 +84,7 @@ def _run(tn: TopoNetwork, impl: str, kind: str, target: str, rate: int, i: int) 
         else:
             rep = restart_move(tn.net, VR, target, graceful=kind == "gr",
                                observe=tn.gr_neighbours(VR))
-            reconverge = tn.wait_converged(timeout=90)
+            reconverge = tn.wait_converged(timeout=90, at_rest=False)  # the next move waits for rest
             time.sleep(1.0)
     after = tn.neighbour_view(VR)
     elapsed = time.monotonic() - t0

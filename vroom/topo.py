@@ -31,6 +31,12 @@ from .network import VroomNetwork
 
 log = logging.getLogger(__name__)
 
+#: converged also means at rest: no VR's route flows changed for this long. Every prefix
+#: present is not the end of OSPF convergence (an ECMP next hop can still be added, BIRD
+#: recomputes on its 1 s tick). In vroom-maintenance a live migration begun 1.4 s after
+#: the network's last FIB change lost 2.18 s of packets, until the target's next sync
+FIB_QUIET_S = 2.0
+
 
 class TopoNetwork:
     """A `VroomNetwork` (``.net``) built from a `Topology`, with its hosts and externals."""
@@ -141,9 +147,11 @@ class TopoNetwork:
         return node_address(self.topo, node)
 
     # ------------------------------------------------------------------ convergence
-    def convergence_state(self) -> tuple[bool, str]:
+    def convergence_state(self, at_rest: bool = True) -> tuple[bool, str]:
         """(converged, what is still missing): every expected adjacency Full and every BGP
-        session Established, as the VRs' and externals' daemons report them."""
+        session Established, as the VRs' and externals' daemons report them, every OSPF
+        prefix in every VR's FIB and data plane, and (`at_rest`) no route flow changed for
+        FIB_QUIET_S."""
         for name in list(self.net.vrs) + list(self.externals):
             d = self.daemon(name)
             if not d.is_running():
@@ -166,12 +174,17 @@ class TopoNetwork:
                 return False, gap
             if pending:
                 return False, f"{name}: its data plane is {pending} flow changes behind its FIB"
+            quiet = hv.routes_quiet_s()
+            if at_rest and quiet < FIB_QUIET_S:
+                return False, f"{name}: its routes changed {quiet:.1f} s ago"
         return True, "converged"
 
-    def wait_converged(self, timeout: float = 120.0) -> float:
-        """Wait until `convergence_state` says converged; returns the seconds waited."""
+    def wait_converged(self, timeout: float = 120.0, at_rest: bool = True) -> float:
+        """Wait until `convergence_state` says converged; returns the seconds waited.
+        Without `at_rest` the wait ends when everything is there (a reconvergence time)."""
         t0 = time.monotonic()
-        poll_converged(self.convergence_state, self.topo.name, timeout, interval=0.3)
+        poll_converged(lambda: self.convergence_state(at_rest), self.topo.name, timeout,
+                       interval=0.3)
         return time.monotonic() - t0
 
     def wait_reachable(self, src: str, dst: str, timeout: float = 60.0) -> float:

@@ -15,6 +15,7 @@ from vroom import hypervisor as hvmod
 from vroom.binding import PortBinding, binding_flows
 from vroom.flows import Bucket, Flow, Group, Tables, install_bundle
 from vroom.hypervisor import DataPlaneHypervisor, apply_paced
+from vroom.translate import Translation
 
 REMOVE_CHUNK: int = getattr(hvmod, "REMOVE_CHUNK", 2_500)  # flows per removal transaction
 VR = 3
@@ -137,3 +138,29 @@ def test_install_lines_are_the_flows_text() -> None:
     routes, binding = share(10)
     assert [ln for ln in install_bundle(routes.merged(binding)) if ln.startswith("flow ")] == \
         [f"flow add {f.text()}" for f in routes.merged(binding).flows.values()]
+
+
+def test_routes_quiet_counts_from_the_last_route_change_only(hv, monkeypatch) -> None:
+    """Convergence waits for the route flows to rest (`vroom.topo.FIB_QUIET_S`): a sync that
+    changes a route restarts the count; one that only changes bindings, or nothing, does not."""
+    routes, binding = share(4)
+    tables = [routes]
+    monkeypatch.setattr(hvmod.fib, "read_snapshot", lambda ns: None)
+    monkeypatch.setattr(hvmod, "route_tables",
+                        lambda vr, ifindex, snap, groups: Translation(tables[-1], routes=len(tables[-1].flows)))
+    monkeypatch.setattr(hvmod, "apply_changes", lambda bridge, lines: (len(lines), 0.0))
+    clock = [100.0]
+    monkeypatch.setattr(hvmod.time, "monotonic", lambda: clock[0])
+    assert hv.routes_quiet_s() == float("inf")
+    hv.sync()  # the first table: a change
+    clock[0] = 103.0
+    assert hv.routes_quiet_s() == 3.0
+    hv.sync()  # nothing new
+    hv.set_bindings(BINDINGS[:1])  # a binding change (a link moving) is not a route change
+    assert hv.routes_quiet_s() == 3.0
+    changed = Tables(flows=dict(routes.flows), groups=dict(routes.groups))
+    del changed.flows[next(iter(changed.flows))]  # an ECMP route replaced, a prefix withdrawn
+    tables.append(changed)
+    hv.sync()
+    clock[0] = 103.5
+    assert hv.routes_quiet_s() == 0.5
