@@ -32,6 +32,7 @@ from routerlab.netns import Netns
 from . import bmp
 from .netlink import RTMGRP_IPV4_ROUTE, RouteMsg, RouteSocket, RouteWriter, parse, route_request
 from .netutil import listen_socket
+from .tasks import start_owned
 from .timeslice import TimeSlice, in_slices
 
 log = logging.getLogger(__name__)
@@ -134,15 +135,8 @@ def _metric(key: tuple[int, int]) -> int:
 
 
 class _Watcher:
-    """What a candidate-FIB watcher shares: one task, cancelled by `stop()` and then let go.
-
-    A cancelled task keeps its CancelledError, whose traceback holds the watcher's frames and
-    so the watcher (its table: a full table's routes): with the watcher holding the task that
-    is a reference cycle, and the hypervisor freezes what survives a full collection
-    (`verb.hvproc.tune_gc`), so the cycle was never freed: each replica recovery at 1M
-    prefixes left the replaced watcher's table behind (the hypervisor grew 4.4 -> 7.6 GB
-    over five recoveries). Once the task is done the watcher drops it, and refcounting
-    frees both."""
+    """What a candidate-FIB watcher shares: one task (`verb.tasks.start_owned`: let go of
+    once it ends), cancelled by `stop()`."""
 
     _task: asyncio.Task | None = None
 
@@ -152,12 +146,7 @@ class _Watcher:
         if task is None:
             return False
         task.cancel()
-        task.add_done_callback(self._let_go)
         return True
-
-    def _let_go(self, task: asyncio.Task) -> None:
-        if self._task is task:
-            self._task = None
 
 
 class KernelFib(_Watcher):
@@ -172,10 +161,9 @@ class KernelFib(_Watcher):
         self.links: dict[int, str] = {}
         self._keys: dict[tuple[int, int], tuple[int, int]] = {}
         self.resyncs = 0
-        self._task: asyncio.Task | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        start_owned(self, "_task", self._run())
 
     async def _run(self) -> None:
         try:
@@ -241,10 +229,11 @@ class KernelFib(_Watcher):
     async def aclose(self) -> None:
         """Stop following and wait until the watcher has ended (its sockets closed), so a
         loop stopped right after does not destroy a still-pending task."""
-        if self._task is not None:
-            self._task.cancel()
+        task = self._task
+        if task is not None:
+            task.cancel()
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
 
@@ -268,7 +257,6 @@ class GobgpFib(_Watcher):
         self.connections = 0
         self._resolved: dict[str, FibValue] = {}  # next hop -> value: a table has a handful
         self._sock: socket.socket | None = None
-        self._task: asyncio.Task | None = None
 
     @property
     def bmp_station(self) -> tuple[str, int]:
@@ -281,7 +269,7 @@ class GobgpFib(_Watcher):
     def start(self) -> None:
         if self._sock is None:
             self.listen()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        start_owned(self, "_task", self._run())
 
     def resolve(self, nexthop: str) -> FibValue:
         """A BGP next hop as the kernel would install it (0.0.0.0: originated, blackhole);
@@ -374,7 +362,7 @@ class FibInstaller:
         self._links: dict[str, int] = {}
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        start_owned(self, "_task", self._run())
 
     def apply(self, changes: list[Change]) -> None:
         self.queue.put_nowait(changes)

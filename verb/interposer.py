@@ -33,6 +33,7 @@ from .core import Voter, VoterConfig
 from .core.replay import Entry, ReplayLog
 from .netutil import listen_socket, tcp_socket
 from .session import Identity, Session, SessionClosed
+from .tasks import start_owned
 from .timeslice import in_slices
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class Neighbor:
 
     def start(self) -> None:
         if not self.cfg.passive:
-            self._task = asyncio.get_running_loop().create_task(self._connect_loop())
+            start_owned(self, "_task", self._connect_loop())
 
     async def _connect_loop(self) -> None:
         while True:
@@ -237,7 +238,8 @@ class Endpoint:
         self.sent = 0
         self._wake = asyncio.Event()
         self._cursor = None
-        self.task = asyncio.get_running_loop().create_task(self._run())
+        self.task: asyncio.Task | None = None
+        start_owned(self, "task", self._run())
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.replica}<->{self.nb.peer}>"
@@ -365,7 +367,7 @@ class Endpoint:
                 self.session.fail(BgpError(*notify, why="closed by the hypervisor"))
             else:
                 self.session.close()
-        elif not self.task.done():
+        elif self.task is not None:
             self.task.cancel()
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from . import bgp
 from .bgp import BgpError, OpenInfo
+from .tasks import start_owned
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class Session:
         self.state = "Established"
         self.established_at = time.time()
         self.last_rx = time.monotonic()
-        self._timer = asyncio.get_running_loop().create_task(self._timers())
+        start_owned(self, "_timer", self._timers())
 
     async def _next(self, timeout: float) -> bytes:
         """The next message of any type but NOTIFICATION (which ends the session)."""
@@ -248,9 +249,7 @@ class Session:
         self.state = "Idle"
         if self._timer is not None and self._timer is not asyncio.current_task():
             self._timer.cancel()
-        # not kept: a cancelled task's traceback holds this session (its buffers), a cycle
-        # the hypervisor's frozen garbage collection never frees (see verb.fib._Watcher)
-        self._timer = None
+        self._timer = None  # not kept once cancelled (see verb.tasks)
         if not self.writer.is_closing():
             self.writer.close()
 

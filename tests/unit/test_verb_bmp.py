@@ -13,6 +13,7 @@ import pytest
 from routerlab.daemons import Interface, RouterSpec
 from verb import bmp
 from verb.fib import GobgpFib, via
+from verb.tasks import start_owned
 
 
 def prefixes(*ps: str) -> bytes:
@@ -165,7 +166,7 @@ def test_a_stopped_watcher_is_freed_under_frozen_garbage_collection():
 
     async def main() -> bool:
         fib = GobgpFib(None, spec, lambda changes: None)  # type: ignore[arg-type]
-        fib._task = asyncio.get_running_loop().create_task(follow(fib))
+        start_owned(fib, "_task", follow(fib))  # as GobgpFib.start does, without gobgpd
         await asyncio.sleep(0)
         gc.collect()
         gc.freeze()
