@@ -376,7 +376,9 @@ def _report(ctx: RunContext, runs: dict, faults: list[dict], cfg: dict, gen_s: f
         f"{cfg['bursts']} burst(s) of {cfg['burst_size']} at one instant (the preferred neighbour "
         "withdraws or re-announces a churn prefix, moving its best path). Baselines: one FRR "
         "(zebra, staticd, bgpd) in the same namespace, the reference for CPU, memory and added "
-        "delay (as issue 15 asks), and one BIRD, the fastest single daemon's FIB delay. VERB: the hypervisor process with FRR, "
+        "delay (as issue 15 asks)"
+        + (", and one BIRD, the fastest single daemon's FIB delay" if "single-bird" in runs else "")
+        + ". VERB: the hypervisor process with FRR, "
         "BIRD and GoBGP replicas, loaded once in continuous-majority, then the same trace in each "
         "voting mode (switched at run time); the GoBGP replica runs with "
         "`routerlab.daemons.gobgp.lean_go_runtime` (one thread, GOGC=400 under a memory limit: "
