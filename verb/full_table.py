@@ -362,13 +362,16 @@ def _report(ctx: RunContext, runs: dict, faults: list[dict], cfg: dict, gen_s: f
         res.add_metric("added_fib_delay_ms_median_full_vs_bird", "median FIB-update delay added vs "
                        f"one BIRD, the fastest single daemon ({head})", "ms", vs_bird,
                        None, "reported")
-    fault_modes = [m for m in MODES if any(f["mode"] == m for f in faults)] or list(FAULT_MODES)
-    res.add_metric("masked_fraction_full", f"single-replica faults masked ({' and '.join(fault_modes)})",
-                   "", frac, 1.0, "= 1", frac == 1.0)
-    recs = [f["recovery_s"] for f in faults if f["recovery_s"] is not None]
-    rmax = round(max(recs), 2) if recs else None
-    res.add_metric("recovery_s_max_full", "longest detection-to-readmission (replay of the full "
-                   "table)", "s", rmax, None, "< 60 (bar < 180)", rmax is not None and rmax < 180)
+    if not ctx.options.get("no_faults"):  # skipped on request: not measured, not failed
+        fault_modes = [m for m in MODES if any(f["mode"] == m for f in faults)] or list(FAULT_MODES)
+        res.add_metric("masked_fraction_full",
+                       f"single-replica faults masked ({' and '.join(fault_modes)})",
+                       "", frac, 1.0, "= 1", frac == 1.0)
+        recs = [f["recovery_s"] for f in faults if f["recovery_s"] is not None]
+        rmax = round(max(recs), 2) if recs else None
+        res.add_metric("recovery_s_max_full", "longest detection-to-readmission (replay of the "
+                       "full table)", "s", rmax, None, "< 60 (bar < 180)",
+                       rmax is not None and rmax < 180)
     res.add_section("Setup", (
         f"Table: {n:,} prefixes from `routerlab.fulltable` (seed 1; generated in {gen_s:.1f}s), "
         "announced by two ExaBGP neighbours n1 and n2 (each prefix through both, one AS longer "

@@ -40,3 +40,26 @@ def test_sizes_of_each_form():
     assert full["window"] == 500 and run_all["hold"] == quick["hold"] == 3
     assert full["router_hold"] == 90 and run_all["router_hold"] == quick["router_hold"] == 9
     assert full_table.sizes(RunContext(out_dir=Path("/tmp"), options={"window": 9}))["window"] == 9
+
+
+def _run(cpu: float, median_ms: float, hv: float = 0.0) -> dict:
+    return {"load_s": 10.0, "at_rest_s": 10.0, "load_cpu_s": cpu, "load_hv_cpu_s": hv,
+            "pss_mb": 100.0, "fib_ms": {"n": 3, "median": median_ms, "p90": median_ms, "max": median_ms},
+            "fib_raw": [median_ms] * 3, "missed": 0, "events": 3, "wall_s": 1.0,
+            "churn_cpu_s": 0.0, "churn_hv_cpu_s": 0.0, "load_recoveries": 0, "churn_recoveries": 0}
+
+
+def test_fault_metrics_are_left_out_when_the_fault_runs_were_skipped(tmp_path: Path) -> None:
+    """`--set no_faults=true` measures load, churn and CPU only: the run passes on those."""
+    runs = {"single-frr": _run(1.0, 50.0), "continuous-majority": _run(5.0, 20.0, hv=2.0)}
+    cfg = {"prefixes": 1000, "duration": 1.0, "bursts": 1, "burst_size": 1, "window": 5.0,
+           "hold": 3, "router_hold": 9}
+    skipped = full_table._report(RunContext(out_dir=tmp_path, options={"no_faults": True}),
+                                 runs, [], cfg, 0.1, 3)
+    ids = {m.id for m in skipped.metrics}
+    assert not ids & {"masked_fraction_full", "recovery_s_max_full"}
+    assert skipped.summary()["ok"] and "cpu_ratio_full" in ids
+    # fault runs asked for but none done: the fault metrics are there, and not met
+    missing = full_table._report(RunContext(out_dir=tmp_path), runs, [], cfg, 0.1, 3)
+    assert {"masked_fraction_full", "recovery_s_max_full"} <= {m.id for m in missing.metrics}
+    assert not missing.summary()["ok"]
