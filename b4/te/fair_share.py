@@ -197,7 +197,12 @@ def raise_fair_share(inst: Instance, routes: Routes, move_on_freeze: bool, *,
             f_new, newly = f, over_now  # e.g. zero-capacity edges at fair share 0
         else:
             top = float(sat_level[active].max())
-            cand = levels[np.searchsorted(levels, f, "right"):np.searchsorted(levels, top, "right")]
+            # the breakpoints in (f, top), then top itself: a breakpoint computed from scaled
+            # weights and demands can land an ulp above the satisfaction level it stands for
+            # (7.500000000000001 for 7.5), and leaving it out skipped the last probe, so a
+            # flow group was handed its demand over a full edge (b4r's subflows, +0.62 of 10)
+            cand = np.append(levels[np.searchsorted(levels, f, "right"):np.searchsorted(levels, top, "left")],
+                             top)
             found = _first_over(cand, lambda x: loads(bandwidths(x)), thr, frozen)
             if found is None:
                 # Nothing saturates before every active flow group is satisfied.

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from b4.te import Problem, build_instance, solve
+from b4.te import Application, Edge, FlowGroup, Problem, build_instance, solve
 from b4.te.b4r import b4r
 from b4.te.metrics import compare
 from b4.te.quantization import quantize
@@ -30,6 +30,27 @@ def test_three_flow_groups_reach_the_lp() -> None:
     c = compare(a, lp)
     assert c["throughput_ratio"] == pytest.approx(1.0) and c["fairness"] == pytest.approx(1.0)
     assert compare(solve(inst, "b4", quantum=0), lp)["throughput_ratio"] == pytest.approx(25 / 30)
+
+
+def test_a_breakpoint_an_ulp_above_the_last_satisfaction_level_is_still_probed() -> None:
+    """Found by hypothesis: a b4r subflow's breakpoint, computed from scaled weights and
+    demands, came out 7.500000000000001 for its satisfaction level 7.5; the fill skipped it
+    and gave the subflow its demand over a full edge (S2->S4 at 10.62 of 10)."""
+    e = [("S0", "S1", 1.0), ("S1", "S2", 10.0), ("S2", "S3", 5.0), ("S3", "S4", 4.0),
+         ("S4", "S0", 2.5), ("S1", "S0", 10.0), ("S4", "S3", 0.0), ("S2", "S4", 10.0),
+         ("S3", "S2", 0.0), ("S4", "S1", 10.0)]
+    fgs = [("S2", "S0", ((10.0, 7.5),)), ("S1", "S4", ((1.0, 3.0), (0.5, 1.0))),
+           ("S1", "S4", ((1.0, 7.5), (0.5, 0.0))), ("S0", "S3", ((0.5, 5.0),)),
+           ("S1", "S0", ((1.0, 5.0),))]
+    p = Problem(sites=("S0", "S1", "S2", "S3", "S4"),
+                edges=tuple(Edge(a, b, c, 1.0) for a, b, c in e),
+                flow_groups=tuple(FlowGroup(f"FG{i}", src, dst, tuple(
+                    Application(f"a{j}", w, d) for j, (w, d) in enumerate(apps)))
+                    for i, (src, dst, apps) in enumerate(fgs)),
+                max_tunnels=3, quantum=0.25)
+    inst = build_instance(p)
+    for merge in (True, False):
+        _feasible(b4r(inst, merge=merge))
 
 
 @FAST
