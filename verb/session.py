@@ -248,8 +248,7 @@ class Session:
             self.close_reason = reason
         self.state = "Idle"
         if self._timer is not None and self._timer is not asyncio.current_task():
-            self._timer.cancel()
-        self._timer = None  # not kept once cancelled (see verb.tasks)
+            self._timer.cancel()  # let go of once it has ended (verb.tasks.start_owned)
         if not self.writer.is_closing():
             self.writer.close()
 

@@ -13,7 +13,6 @@ import pytest
 from routerlab.daemons import Interface, RouterSpec
 from verb import bmp
 from verb.fib import GobgpFib, via
-from verb.tasks import start_owned
 
 
 def prefixes(*ps: str) -> bytes:
@@ -154,29 +153,35 @@ def test_a_loc_rib_peer_up_without_add_path_keeps_plain_prefixes():
     assert not reader.add_path
 
 
-def test_a_stopped_watcher_is_freed_under_frozen_garbage_collection():
+def test_a_stopped_watcher_is_freed_under_frozen_garbage_collection(monkeypatch):
     """The hypervisor freezes what survives a full collection (`verb.hvproc.tune_gc`): a
     FIB watcher stopped at a replica's recovery must not stay behind in a reference cycle
-    with its cancelled task (a full table's routes per recovery at 1M)."""
+    with its cancelled task (a full table's routes per recovery at 1M). Started the way the
+    hypervisor starts it (`GobgpFib.start`), without gobgpd."""
     spec = RouterSpec(name="r2", router_id="10.255.0.2", asn=65000,
                       interfaces=[Interface("eth1", "10.1.0.1/30")])
 
     async def follow(watcher: GobgpFib) -> None:  # its frame holds the watcher, as _run's does
         await asyncio.sleep(3600)
+    monkeypatch.setattr(GobgpFib, "_run", follow)
 
     async def main() -> bool:
         fib = GobgpFib(None, spec, lambda changes: None)  # type: ignore[arg-type]
-        start_owned(fib, "_task", follow(fib))  # as GobgpFib.start does, without gobgpd
-        await asyncio.sleep(0)
-        gc.collect()
-        gc.freeze()
+        station = fib._sock = socket.socket()  # listening already: start() does not listen
         try:
-            fib.stop()
-            for _ in range(3):
-                await asyncio.sleep(0)
-            ref = weakref.ref(fib)
-            del fib
-            return ref() is None
+            fib.start()
+            await asyncio.sleep(0)
+            gc.collect()
+            gc.freeze()
+            try:
+                fib.stop()
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                ref = weakref.ref(fib)
+                del fib
+                return ref() is None
+            finally:
+                gc.unfreeze()
         finally:
-            gc.unfreeze()
+            station.close()
     assert asyncio.run(main())
